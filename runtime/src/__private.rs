@@ -1,0 +1,39 @@
+//! Support for the code `#[db_txn]` generates. Not a stable API: nothing here
+//! follows semver, and nothing here is meant to be named by hand.
+
+pub use crate::options::{Isolation, Options};
+pub use crate::runner::Target;
+pub use crate::Pool;
+
+use crate::{Error, TxnConnection};
+
+/// `pool = EXPR` accepts a `Pool<C>`, a `&Pool<C>`, an `Arc<Pool<C>>`, ...
+pub fn as_pool<C: TxnConnection, P: core::borrow::Borrow<Pool<C>> + ?Sized>(p: &P) -> &Pool<C> {
+    p.borrow()
+}
+
+/// The body of a `#[db_txn]` function that may run more than once.
+pub fn run<C, T, E, F>(target: Target<'_, C>, options: Options, body: F) -> Result<T, E>
+where
+    C: TxnConnection,
+    E: From<Error>,
+    F: FnMut(&mut C) -> Result<T, E>,
+{
+    crate::runner::run(target, options, body)
+}
+
+/// The body of a `#[db_txn(retry = 0)]` function, which may consume its
+/// arguments because it never runs twice.
+pub fn run_once<C, T, E, F>(target: Target<'_, C>, options: Options, body: F) -> Result<T, E>
+where
+    C: TxnConnection,
+    E: From<Error>,
+    F: FnOnce(&mut C) -> Result<T, E>,
+{
+    let mut body = Some(body);
+    crate::runner::run(target, options.retry(0).retry_conflicts(0), move |conn| match body.take() {
+        Some(body) => body(conn),
+        // Unreachable: with both retries at 0 the runner calls the body once.
+        None => unreachable!("db_txn: a retry = 0 body ran twice"),
+    })
+}

@@ -1,0 +1,21 @@
+use diesel::connection::SimpleConnection;
+use diesel::{QueryResult, SqliteConnection};
+
+use super::{Backend, ConnectSettings, ServerInfo, TxnConnection};
+
+impl TxnConnection for SqliteConnection {
+    const BACKEND: Backend = Backend::Sqlite;
+
+    fn __on_connect(&mut self, settings: &ConnectSettings) -> QueryResult<ServerInfo> {
+        let mut sql = format!(
+            "PRAGMA busy_timeout = {};",
+            settings.sqlite_busy_timeout.as_millis()
+        );
+        if settings.sqlite_wal {
+            // Readers do not block the writer. A no-op on `:memory:`.
+            sql += "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;";
+        }
+        self.batch_execute(&sql)?;
+        Ok(ServerInfo::default())
+    }
+}

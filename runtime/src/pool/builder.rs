@@ -1,0 +1,186 @@
+//! `PoolBuilder`: every knob of a pool, with defaults for long-running services.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::manager::{Classifier, Manager, OnConnect, Policy, Signals};
+use super::Pool;
+use crate::backend::{ConnectSettings, TxnConnection};
+use crate::disconnect::ErrorClass;
+use crate::Error;
+
+/// Configures a [`Pool`]. Every setting has a default; see each method.
+pub struct PoolBuilder<C: TxnConnection> {
+    config: Config<C>,
+}
+
+pub(super) struct Config<C: TxnConnection> {
+    url: String,
+    max_size: u32,
+    min_idle: u32,
+    policy: Policy,
+    settings: ConnectSettings,
+    classifier: Option<Arc<Classifier>>,
+    on_connect: Option<Arc<OnConnect<C>>>,
+    pub(super) checkout_timeout: Duration,
+}
+
+impl<C: TxnConnection> Config<C> {
+    pub(super) fn manager(&self, signals: Arc<Signals>) -> Manager<C> {
+        Manager {
+            url: self.url.clone(),
+            policy: self.policy,
+            settings: self.settings,
+            signals,
+            classifier: self.classifier.clone(),
+            on_connect: self.on_connect.clone(),
+        }
+    }
+
+    pub(super) fn r2d2(&self, signals: Arc<Signals>) -> r2d2::Pool<Manager<C>> {
+        r2d2::Pool::builder()
+            .max_size(self.max_size)
+            .min_idle(Some(self.min_idle))
+            // The manager decides per connection whether a ping is needed.
+            .test_on_check_out(true)
+            // Retire connections in the background too, not only at checkout.
+            .max_lifetime(self.policy.max_lifetime)
+            .idle_timeout(self.policy.max_idle.or(Some(Duration::from_secs(600))))
+            .connection_timeout(self.checkout_timeout)
+            .error_handler(Box::new(r2d2::NopErrorHandler))
+            .build_unchecked(self.manager(signals))
+    }
+}
+
+impl<C: TxnConnection> PoolBuilder<C> {
+    pub(super) fn new(url: String) -> Self {
+        PoolBuilder {
+            config: Config {
+                url,
+                max_size: 10,
+                min_idle: 0,
+                policy: Policy {
+                    ping_window: Duration::from_millis(500),
+                    max_idle: None,
+                    max_lifetime: Some(Duration::from_secs(30 * 60)),
+                },
+                settings: ConnectSettings {
+                    sqlite_busy_timeout: Duration::from_secs(5),
+                    sqlite_wal: true,
+                },
+                classifier: None,
+                on_connect: None,
+                checkout_timeout: Duration::from_secs(5),
+            },
+        }
+    }
+
+    /// Most connections open at once. Default 10.
+    pub fn max_size(mut self, n: u32) -> Self {
+        self.config.max_size = n;
+        self
+    }
+
+    /// Idle connections kept open when nothing happens. Default 0 (connections
+    /// are opened on demand and kept until idle for 10 minutes).
+    pub fn min_idle(mut self, n: u32) -> Self {
+        self.config.min_idle = n;
+        self
+    }
+
+    /// How long a call waits for a connection (pool exhausted, or server
+    /// unreachable) before failing with [`Error::Checkout`]. Default 5 s.
+    pub fn checkout_timeout(mut self, t: Duration) -> Self {
+        self.config.checkout_timeout = t;
+        self
+    }
+
+    /// A connection used successfully within this window is handed out
+    /// without a ping, unless a disconnect was seen on the pool since.
+    /// Default 500 ms (HikariCP's value); `Duration::ZERO` pings every checkout.
+    pub fn ping_window(mut self, t: Duration) -> Self {
+        self.config.policy.ping_window = t;
+        self
+    }
+
+    /// Retire a connection idle for this long without pinging it: for
+    /// firewalls and NAT that drop idle connections silently. Default: none
+    /// beyond the server's own `wait_timeout` (MariaDB/MySQL, read at connect).
+    pub fn max_idle(mut self, t: Duration) -> Self {
+        self.config.policy.max_idle = Some(t);
+        self
+    }
+
+    /// Retire a connection this old. Default 30 minutes; `None` keeps them.
+    pub fn max_lifetime(mut self, t: Option<Duration>) -> Self {
+        self.config.policy.max_lifetime = t;
+        self
+    }
+
+    /// SQLite: how long a statement waits for a lock held by another
+    /// connection. Default 5 s.
+    pub fn sqlite_busy_timeout(mut self, t: Duration) -> Self {
+        self.config.settings.sqlite_busy_timeout = t;
+        self
+    }
+
+    /// SQLite: switch file databases to `journal_mode = WAL` (readers do not
+    /// block the writer). Default on.
+    pub fn sqlite_wal(mut self, on: bool) -> Self {
+        self.config.settings.sqlite_wal = on;
+        self
+    }
+
+    /// Put your own rule in front of the built-in classification: return
+    /// `Some(class)` to decide, `None` to fall through.
+    ///
+    /// ```
+    /// use db_txn::{Disconnect, ErrorClass};
+    /// use diesel::result::Error;
+    /// let builder = db_txn::Pool::<diesel::SqliteConnection>::builder(":memory:")
+    ///     .classify(|e: &Error| match e {
+    ///         Error::DatabaseError(_, info) if info.message().contains("proxy: backend down") => {
+    ///             Some(ErrorClass::Disconnect(Disconnect::Closed))
+    ///         }
+    ///         _ => None,
+    ///     });
+    /// # let _ = builder;
+    /// ```
+    pub fn classify<F>(mut self, rule: F) -> Self
+    where
+        F: Fn(&diesel::result::Error) -> Option<ErrorClass> + Send + Sync + 'static,
+    {
+        self.config.classifier = Some(Arc::new(rule));
+        self
+    }
+
+    /// Run `hook` on every new connection (session settings, extensions).
+    pub fn on_connect<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&mut C) -> diesel::QueryResult<()> + Send + Sync + 'static,
+    {
+        self.config.on_connect = Some(Arc::new(hook));
+        self
+    }
+
+    /// Build the pool, opening one connection first so that a bad URL, a
+    /// wrong password or an absent server is reported now, as
+    /// [`Error::Connect`].
+    pub fn build(self) -> Result<Pool<C>, Error> {
+        let probe = self.config.manager(Arc::new(Signals::default()));
+        match probe.open() {
+            Ok(_) => Ok(self.build_lazy()),
+            Err(diesel::r2d2::Error::ConnectionError(e)) => Err(Error::Connect(e)),
+            Err(diesel::r2d2::Error::QueryError(e)) => Err(Error::Transaction {
+                function: "",
+                step: "connection set-up",
+                source: e,
+            }),
+        }
+    }
+
+    /// Build the pool without connecting; the first checkout connects.
+    pub fn build_lazy(self) -> Pool<C> {
+        Pool::from_config(self.config)
+    }
+}

@@ -1,0 +1,353 @@
+//! The transaction runner and its retry rule.
+//!
+//! The outermost call owns the transaction: it checks a connection out,
+//! BEGINs, runs the body, COMMITs on `Ok` and ROLLBACKs on `Err` or panic.
+//! When the connection turns out to be gone *before COMMIT was sent* (at
+//! BEGIN, inside the body, or revealed by the ROLLBACK after the body
+//! returned `Err`), the connection is discarded and the whole body runs again
+//! on a fresh one, up to `retry` times. A connection lost *during* COMMIT
+//! gives [`Error::CommitUnknown`] and is never retried. Calls that join a lent
+//! connection run in a SAVEPOINT and never retry on their own.
+
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::thread;
+use std::time::Duration;
+
+use diesel::connection::{AnsiTransactionManager, TransactionManager};
+
+use crate::backend::{txn_sql, ServerInfo, TxnConnection, TxnSql};
+use crate::disconnect::{classify, Disconnect, ErrorClass};
+use crate::pool::manager::{gone, Flags};
+use crate::pool::PooledConnection;
+use crate::session::{self, Lent, Lookup, Settings};
+use crate::stats::Counters;
+use crate::{registry, Error, Options, Pool};
+
+type Tm = AnsiTransactionManager;
+
+/// Which pool a call uses.
+pub enum Target<'a, C: TxnConnection> {
+    /// The pool [`install`](crate::install)ed for `C`.
+    Default,
+    /// `#[db_txn(pool = ...)]`.
+    Explicit(&'a Pool<C>),
+}
+
+/// Run `body` in a transaction as the options of `options` say.
+pub(crate) fn run<C, T, E, F>(target: Target<'_, C>, options: Options, mut body: F) -> Result<T, E>
+where
+    C: TxnConnection,
+    E: From<Error>,
+    F: FnMut(&mut C) -> Result<T, E>,
+{
+    let installed;
+    let pool = match target {
+        Target::Explicit(pool) => Some(pool),
+        Target::Default => {
+            installed = registry::installed::<C>();
+            installed.as_ref()
+        }
+    };
+    if !options.requires_new {
+        match session::lookup::<C>(pool.map(Pool::id)) {
+            Lookup::Free => {}
+            Lookup::Busy { holder } => {
+                return Err(Error::ConnectionBorrowed { function: options.name, holder }.into())
+            }
+            Lookup::Lent(lent) => return join(lent, &options, &mut body),
+        }
+    }
+    match pool {
+        Some(pool) => outermost(pool, &options, &mut body),
+        None => Err(Error::NoPool {
+            connection: std::any::type_name::<C>(),
+            function: options.name,
+        }
+        .into()),
+    }
+}
+
+/// How one attempt of the outermost call ended.
+enum Attempt<T, E> {
+    /// Return this to the caller.
+    Done(Result<T, E>),
+    /// The connection was lost before COMMIT was sent: nothing committed.
+    Lost { kind: Disconnect, error: Lost<E> },
+    /// A deadlock or serialization failure: rolled back, may be retried.
+    Conflict(Result<T, E>),
+    /// The body panicked; the transaction was rolled back.
+    Panicked(Box<dyn std::any::Any + Send>),
+}
+
+/// The error to return if a lost connection is not retried.
+enum Lost<E> {
+    /// The body's own error (it saw the disconnect).
+    Body(E),
+    /// BEGIN failed, or the body swallowed the disconnect.
+    Ours(diesel::result::Error),
+}
+
+fn outermost<C, T, E, F>(pool: &Pool<C>, options: &Options, body: &mut F) -> Result<T, E>
+where
+    C: TxnConnection,
+    E: From<Error>,
+    F: FnMut(&mut C) -> Result<T, E>,
+{
+    let counters = pool.counters();
+    let (mut attempts, mut lost_retries, mut conflict_retries) = (0, 0, 0);
+    loop {
+        attempts += 1;
+        let mut conn = pool.checkout(options.name)?;
+        match attempt(pool, &mut conn, options, body) {
+            Attempt::Done(result) => return result,
+            Attempt::Panicked(payload) => {
+                // Give the connection back (healthy, rolled back) before unwinding.
+                drop(conn);
+                resume_unwind(payload)
+            }
+            Attempt::Lost { kind, error } => {
+                drop(conn);
+                if lost_retries < options.retry {
+                    lost_retries += 1;
+                    Counters::bump(&counters.retries);
+                    continue;
+                }
+                return Err(match error {
+                    Lost::Body(e) => e,
+                    Lost::Ours(source) => {
+                        Error::Disconnected { function: options.name, attempts, kind, source }.into()
+                    }
+                });
+            }
+            Attempt::Conflict(result) => {
+                drop(conn);
+                if conflict_retries < options.retry_conflicts {
+                    conflict_retries += 1;
+                    Counters::bump(&counters.retries);
+                    thread::sleep(backoff(conflict_retries));
+                    continue;
+                }
+                return result;
+            }
+        }
+    }
+}
+
+/// One BEGIN .. COMMIT/ROLLBACK on a checked-out connection.
+fn attempt<C, T, E, F>(
+    pool: &Pool<C>,
+    conn: &mut PooledConnection<C>,
+    options: &Options,
+    body: &mut F,
+) -> Attempt<T, E>
+where
+    C: TxnConnection,
+    E: From<Error>,
+    F: FnMut(&mut C) -> Result<T, E>,
+{
+    let counters = pool.counters();
+    let tracked = conn.tracked();
+    let flags = tracked.flags.clone();
+    let sql = match txn_sql(C::BACKEND, &tracked.server, options) {
+        Ok(sql) => sql,
+        Err(detail) => return Attempt::Done(Err(unsupported::<C>(options, detail).into())),
+    };
+    flags.take_conflict();
+    if let Err(e) = Tm::begin_transaction_sql(&mut tracked.conn, &sql.begin) {
+        if let Some(kind) = flags.disconnect() {
+            return Attempt::Lost { kind, error: Lost::Ours(e) };
+        }
+        // The batch may have half-applied (session settings): do not reuse.
+        flags.set_discard();
+        return Attempt::Done(Err(step_error(options, "begin", e).into()));
+    }
+    let settings = Settings { isolation: options.isolation, timeout: options.timeout };
+    let outcome = {
+        let _session = session::enter(pool.id(), &tracked.conn, options.name, settings);
+        catch_unwind(AssertUnwindSafe(|| body(&mut tracked.conn)))
+    };
+    if !matches!(outcome, Ok(Ok(_))) {
+        Counters::bump(&counters.rollbacks);
+    }
+    match outcome {
+        Ok(Ok(value)) => {
+            if let Some(kind) = flags.disconnect() {
+                // The body swallowed a lost connection: the transaction is gone.
+                return Attempt::Lost { kind, error: Lost::Ours(gone(Some(kind))) };
+            }
+            match Tm::commit_transaction(&mut tracked.conn) {
+                Ok(()) => {
+                    tracked.mark_ok();
+                    reset_session(&mut tracked.conn, &flags, &sql);
+                    Attempt::Done(Ok(value))
+                }
+                Err(e) => commit_failed(counters, options, &flags, &mut tracked.conn, &sql, e),
+            }
+        }
+        Ok(Err(user_error)) => {
+            let rolled_back = Tm::rollback_transaction(&mut tracked.conn);
+            if let Some(kind) = flags.disconnect() {
+                return Attempt::Lost { kind, error: Lost::Body(user_error) };
+            }
+            if rolled_back.is_err() {
+                flags.set_discard();
+                return Attempt::Done(Err(user_error));
+            }
+            reset_session(&mut tracked.conn, &flags, &sql);
+            if flags.take_conflict() {
+                Attempt::Conflict(Err(user_error))
+            } else {
+                Attempt::Done(Err(user_error))
+            }
+        }
+        Err(payload) => {
+            if Tm::rollback_transaction(&mut tracked.conn).is_err() {
+                flags.set_discard();
+            } else {
+                reset_session(&mut tracked.conn, &flags, &sql);
+            }
+            Attempt::Panicked(payload)
+        }
+    }
+}
+
+fn commit_failed<C: TxnConnection, T, E: From<Error>>(
+    counters: &Counters,
+    options: &Options,
+    flags: &Flags,
+    conn: &mut C,
+    sql: &TxnSql,
+    e: diesel::result::Error,
+) -> Attempt<T, E> {
+    // diesel reports a failed COMMIT whose ROLLBACK failed too as one error.
+    let commit_error = match e {
+        diesel::result::Error::RollbackErrorOnCommit { commit_error, .. } => *commit_error,
+        e => e,
+    };
+    let class = classify(C::BACKEND, &commit_error);
+    if flags.disconnect().is_some() || matches!(class, ErrorClass::Disconnect(_)) {
+        flags.set_discard();
+        Counters::bump(&counters.commit_unknowns);
+        return Attempt::Done(Err(Error::CommitUnknown {
+            function: options.name,
+            source: commit_error,
+        }
+        .into()));
+    }
+    // A definite failure (for example a serialization failure found at
+    // COMMIT): diesel rolled the transaction back.
+    reset_session(conn, flags, sql);
+    let conflict = flags.take_conflict() || class == ErrorClass::Conflict;
+    let result = Err(step_error(options, "commit", commit_error).into());
+    if conflict {
+        Attempt::Conflict(result)
+    } else {
+        Attempt::Done(result)
+    }
+}
+
+/// Undo session settings made for the transaction; a connection that cannot
+/// be reset is not reused.
+fn reset_session<C: TxnConnection>(conn: &mut C, flags: &Flags, sql: &TxnSql) {
+    if let Some(after) = sql.after {
+        if conn.batch_execute(after).is_err() {
+            flags.set_discard();
+        }
+    }
+}
+
+/// A call that joins a connection lent on this thread.
+fn join<C, T, E, F>(lent: Lent, options: &Options, body: &mut F) -> Result<T, E>
+where
+    C: TxnConnection,
+    E: From<Error>,
+    F: FnMut(&mut C) -> Result<T, E>,
+{
+    if let Some(joined) = lent.settings {
+        let mismatch = if options.isolation.is_some() && options.isolation != joined.isolation {
+            Some("isolation level")
+        } else if options.timeout.is_some() && options.timeout != joined.timeout {
+            Some("timeout")
+        } else {
+            None
+        };
+        if let Some(setting) = mismatch {
+            return Err(Error::NestedMismatch {
+                function: options.name,
+                holder: lent.holder,
+                setting,
+            }
+            .into());
+        }
+    }
+    // SAFETY: `lookup::<C>` matched the entry's `TypeId` with `C`, and `conn`
+    // does not outlive `_claim`.
+    let (conn, _claim) = unsafe { lent.claim::<C>(options.name) };
+    let nested = matches!(
+        Tm::transaction_manager_status_mut(conn).transaction_depth(),
+        Ok(Some(_))
+    );
+    let sql = if nested {
+        Tm::begin_transaction(conn).map_err(|e| step_error(options, "savepoint", e))?;
+        None
+    } else {
+        // A connection lent from outside, not in a transaction: begin one.
+        let sql = txn_sql(C::BACKEND, &ServerInfo { idle_limit: None, mariadb: true }, options)
+            .map_err(|detail| unsupported::<C>(options, detail))?;
+        Tm::begin_transaction_sql(conn, &sql.begin).map_err(|e| step_error(options, "begin", e))?;
+        Some(sql)
+    };
+    match catch_unwind(AssertUnwindSafe(|| body(conn))) {
+        Ok(Ok(value)) => match Tm::commit_transaction(conn) {
+            Ok(()) => {
+                finish_outside(conn, sql.as_ref());
+                Ok(value)
+            }
+            Err(e) if !nested && matches!(classify(C::BACKEND, &e), ErrorClass::Disconnect(_)) => {
+                Err(Error::CommitUnknown { function: options.name, source: e }.into())
+            }
+            Err(e) => Err(step_error(options, if nested { "release savepoint" } else { "commit" }, e)
+                .into()),
+        },
+        Ok(Err(user_error)) => {
+            // A failed ROLLBACK TO SAVEPOINT leaves diesel's manager asking the
+            // outer level to roll back; the owner of the transaction sees it.
+            if Tm::rollback_transaction(conn).is_ok() {
+                finish_outside(conn, sql.as_ref());
+            }
+            Err(user_error)
+        }
+        Err(payload) => {
+            if Tm::rollback_transaction(conn).is_ok() {
+                finish_outside(conn, sql.as_ref());
+            }
+            resume_unwind(payload)
+        }
+    }
+}
+
+/// Reset session settings after a top-level transaction on a lent connection.
+fn finish_outside<C: TxnConnection>(conn: &mut C, sql: Option<&TxnSql>) {
+    if let Some(after) = sql.and_then(|s| s.after) {
+        // Not our connection to discard; its owner sees the next error.
+        let _ = conn.batch_execute(after);
+    }
+}
+
+fn step_error(options: &Options, step: &'static str, source: diesel::result::Error) -> Error {
+    Error::Transaction { function: options.name, step, source }
+}
+
+fn unsupported<C: TxnConnection>(options: &Options, detail: &'static str) -> Error {
+    Error::Unsupported { function: options.name, backend: C::BACKEND.name(), detail }
+}
+
+/// 10 ms, 20 ms, 40 ms, ... up to 1 s, with up to 50 % jitter so that the
+/// transactions that collided do not collide again.
+fn backoff(retry: u32) -> Duration {
+    let base = Duration::from_millis(10).saturating_mul(1 << retry.min(7)).min(Duration::from_secs(1));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    base + base.mul_f64(f64::from(nanos % 1000) / 2000.0)
+}

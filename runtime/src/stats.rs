@@ -1,0 +1,89 @@
+//! Counters a service can export, as a plain snapshot.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// A snapshot of a pool's counters since it was built, plus r2d2's live state.
+///
+/// ```
+/// # fn main() -> Result<(), db_txn::Error> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let url = dir.path().join("stats.db");
+/// let pool = db_txn::Pool::<diesel::SqliteConnection>::builder(url.to_str().unwrap()).build()?;
+/// let _conn = pool.get()?;
+/// let s = pool.stats();
+/// assert_eq!(s.checkouts, 1);
+/// assert_eq!(s.connections, 1);
+/// assert_eq!(s.idle_connections, 0);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolStats {
+    /// Connections handed out.
+    pub checkouts: u64,
+    /// Health checks (`SELECT 1`) sent at checkout.
+    pub pings: u64,
+    /// Checkouts that skipped the health check because the connection had
+    /// just been used successfully and no disconnect had been seen since.
+    pub pings_skipped: u64,
+    /// Lost connections detected (at checkout, in a transaction, or at COMMIT).
+    pub disconnects: u64,
+    /// Transaction bodies run again after a lost connection or a conflict.
+    pub retries: u64,
+    /// Transactions rolled back (error or panic in the body).
+    pub rollbacks: u64,
+    /// COMMITs whose outcome is unknown because the connection was lost.
+    pub commit_unknowns: u64,
+    /// Connections opened.
+    pub opened: u64,
+    /// Connections closed (broken, recycled, or pool shrinking).
+    pub closed: u64,
+    /// Connections retired before the server's idle limit or `max_lifetime`.
+    pub recycled: u64,
+    /// Connections held longer than the leak-detection threshold.
+    pub leaks: u64,
+    /// Connections open now (r2d2 state).
+    pub connections: u32,
+    /// Idle connections now (r2d2 state).
+    pub idle_connections: u32,
+}
+
+/// The live counters behind [`PoolStats`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub checkouts: AtomicU64,
+    pub pings: AtomicU64,
+    pub pings_skipped: AtomicU64,
+    pub disconnects: AtomicU64,
+    pub retries: AtomicU64,
+    pub rollbacks: AtomicU64,
+    pub commit_unknowns: AtomicU64,
+    pub opened: AtomicU64,
+    pub closed: AtomicU64,
+    pub recycled: AtomicU64,
+    pub leaks: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self, connections: u32, idle_connections: u32) -> PoolStats {
+        PoolStats {
+            checkouts: self.checkouts.load(Relaxed),
+            pings: self.pings.load(Relaxed),
+            pings_skipped: self.pings_skipped.load(Relaxed),
+            disconnects: self.disconnects.load(Relaxed),
+            retries: self.retries.load(Relaxed),
+            rollbacks: self.rollbacks.load(Relaxed),
+            commit_unknowns: self.commit_unknowns.load(Relaxed),
+            opened: self.opened.load(Relaxed),
+            closed: self.closed.load(Relaxed),
+            recycled: self.recycled.load(Relaxed),
+            leaks: self.leaks.load(Relaxed),
+            connections,
+            idle_connections,
+        }
+    }
+}
