@@ -19,7 +19,7 @@
 //!     diesel::sql_query("INSERT INTO users (name) VALUES (?)")
 //!         .bind::<diesel::sql_types::Text, _>(name)
 //!         .execute(conn)?;
-//!     let n = diesel::dsl::sql::<diesel::sql_types::BigInt>("SELECT COUNT(*) FROM users");
+//!     let n = diesel::dsl::sql::<diesel::sql_types::BigInt>("(SELECT COUNT(*) FROM users)");
 //!     Ok(diesel::select(n).get_result(conn)?)
 //! }
 //!

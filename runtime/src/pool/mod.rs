@@ -56,6 +56,11 @@ impl<C: TxnConnection> std::fmt::Debug for Pool<C> {
     }
 }
 
+// A panic cannot leave a pool half-updated: r2d2 keeps its state behind a
+// lock that does not poison, and the runner rolls back before unwinding.
+impl<C: TxnConnection> std::panic::UnwindSafe for Pool<C> {}
+impl<C: TxnConnection> std::panic::RefUnwindSafe for Pool<C> {}
+
 struct Shared<C: TxnConnection> {
     id: u64,
     checkout_timeout: Duration,
