@@ -52,7 +52,10 @@ struct Count {
 }
 
 fn count(pool: &Sqlite, sql: &str) -> i64 {
-    diesel::sql_query(sql).get_result::<Count>(&mut *pool.get().expect("conn")).expect("count").n
+    diesel::sql_query(sql)
+        .get_result::<Count>(&mut *pool.get().expect("conn"))
+        .expect("count")
+        .n
 }
 
 fn items(pool: &Sqlite) -> i64 {
@@ -60,13 +63,18 @@ fn items(pool: &Sqlite) -> i64 {
 }
 
 fn insert(conn: &mut SqliteConnection, name: &str) -> QueryResult<usize> {
-    diesel::sql_query("INSERT INTO items (name) VALUES (?)").bind::<Text, _>(name).execute(conn)
+    diesel::sql_query("INSERT INTO items (name) VALUES (?)")
+        .bind::<Text, _>(name)
+        .execute(conn)
 }
 
 /// Every connection the pool opened is idle again, and none was closed.
 fn assert_all_idle(pool: &Sqlite) {
     let s = pool.stats();
-    assert_eq!(s.connections, s.idle_connections, "connections still checked out: {s:?}");
+    assert_eq!(
+        s.connections, s.idle_connections,
+        "connections still checked out: {s:?}"
+    );
 }
 
 #[db_txn(pool = pool)]
@@ -100,7 +108,10 @@ fn ok_commits_and_releases() {
 fn err_rolls_back_and_releases() {
     let (_dir, pool) = pool(2);
     let err = add_then_fail(&pool, "a").unwrap_err();
-    assert!(matches!(err, AppError::Rejected("business rule")), "{err:?}");
+    assert!(
+        matches!(err, AppError::Rejected("business rule")),
+        "{err:?}"
+    );
     assert_eq!(items(&pool), 0, "the insert must be rolled back");
     assert_all_idle(&pool);
     assert_eq!(pool.stats().rollbacks, 1);
@@ -113,7 +124,10 @@ fn panic_rolls_back_and_keeps_the_connection() {
     assert_eq!((before.opened, before.closed), (1, 0));
     let caught = std::panic::catch_unwind(|| add_then_panic(&pool, "a"));
     let payload = caught.expect_err("the panic must reach the caller");
-    assert_eq!(payload.downcast_ref::<String>().map(String::as_str), Some("boom after inserting a"));
+    assert_eq!(
+        payload.downcast_ref::<String>().map(String::as_str),
+        Some("boom after inserting a")
+    );
     assert_eq!(items(&pool), 0, "the insert must be rolled back");
     // The same connection served before and after: nothing opened or closed.
     let after = pool.stats();
@@ -137,16 +151,27 @@ fn failed_rollback_discards_the_connection() {
     let err = break_the_rollback(&pool).unwrap_err();
     assert!(matches!(err, AppError::Rejected("after commit")), "{err:?}");
     let s = pool.stats();
-    assert_eq!(s.closed, 1, "the connection whose ROLLBACK failed is closed: {s:?}");
+    assert_eq!(
+        s.closed, 1,
+        "the connection whose ROLLBACK failed is closed: {s:?}"
+    );
     assert_eq!(s.connections, 0, "{s:?}");
     // The pool opens a fresh one for the next call.
     add(&pool, "y").unwrap();
     let s = pool.stats();
-    assert_eq!((s.opened, s.connections, s.idle_connections), (2, 1, 1), "{s:?}");
+    assert_eq!(
+        (s.opened, s.connections, s.idle_connections),
+        (2, 1, 1),
+        "{s:?}"
+    );
 }
 
 #[db_txn(pool = pool)]
-fn early_return(conn: &mut SqliteConnection, pool: &Sqlite, names: &[&str]) -> Result<usize, AppError> {
+fn early_return(
+    conn: &mut SqliteConnection,
+    pool: &Sqlite,
+    names: &[&str],
+) -> Result<usize, AppError> {
     let mut n = 0;
     for name in names {
         if name.is_empty() {
@@ -165,7 +190,10 @@ fn question_mark_and_return_behave_as_written() {
     let (_dir, pool) = pool(1);
     assert_eq!(early_return(&pool, &["a", "b", "stop", "c"]).unwrap(), 2);
     assert_eq!(items(&pool), 2, "early Ok commits what came before");
-    assert!(matches!(early_return(&pool, &["d", ""]), Err(AppError::Rejected("empty name"))));
+    assert!(matches!(
+        early_return(&pool, &["d", ""]),
+        Err(AppError::Rejected("empty name"))
+    ));
     assert_eq!(items(&pool), 2, "early Err rolls back");
     // `?` on a diesel error: the table does not exist.
     let err = missing_table(&pool).unwrap_err();
@@ -205,7 +233,11 @@ fn nested_call_rolls_back_to_its_savepoint_and_the_outer_goes_on() {
         .map(|n| n.name)
         .collect();
     assert_eq!(names, ["outer-1", "inner-ok", "outer-2"]);
-    assert_eq!(pool.stats().checkouts - checkouts, 2, "one for the call, one for this read");
+    assert_eq!(
+        pool.stats().checkouts - checkouts,
+        2,
+        "one for the call, one for this read"
+    );
 }
 
 #[derive(QueryableByName)]
@@ -224,7 +256,11 @@ fn outer_then_fail(conn: &mut SqliteConnection, pool: &Sqlite) -> Result<(), App
 fn a_joined_call_commits_only_with_the_outer_transaction() {
     let (_dir, pool) = pool(1);
     assert!(outer_then_fail(&pool).is_err());
-    assert_eq!(items(&pool), 0, "the joined insert is rolled back with the outer");
+    assert_eq!(
+        items(&pool),
+        0,
+        "the joined insert is rolled back with the outer"
+    );
 }
 
 #[db_txn(pool = pool)]
@@ -241,7 +277,10 @@ fn a_call_on_a_busy_connection_says_how_to_join() {
         panic!("expected ConnectionBorrowed, got {err:?}")
     };
     let msg = e.to_string();
-    assert!(msg.contains("core_sqlite::add") && msg.contains("db_txn::lend"), "{msg}");
+    assert!(
+        msg.contains("core_sqlite::add") && msg.contains("db_txn::lend"),
+        "{msg}"
+    );
     assert_eq!(items(&pool), 0);
     assert_all_idle(&pool);
 }
@@ -262,7 +301,9 @@ fn outer_with_audit(conn: &mut SqliteConnection, pool: &Sqlite) -> Result<(), Ap
 }
 
 fn count_in(conn: &mut SqliteConnection) -> QueryResult<i64> {
-    diesel::sql_query("SELECT COUNT(*) AS n FROM items").get_result::<Count>(conn).map(|c| c.n)
+    diesel::sql_query("SELECT COUNT(*) AS n FROM items")
+        .get_result::<Count>(conn)
+        .map(|c| c.n)
 }
 
 #[test]
@@ -275,8 +316,16 @@ fn requires_new_commits_on_its_own_connection() {
         .into_iter()
         .map(|n| n.name)
         .collect();
-    assert_eq!(names, ["attempted"], "the audit row survives the outer rollback");
-    assert_eq!(pool.stats().opened, 2, "requires_new used a second connection");
+    assert_eq!(
+        names,
+        ["attempted"],
+        "the audit row survives the outer rollback"
+    );
+    assert_eq!(
+        pool.stats().opened,
+        2,
+        "requires_new used a second connection"
+    );
     let s = pool.stats();
     assert_eq!(s.rollbacks, 1, "only the outer rolled back: {s:?}");
     assert_all_idle(&pool);
@@ -289,8 +338,16 @@ fn annotated_calls_run_inside_a_test_transaction() {
     conn.begin_test_transaction().unwrap();
     let checkouts = pool.stats().checkouts;
     db_txn::lend(&mut *conn, || add(&pool, "in-test")).unwrap();
-    assert_eq!(count_in(&mut conn).unwrap(), 1, "visible inside the test transaction");
-    assert_eq!(pool.stats().checkouts, checkouts, "the annotated call used the lent connection");
+    assert_eq!(
+        count_in(&mut conn).unwrap(),
+        1,
+        "visible inside the test transaction"
+    );
+    assert_eq!(
+        pool.stats().checkouts,
+        checkouts,
+        "the annotated call used the lent connection"
+    );
     // The test transaction is never committed: another connection sees nothing.
     assert_eq!(items(&pool), 0);
 }
@@ -333,7 +390,9 @@ fn with_timeout(conn: &mut SqliteConnection, pool: &Sqlite) -> Result<(), AppErr
 fn read_only_is_enforced_and_reset() {
     let (_dir, pool) = pool(1);
     let err = read_only_insert(&pool).unwrap_err();
-    let AppError::Db(e) = &err else { panic!("{err:?}") };
+    let AppError::Db(e) = &err else {
+        panic!("{err:?}")
+    };
     assert!(e.to_string().contains("readonly"), "{e}");
     // The same connection writes again afterwards: query_only was reset.
     add(&pool, "after").unwrap();
@@ -344,8 +403,13 @@ fn read_only_is_enforced_and_reset() {
 #[test]
 fn options_sqlite_cannot_honour_fail_at_the_first_call() {
     let (_dir, pool) = pool(1);
-    for err in [weak_isolation(&pool).unwrap_err(), with_timeout(&pool).unwrap_err()] {
-        let AppError::Txn(e @ Error::Unsupported { .. }) = &err else { panic!("{err:?}") };
+    for err in [
+        weak_isolation(&pool).unwrap_err(),
+        with_timeout(&pool).unwrap_err(),
+    ] {
+        let AppError::Txn(e @ Error::Unsupported { .. }) = &err else {
+            panic!("{err:?}")
+        };
         assert!(e.to_string().starts_with("`core_sqlite::"), "{e}");
     }
     assert_eq!(items(&pool), 0);
@@ -361,11 +425,19 @@ fn exhausted_pool_fails_after_the_checkout_timeout() {
     let started = std::time::Instant::now();
     let err = add(&pool, "x").unwrap_err();
     let waited = started.elapsed();
-    let AppError::Txn(e @ Error::Checkout { last_error: None, .. }) = &err else {
+    let AppError::Txn(
+        e @ Error::Checkout {
+            last_error: None, ..
+        },
+    ) = &err
+    else {
         panic!("expected an exhausted-pool error, got {err:?}")
     };
     assert!(e.to_string().contains("exhausted"), "{e}");
-    assert!(waited >= Duration::from_millis(300), "gave up after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(300),
+        "gave up after {waited:?}"
+    );
     assert!(waited < Duration::from_secs(5), "hung for {waited:?}");
     drop(held);
     add(&pool, "y").unwrap();
@@ -375,7 +447,9 @@ fn exhausted_pool_fails_after_the_checkout_timeout() {
 fn bump(conn: &mut SqliteConnection, pool: &Sqlite) -> Result<(), AppError> {
     // Read-modify-write: lost updates would show in the final count.
     let c: Count = diesel::sql_query("SELECT n FROM counter").get_result(conn)?;
-    diesel::sql_query("UPDATE counter SET n = ?").bind::<BigInt, _>(c.n + 1).execute(conn)?;
+    diesel::sql_query("UPDATE counter SET n = ?")
+        .bind::<BigInt, _>(c.n + 1)
+        .execute(conn)?;
     insert(conn, "x")?;
     Ok(())
 }
@@ -398,4 +472,22 @@ fn eight_threads_two_hundred_calls_pool_of_four() {
     assert!(s.opened <= 4, "{s:?}");
     assert_eq!(s.closed, 0, "{s:?}");
     assert_all_idle(&pool);
+}
+
+// --- diesel's own QueryResult ------------------------------------------------
+
+#[db_txn(pool = pool)]
+fn add_query_result(conn: &mut SqliteConnection, pool: &Sqlite, name: &str) -> QueryResult<usize> {
+    insert(conn, name)
+}
+
+#[test]
+fn functions_returning_query_result_work() {
+    let (_dir, pool) = pool(1);
+    assert_eq!(add_query_result(&pool, "q").unwrap(), 1);
+    let held = pool.get().unwrap();
+    let err = add_query_result(&pool, "r").unwrap_err();
+    assert!(err.to_string().contains("exhausted"), "{err}");
+    drop(held);
+    assert_eq!(items(&pool), 1);
 }

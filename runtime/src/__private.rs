@@ -31,9 +31,13 @@ where
     F: FnOnce(&mut C) -> Result<T, E>,
 {
     let mut body = Some(body);
-    crate::runner::run(target, options.retry(0).retry_conflicts(0), move |conn| match body.take() {
-        Some(body) => body(conn),
-        // Unreachable: with both retries at 0 the runner calls the body once.
-        None => unreachable!("db_txn: a retry = 0 body ran twice"),
-    })
+    crate::runner::run(
+        target,
+        options.retry(0).retry_conflicts(0),
+        move |conn| match body.take() {
+            Some(body) => body(conn),
+            // Unreachable: with both retries at 0 the runner calls the body once.
+            None => unreachable!("db_txn: a retry = 0 body ran twice"),
+        },
+    )
 }

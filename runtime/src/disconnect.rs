@@ -70,7 +70,9 @@ pub enum ErrorClass {
 /// Classify `err` as seen on a connection of `backend`.
 pub(crate) fn classify(backend: Backend, err: &DieselError) -> ErrorClass {
     match err {
-        DieselError::BrokenTransactionManager => ErrorClass::Disconnect(Disconnect::BrokenTransaction),
+        DieselError::BrokenTransactionManager => {
+            ErrorClass::Disconnect(Disconnect::BrokenTransaction)
+        }
         DieselError::DatabaseError(kind, info) => match backend {
             Backend::Mysql => classify_mysql(*kind, info.message()),
             Backend::Postgres => classify_postgres(*kind, info.message()),
@@ -97,7 +99,10 @@ const MYSQL_TEXTS: &[(&str, Disconnect)] = &[
     // 1053 ER_SERVER_SHUTDOWN
     ("Server shutdown in progress", Disconnect::ServerShutdown),
     // 4031 ER_CLIENT_INTERACTION_TIMEOUT (MySQL 8)
-    ("disconnected by the server because of inactivity", Disconnect::IdleTimeout),
+    (
+        "disconnected by the server because of inactivity",
+        Disconnect::IdleTimeout,
+    ),
     // 2002/2003: the server cannot be reached (seen on reconnect attempts)
     ("Can't connect to", Disconnect::Closed),
 ];
@@ -124,21 +129,45 @@ fn classify_mysql(kind: DatabaseErrorKind, message: &str) -> ErrorClass {
 
 const POSTGRES_TEXTS: &[(&str, Disconnect)] = &[
     // 57P01 admin_shutdown: pg_terminate_backend, or a fast/smart server stop
-    ("terminating connection due to administrator command", Disconnect::Killed),
+    (
+        "terminating connection due to administrator command",
+        Disconnect::Killed,
+    ),
     // 57P02 crash_shutdown
-    ("terminating connection because of crash of another server process", Disconnect::ServerShutdown),
+    (
+        "terminating connection because of crash of another server process",
+        Disconnect::ServerShutdown,
+    ),
     // 57P03 cannot_connect_now
-    ("the database system is shutting down", Disconnect::ServerShutdown),
-    ("the database system is starting up", Disconnect::ServerShutdown),
-    ("the database system is in recovery mode", Disconnect::ServerShutdown),
+    (
+        "the database system is shutting down",
+        Disconnect::ServerShutdown,
+    ),
+    (
+        "the database system is starting up",
+        Disconnect::ServerShutdown,
+    ),
+    (
+        "the database system is in recovery mode",
+        Disconnect::ServerShutdown,
+    ),
     // idle_session_timeout (57P05) and idle_in_transaction_session_timeout (25P03)
-    ("terminating connection due to idle", Disconnect::IdleTimeout),
+    (
+        "terminating connection due to idle",
+        Disconnect::IdleTimeout,
+    ),
     // libpq
-    ("server closed the connection unexpectedly", Disconnect::Lost),
+    (
+        "server closed the connection unexpectedly",
+        Disconnect::Lost,
+    ),
     ("no connection to the server", Disconnect::Closed),
     ("could not receive data from server", Disconnect::Lost),
     ("could not send data to server", Disconnect::Lost),
-    ("SSL connection has been closed unexpectedly", Disconnect::Lost),
+    (
+        "SSL connection has been closed unexpectedly",
+        Disconnect::Lost,
+    ),
     ("connection to server", Disconnect::Closed),
 ];
 
@@ -215,7 +244,10 @@ mod tests {
             assert_eq!(classify(Backend::Mysql, &db(unknown, msg)), *want, "{msg}");
         }
         assert_eq!(
-            classify(Backend::Mysql, &db(DatabaseErrorKind::SerializationFailure, "x")),
+            classify(
+                Backend::Mysql,
+                &db(DatabaseErrorKind::SerializationFailure, "x")
+            ),
             ErrorClass::Conflict
         );
     }

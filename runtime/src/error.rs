@@ -195,6 +195,30 @@ impl From<diesel::result::Error> for Error {
     }
 }
 
+/// Lets functions that return diesel's `QueryResult<T>` carry the attribute.
+/// Lossy: errors of the body and the driver's own come back as they were;
+/// the others become `DatabaseError` with this error's message
+/// (`ClosedConnection` for a lost connection or an unknown commit outcome).
+/// Use your own error type to match on [`Error`]'s variants.
+impl From<Error> for diesel::result::Error {
+    fn from(e: Error) -> Self {
+        use diesel::result::DatabaseErrorKind as Kind;
+        match e {
+            Error::Query(source)
+            | Error::Disconnected { source, .. }
+            | Error::Transaction { source, .. } => source,
+            other => {
+                let kind = if other.is_commit_unknown() {
+                    Kind::ClosedConnection
+                } else {
+                    Kind::Unknown
+                };
+                diesel::result::Error::DatabaseError(kind, Box::new(other.to_string()))
+            }
+        }
+    }
+}
+
 fn short_type_name(full: &str) -> &str {
     full.rsplit("::").next().unwrap_or(full)
 }
@@ -210,7 +234,10 @@ mod tests {
             function: "app::create_user",
         };
         let msg = e.to_string();
-        assert!(msg.contains("diesel::sqlite::connection::SqliteConnection"), "{msg}");
+        assert!(
+            msg.contains("diesel::sqlite::connection::SqliteConnection"),
+            "{msg}"
+        );
         assert!(msg.contains("Pool::<SqliteConnection>::builder"), "{msg}");
         assert!(msg.contains("db_txn::install"), "{msg}");
     }

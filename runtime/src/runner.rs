@@ -52,7 +52,11 @@ where
         match session::lookup::<C>(pool.map(Pool::id)) {
             Lookup::Free => {}
             Lookup::Busy { holder } => {
-                return Err(Error::ConnectionBorrowed { function: options.name, holder }.into())
+                return Err(Error::ConnectionBorrowed {
+                    function: options.name,
+                    holder,
+                }
+                .into())
             }
             Lookup::Lent(lent) => return join(lent, &options, &mut body),
         }
@@ -114,9 +118,13 @@ where
                 }
                 return Err(match error {
                     Lost::Body(e) => e,
-                    Lost::Ours(source) => {
-                        Error::Disconnected { function: options.name, attempts, kind, source }.into()
+                    Lost::Ours(source) => Error::Disconnected {
+                        function: options.name,
+                        attempts,
+                        kind,
+                        source,
                     }
+                    .into(),
                 });
             }
             Attempt::Conflict(result) => {
@@ -155,13 +163,19 @@ where
     flags.take_conflict();
     if let Err(e) = Tm::begin_transaction_sql(&mut tracked.conn, &sql.begin) {
         if let Some(kind) = flags.disconnect() {
-            return Attempt::Lost { kind, error: Lost::Ours(e) };
+            return Attempt::Lost {
+                kind,
+                error: Lost::Ours(e),
+            };
         }
         // The batch may have half-applied (session settings): do not reuse.
         flags.set_discard();
         return Attempt::Done(Err(step_error(options, "begin", e).into()));
     }
-    let settings = Settings { isolation: options.isolation, timeout: options.timeout };
+    let settings = Settings {
+        isolation: options.isolation,
+        timeout: options.timeout,
+    };
     let outcome = {
         let _session = session::enter(pool.id(), &tracked.conn, options.name, settings);
         catch_unwind(AssertUnwindSafe(|| body(&mut tracked.conn)))
@@ -173,7 +187,10 @@ where
         Ok(Ok(value)) => {
             if let Some(kind) = flags.disconnect() {
                 // The body swallowed a lost connection: the transaction is gone.
-                return Attempt::Lost { kind, error: Lost::Ours(gone(Some(kind))) };
+                return Attempt::Lost {
+                    kind,
+                    error: Lost::Ours(gone(Some(kind))),
+                };
             }
             match Tm::commit_transaction(&mut tracked.conn) {
                 Ok(()) => {
@@ -187,7 +204,10 @@ where
         Ok(Err(user_error)) => {
             let rolled_back = Tm::rollback_transaction(&mut tracked.conn);
             if let Some(kind) = flags.disconnect() {
-                return Attempt::Lost { kind, error: Lost::Body(user_error) };
+                return Attempt::Lost {
+                    kind,
+                    error: Lost::Body(user_error),
+                };
             }
             if rolled_back.is_err() {
                 flags.set_discard();
@@ -292,8 +312,15 @@ where
         None
     } else {
         // A connection lent from outside, not in a transaction: begin one.
-        let sql = txn_sql(C::BACKEND, &ServerInfo { idle_limit: None, mariadb: true }, options)
-            .map_err(|detail| unsupported::<C>(options, detail))?;
+        let sql = txn_sql(
+            C::BACKEND,
+            &ServerInfo {
+                idle_limit: None,
+                mariadb: true,
+            },
+            options,
+        )
+        .map_err(|detail| unsupported::<C>(options, detail))?;
         Tm::begin_transaction_sql(conn, &sql.begin).map_err(|e| step_error(options, "begin", e))?;
         Some(sql)
     };
@@ -304,10 +331,22 @@ where
                 Ok(value)
             }
             Err(e) if !nested && matches!(classify(C::BACKEND, &e), ErrorClass::Disconnect(_)) => {
-                Err(Error::CommitUnknown { function: options.name, source: e }.into())
+                Err(Error::CommitUnknown {
+                    function: options.name,
+                    source: e,
+                }
+                .into())
             }
-            Err(e) => Err(step_error(options, if nested { "release savepoint" } else { "commit" }, e)
-                .into()),
+            Err(e) => Err(step_error(
+                options,
+                if nested {
+                    "release savepoint"
+                } else {
+                    "commit"
+                },
+                e,
+            )
+            .into()),
         },
         Ok(Err(user_error)) => {
             // A failed ROLLBACK TO SAVEPOINT leaves diesel's manager asking the
@@ -335,17 +374,27 @@ fn finish_outside<C: TxnConnection>(conn: &mut C, sql: Option<&TxnSql>) {
 }
 
 fn step_error(options: &Options, step: &'static str, source: diesel::result::Error) -> Error {
-    Error::Transaction { function: options.name, step, source }
+    Error::Transaction {
+        function: options.name,
+        step,
+        source,
+    }
 }
 
 fn unsupported<C: TxnConnection>(options: &Options, detail: &'static str) -> Error {
-    Error::Unsupported { function: options.name, backend: C::BACKEND.name(), detail }
+    Error::Unsupported {
+        function: options.name,
+        backend: C::BACKEND.name(),
+        detail,
+    }
 }
 
 /// 10 ms, 20 ms, 40 ms, ... up to 1 s, with up to 50 % jitter so that the
 /// transactions that collided do not collide again.
 fn backoff(retry: u32) -> Duration {
-    let base = Duration::from_millis(10).saturating_mul(1 << retry.min(7)).min(Duration::from_secs(1));
+    let base = Duration::from_millis(10)
+        .saturating_mul(1 << retry.min(7))
+        .min(Duration::from_secs(1));
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());

@@ -111,7 +111,11 @@ impl Claim {
             entry.holder = holder;
             saved
         });
-        Claim { index, saved, _not_send: PhantomData }
+        Claim {
+            index,
+            saved,
+            _not_send: PhantomData,
+        }
     }
 }
 
@@ -155,7 +159,9 @@ pub(crate) fn enter<C: TxnConnection>(
 
 fn push(entry: Entry) -> Scope {
     STACK.with(|stack| stack.borrow_mut().push(entry));
-    Scope { _not_send: PhantomData }
+    Scope {
+        _not_send: PhantomData,
+    }
 }
 
 /// Run `f` with `conn` lent to the `#[db_txn]` calls it makes: they join
@@ -201,7 +207,10 @@ pub fn lend<C: TxnConnection, R>(conn: &mut C, f: impl FnOnce() -> R) -> R {
     let addr = conn as *const C as usize;
     let ptr = (conn as *mut C).cast::<()>();
     let own = STACK.with(|stack| {
-        stack.borrow().iter().rposition(|e| e.type_id == ty && e.addr == addr)
+        stack
+            .borrow()
+            .iter()
+            .rposition(|e| e.type_id == ty && e.addr == addr)
     });
     // Keep the guard alive while `f` runs; `conn` stays borrowed until then.
     let _guard = match own {
@@ -249,15 +258,21 @@ pub fn with_connection<C: TxnConnection, R>(f: impl FnOnce(&mut C) -> R) -> Resu
     let ty = TypeId::of::<C>();
     let found = STACK.with(|stack| {
         let stack = stack.borrow();
-        stack.iter().enumerate().rev().find(|(_, e)| e.type_id == ty).map(|(index, e)| {
-            (index, e.lent, e.holder)
-        })
+        stack
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(_, e)| e.type_id == ty)
+            .map(|(index, e)| (index, e.lent, e.holder))
     });
     match found {
-        None => Err(Error::NoSession { connection: std::any::type_name::<C>() }),
-        Some((_, None, holder)) => {
-            Err(Error::ConnectionBorrowed { function: "db_txn::with_connection", holder })
-        }
+        None => Err(Error::NoSession {
+            connection: std::any::type_name::<C>(),
+        }),
+        Some((_, None, holder)) => Err(Error::ConnectionBorrowed {
+            function: "db_txn::with_connection",
+            holder,
+        }),
         Some((index, Some(ptr), _)) => {
             let _claim = Claim::new(index, None, "db_txn::with_connection");
             // SAFETY: as in `Lent::claim`: `ptr` comes from the `&mut C` that

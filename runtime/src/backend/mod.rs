@@ -105,13 +105,17 @@ fn sqlite_sql(options: &Options) -> Result<TxnSql, Unsupported> {
     match options.isolation {
         None | Some(crate::Isolation::Serializable) => {}
         Some(_) => {
-            return Err("runs every transaction SERIALIZABLE and cannot honour a weaker \
-                        `isolation`: use `isolation = serializable` or drop the option")
+            return Err(
+                "runs every transaction SERIALIZABLE and cannot honour a weaker \
+                        `isolation`: use `isolation = serializable` or drop the option",
+            )
         }
     }
     if options.timeout.is_some() {
-        return Err("has no statement timeout, so `timeout` cannot be honoured: drop it \
-                    (lock waits are bounded by the pool's `sqlite_busy_timeout`)");
+        return Err(
+            "has no statement timeout, so `timeout` cannot be honoured: drop it \
+                    (lock waits are bounded by the pool's `sqlite_busy_timeout`)",
+        );
     }
     Ok(if options.read_only {
         TxnSql {
@@ -121,7 +125,10 @@ fn sqlite_sql(options: &Options) -> Result<TxnSql, Unsupported> {
     } else {
         // IMMEDIATE takes the write lock up front, so concurrent writers wait
         // in busy_timeout instead of failing with SQLITE_BUSY on upgrade.
-        TxnSql { begin: "BEGIN IMMEDIATE".into(), after: None }
+        TxnSql {
+            begin: "BEGIN IMMEDIATE".into(),
+            after: None,
+        }
     })
 }
 
@@ -170,20 +177,36 @@ mod tests {
     use crate::Isolation;
 
     fn sql(backend: Backend, mariadb: bool, o: Options) -> Result<TxnSql, Unsupported> {
-        txn_sql(backend, &ServerInfo { idle_limit: None, mariadb }, &o)
+        txn_sql(
+            backend,
+            &ServerInfo {
+                idle_limit: None,
+                mariadb,
+            },
+            &o,
+        )
     }
 
     #[test]
     fn default_begin_per_backend() {
         let o = Options::new("f");
-        assert_eq!(sql(Backend::Sqlite, false, o).unwrap().begin, "BEGIN IMMEDIATE");
-        assert_eq!(sql(Backend::Mysql, true, o).unwrap().begin, "START TRANSACTION");
+        assert_eq!(
+            sql(Backend::Sqlite, false, o).unwrap().begin,
+            "BEGIN IMMEDIATE"
+        );
+        assert_eq!(
+            sql(Backend::Mysql, true, o).unwrap().begin,
+            "START TRANSACTION"
+        );
         assert_eq!(sql(Backend::Postgres, false, o).unwrap().begin, "BEGIN");
     }
 
     #[test]
     fn all_options_on_postgres() {
-        let o = Options::new("f").isolation(Isolation::Serializable).read_only().timeout_ms(1500);
+        let o = Options::new("f")
+            .isolation(Isolation::Serializable)
+            .read_only()
+            .timeout_ms(1500);
         let s = sql(Backend::Postgres, false, o).unwrap();
         assert_eq!(
             s.begin,
@@ -194,7 +217,10 @@ mod tests {
 
     #[test]
     fn all_options_on_mariadb_and_mysql() {
-        let o = Options::new("f").isolation(Isolation::RepeatableRead).read_only().timeout_ms(1500);
+        let o = Options::new("f")
+            .isolation(Isolation::RepeatableRead)
+            .read_only()
+            .timeout_ms(1500);
         let s = sql(Backend::Mysql, true, o).unwrap();
         assert_eq!(
             s.begin,
@@ -203,16 +229,27 @@ mod tests {
         );
         assert_eq!(s.after, Some("SET SESSION max_statement_time = DEFAULT"));
         let s = sql(Backend::Mysql, false, o).unwrap();
-        assert!(s.begin.starts_with("SET SESSION max_execution_time = 1500; "), "{}", s.begin);
+        assert!(
+            s.begin
+                .starts_with("SET SESSION max_execution_time = 1500; "),
+            "{}",
+            s.begin
+        );
     }
 
     #[test]
     fn sqlite_refuses_what_it_cannot_do() {
         let weak = Options::new("f").isolation(Isolation::ReadCommitted);
-        assert!(sql(Backend::Sqlite, false, weak).unwrap_err().contains("SERIALIZABLE"));
+        assert!(sql(Backend::Sqlite, false, weak)
+            .unwrap_err()
+            .contains("SERIALIZABLE"));
         let timeout = Options::new("f").timeout_ms(10);
-        assert!(sql(Backend::Sqlite, false, timeout).unwrap_err().contains("timeout"));
-        let ser = Options::new("f").isolation(Isolation::Serializable).read_only();
+        assert!(sql(Backend::Sqlite, false, timeout)
+            .unwrap_err()
+            .contains("timeout"));
+        let ser = Options::new("f")
+            .isolation(Isolation::Serializable)
+            .read_only();
         let s = sql(Backend::Sqlite, false, ser).unwrap();
         assert_eq!(s.begin, "BEGIN DEFERRED; PRAGMA query_only = ON");
         assert_eq!(s.after, Some("PRAGMA query_only = OFF"));

@@ -165,16 +165,36 @@ impl<C: TxnConnection> PoolBuilder<C> {
 
     /// Build the pool, opening one connection first so that a bad URL, a
     /// wrong password or an absent server is reported now, as
-    /// [`Error::Connect`].
+    /// [`Error::Connect`], within the checkout timeout (a server that accepts
+    /// the TCP connection but never answers cannot hold start-up hostage).
     pub fn build(self) -> Result<Pool<C>, Error> {
         let probe = self.config.manager(Arc::new(Signals::default()));
-        match probe.open() {
-            Ok(_) => Ok(self.build_lazy()),
-            Err(diesel::r2d2::Error::ConnectionError(e)) => Err(Error::Connect(e)),
-            Err(diesel::r2d2::Error::QueryError(e)) => Err(Error::Transaction {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("db_txn-connect-probe".into())
+            .spawn(move || {
+                // Closed at once: only the outcome matters.
+                let _ = tx.send(probe.open().map(drop));
+            })
+            .map_err(|e| Error::Checkout {
+                function: "",
+                timeout: Duration::ZERO,
+                state: (0, 0),
+                last_error: Some(format!("cannot start the connect probe: {e}")),
+            })?;
+        match rx.recv_timeout(self.config.checkout_timeout) {
+            Ok(Ok(())) => Ok(self.build_lazy()),
+            Ok(Err(diesel::r2d2::Error::ConnectionError(e))) => Err(Error::Connect(e)),
+            Ok(Err(diesel::r2d2::Error::QueryError(e))) => Err(Error::Transaction {
                 function: "",
                 step: "connection set-up",
                 source: e,
+            }),
+            Err(_) => Err(Error::Checkout {
+                function: "",
+                timeout: self.config.checkout_timeout,
+                state: (0, 0),
+                last_error: Some("the server accepted no connection in time".into()),
             }),
         }
     }

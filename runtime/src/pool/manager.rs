@@ -99,7 +99,10 @@ struct Observer<C> {
 
 impl<C: TxnConnection> Instrumentation for Observer<C> {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
-        if let InstrumentationEvent::FinishQuery { error: Some(err), .. } = &event {
+        if let InstrumentationEvent::FinishQuery {
+            error: Some(err), ..
+        } = &event
+        {
             let class = self
                 .classifier
                 .as_ref()
@@ -186,7 +189,9 @@ impl<C: TxnConnection> Manager<C> {
             inner: diesel::connection::get_default_instrumentation(),
             _conn: std::marker::PhantomData,
         });
-        let server = conn.__on_connect(&self.settings).map_err(R2d2Error::QueryError)?;
+        let server = conn
+            .__on_connect(&self.settings)
+            .map_err(R2d2Error::QueryError)?;
         if let Some(hook) = &self.on_connect {
             hook(&mut conn).map_err(R2d2Error::QueryError)?;
         }
@@ -215,7 +220,11 @@ impl<C: TxnConnection> Manager<C> {
         if self.policy.max_idle.is_some_and(|m| idle >= m) {
             return Some("idle longer than max_idle");
         }
-        if self.policy.max_lifetime.is_some_and(|m| now.saturating_duration_since(t.created) >= m) {
+        if self
+            .policy
+            .max_lifetime
+            .is_some_and(|m| now.saturating_duration_since(t.created) >= m)
+        {
             return Some("older than max_lifetime");
         }
         None
@@ -238,9 +247,11 @@ impl<C: TxnConnection> ManageConnection for Manager<C> {
         let now = Instant::now();
         if let Some(why) = self.expired(t, now) {
             Counters::bump(&counters.recycled);
-            return Err(R2d2Error::QueryError(diesel::result::Error::QueryBuilderError(
-                format!("connection recycled: {why}").into(),
-            )));
+            return Err(R2d2Error::QueryError(
+                diesel::result::Error::QueryBuilderError(
+                    format!("connection recycled: {why}").into(),
+                ),
+            ));
         }
         let epoch = self.signals.epoch.load(Relaxed);
         if t.epoch == epoch && now.saturating_duration_since(t.last_ok) < self.policy.ping_window {
@@ -280,9 +291,15 @@ mod tests {
 
     #[test]
     fn margin_is_ten_percent_within_bounds() {
-        assert_eq!(idle_margin(Duration::from_secs(28800)), Duration::from_secs(2880));
+        assert_eq!(
+            idle_margin(Duration::from_secs(28800)),
+            Duration::from_secs(2880)
+        );
         assert_eq!(idle_margin(Duration::from_secs(5)), Duration::from_secs(1));
-        assert_eq!(idle_margin(Duration::from_secs(1)), Duration::from_millis(500));
+        assert_eq!(
+            idle_margin(Duration::from_secs(1)),
+            Duration::from_millis(500)
+        );
     }
 
     #[test]

@@ -42,7 +42,9 @@ pub struct Pool<C: TxnConnection> {
 
 impl<C: TxnConnection> Clone for Pool<C> {
     fn clone(&self) -> Self {
-        Pool { shared: self.shared.clone() }
+        Pool {
+            shared: self.shared.clone(),
+        }
     }
 }
 
@@ -135,7 +137,11 @@ impl<C: TxnConnection> Pool<C> {
             fork_generation: now,
             r2d2: self.shared.config.r2d2(self.shared.signals.clone()),
         }));
-        match self.shared.current.compare_exchange(ptr, fresh, Ordering::AcqRel, Ordering::Acquire) {
+        match self
+            .shared
+            .current
+            .compare_exchange(ptr, fresh, Ordering::AcqRel, Ordering::Acquire)
+        {
             // The inherited generation is leaked on purpose (see `Shared`).
             // SAFETY: as above; `fresh` is now owned by `Shared`.
             Ok(_) => unsafe { &(*fresh).r2d2 },
@@ -184,7 +190,10 @@ impl<C: TxnConnection> Pool<C> {
     /// Counters since the pool was built, and the live r2d2 state.
     pub fn stats(&self) -> PoolStats {
         let state = self.r2d2().state();
-        self.shared.signals.counters.snapshot(state.connections, state.idle_connections)
+        self.shared
+            .signals
+            .counters
+            .snapshot(state.connections, state.idle_connections)
     }
 
     /// The database behind this pool.
