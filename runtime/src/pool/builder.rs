@@ -16,7 +16,7 @@ pub struct PoolBuilder<C: TxnConnection> {
 
 pub(super) struct Config<C: TxnConnection> {
     url: String,
-    max_size: u32,
+    pub(super) max_size: u32,
     min_idle: u32,
     policy: Policy,
     settings: ConnectSettings,

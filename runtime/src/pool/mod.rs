@@ -2,6 +2,7 @@
 //! safety, and defaults chosen for long-running services.
 
 mod builder;
+mod child;
 mod fork;
 pub(crate) mod manager;
 
@@ -76,7 +77,27 @@ struct Shared<C: TxnConnection> {
 
 struct Generation<C: TxnConnection> {
     fork_generation: u64,
-    r2d2: r2d2::Pool<Manager<C>>,
+    inner: Inner<C>,
+}
+
+/// r2d2 in the process that built the pool; a small std-only pool in a
+/// forked child (see [`child`]).
+enum Inner<C: TxnConnection> {
+    R2d2(r2d2::Pool<Manager<C>>),
+    Child(std::sync::Arc<child::ChildPool<C>>),
+}
+
+impl<C: TxnConnection> Inner<C> {
+    /// (open, idle)
+    fn state(&self) -> (u32, u32) {
+        match self {
+            Inner::R2d2(pool) => {
+                let s = pool.state();
+                (s.connections, s.idle_connections)
+            }
+            Inner::Child(pool) => pool.state(),
+        }
+    }
 }
 
 impl<C: TxnConnection> Drop for Shared<C> {
@@ -107,10 +128,7 @@ impl<C: TxnConnection> Pool<C> {
 
     fn from_config(config: builder::Config<C>) -> Self {
         let signals = Arc::new(Signals::default());
-        let generation = Box::new(Generation {
-            fork_generation: fork::generation(),
-            r2d2: config.r2d2(signals.clone()),
-        });
+        let generation = Box::new(Generation::new(&config, &signals));
         Pool {
             shared: Arc::new(Shared {
                 id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
@@ -123,20 +141,19 @@ impl<C: TxnConnection> Pool<C> {
         }
     }
 
-    /// The r2d2 pool of this process, rebuilt once in a forked child.
-    fn r2d2(&self) -> &r2d2::Pool<Manager<C>> {
+    /// The pool of this process, rebuilt once in a forked child.
+    fn inner(&self) -> &Inner<C> {
         let ptr = self.shared.current.load(Ordering::Acquire);
         // SAFETY: a generation is freed only when `Shared` drops, and one that
         // was replaced is never freed; `&self` keeps `Shared` alive.
         let generation = unsafe { &*ptr };
-        let now = fork::generation();
-        if generation.fork_generation == now {
-            return &generation.r2d2;
+        if generation.fork_generation == fork::generation() {
+            return &generation.inner;
         }
-        let fresh = Box::into_raw(Box::new(Generation {
-            fork_generation: now,
-            r2d2: self.shared.config.r2d2(self.shared.signals.clone()),
-        }));
+        let fresh = Box::into_raw(Box::new(Generation::new(
+            &self.shared.config,
+            &self.shared.signals,
+        )));
         match self
             .shared
             .current
@@ -144,13 +161,13 @@ impl<C: TxnConnection> Pool<C> {
         {
             // The inherited generation is leaked on purpose (see `Shared`).
             // SAFETY: as above; `fresh` is now owned by `Shared`.
-            Ok(_) => unsafe { &(*fresh).r2d2 },
+            Ok(_) => unsafe { &(*fresh).inner },
             Err(winner) => {
                 // Another thread of the child rebuilt first; ours never served.
                 // SAFETY: `fresh` was never shared.
                 drop(unsafe { Box::from_raw(fresh) });
                 // SAFETY: as above.
-                unsafe { &(*winner).r2d2 }
+                unsafe { &(*winner).inner }
             }
         }
     }
@@ -163,37 +180,37 @@ impl<C: TxnConnection> Pool<C> {
     }
 
     pub(crate) fn checkout(&self, function: &'static str) -> Result<PooledConnection<C>, Error> {
-        let r2d2 = self.r2d2();
-        match r2d2.get_timeout(self.shared.checkout_timeout) {
+        let inner = self.inner();
+        let timeout = self.shared.checkout_timeout;
+        let got = match inner {
+            Inner::R2d2(pool) => pool.get_timeout(timeout).map(Checked::R2d2).map_err(|e| {
+                let text = e.to_string();
+                text.strip_prefix("timed out waiting for connection")
+                    .map(|rest| rest.trim_start_matches(':').trim())
+                    .filter(|rest| !rest.is_empty())
+                    .map(str::to_owned)
+            }),
+            Inner::Child(pool) => pool.get(timeout).map(Checked::Child),
+        };
+        match got {
             Ok(inner) => {
                 Counters::bump(&self.shared.signals.counters.checkouts);
                 Ok(PooledConnection { inner })
             }
-            Err(e) => {
-                let state = r2d2.state();
-                let text = e.to_string();
-                let last_error = text
-                    .strip_prefix("timed out waiting for connection")
-                    .map(|rest| rest.trim_start_matches(':').trim())
-                    .filter(|rest| !rest.is_empty())
-                    .map(str::to_owned);
-                Err(Error::Checkout {
-                    function,
-                    timeout: self.shared.checkout_timeout,
-                    state: (state.connections, state.idle_connections),
-                    last_error,
-                })
-            }
+            Err(last_error) => Err(Error::Checkout {
+                function,
+                timeout,
+                state: inner.state(),
+                last_error,
+            }),
         }
     }
 
-    /// Counters since the pool was built, and the live r2d2 state.
+    /// Counters since the pool was built, and the live state (connections
+    /// open and idle).
     pub fn stats(&self) -> PoolStats {
-        let state = self.r2d2().state();
-        self.shared
-            .signals
-            .counters
-            .snapshot(state.connections, state.idle_connections)
+        let (open, idle) = self.inner().state();
+        self.shared.signals.counters.snapshot(open, idle)
     }
 
     /// The database behind this pool.
@@ -214,24 +231,53 @@ impl<C: TxnConnection> Pool<C> {
 /// A connection checked out of a [`Pool`]; dereferences to `C` and goes back
 /// to the pool when dropped (or is closed, if it was found broken).
 pub struct PooledConnection<C: TxnConnection> {
-    inner: r2d2::PooledConnection<Manager<C>>,
+    inner: Checked<C>,
+}
+
+enum Checked<C: TxnConnection> {
+    R2d2(r2d2::PooledConnection<Manager<C>>),
+    Child(child::ChildConnection<C>),
 }
 
 impl<C: TxnConnection> PooledConnection<C> {
     pub(crate) fn tracked(&mut self) -> &mut Tracked<C> {
-        &mut self.inner
+        match &mut self.inner {
+            Checked::R2d2(conn) => conn,
+            Checked::Child(conn) => conn.tracked(),
+        }
     }
 }
 
 impl<C: TxnConnection> Deref for PooledConnection<C> {
     type Target = C;
     fn deref(&self) -> &C {
-        &self.inner.conn
+        match &self.inner {
+            Checked::R2d2(conn) => &conn.conn,
+            Checked::Child(conn) => &conn.tracked_ref().conn,
+        }
     }
 }
 
 impl<C: TxnConnection> DerefMut for PooledConnection<C> {
     fn deref_mut(&mut self) -> &mut C {
-        &mut self.inner.conn
+        &mut self.tracked().conn
+    }
+}
+
+impl<C: TxnConnection> Generation<C> {
+    fn new(config: &builder::Config<C>, signals: &Arc<Signals>) -> Self {
+        let fork_generation = fork::generation();
+        let inner = if fork_generation == 0 {
+            Inner::R2d2(config.r2d2(signals.clone()))
+        } else {
+            Inner::Child(child::ChildPool::new(
+                config.manager(signals.clone()),
+                config.max_size,
+            ))
+        };
+        Generation {
+            fork_generation,
+            inner,
+        }
     }
 }
