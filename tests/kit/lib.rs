@@ -1,0 +1,43 @@
+//! Test kit of `db_txn`: throwaway database servers and a fault-injecting
+//! TCP proxy, shared by the integration tests (`tests/*.rs`) and examples.
+//!
+//! * [`MariaDb`] (feature `mysql`) and [`Postgres`] (feature `postgres`) run
+//!   a private server on a free port of 127.0.0.1 with a temporary data
+//!   directory, and can restart, stop, crash, freeze it or kill one of its
+//!   connections.
+//! * [`Proxy`] sits between a client and a server and can cut connections,
+//!   black-hole them, or cut one right after a `COMMIT` reached the server.
+//!
+//! Every server started by the kit dies with the test process: it is
+//! stopped when its handle is dropped, at `exit()` (the servers of
+//! `shared()` are never dropped), and by the kernel if the process is killed
+//! (see [`process`]). Tests never skip: a missing server binary is an error
+//! that names the Debian package to install.
+
+#![warn(missing_docs)]
+
+pub mod cleanup;
+pub mod error;
+pub mod ports;
+pub mod process;
+pub mod proctree;
+pub mod proxy;
+
+#[cfg(any(feature = "mysql", feature = "postgres"))]
+mod admin;
+#[cfg(any(feature = "mysql", feature = "postgres"))]
+mod server;
+#[cfg(any(feature = "mysql", feature = "postgres"))]
+mod template;
+
+#[cfg(feature = "mysql")]
+pub mod mariadb;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+
+pub use error::KitError;
+#[cfg(feature = "mysql")]
+pub use mariadb::MariaDb;
+#[cfg(feature = "postgres")]
+pub use postgres::Postgres;
+pub use proxy::Proxy;
