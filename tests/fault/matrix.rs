@@ -1,0 +1,348 @@
+//! The fault matrix: one function per fault, generic over the server.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use db_txn::{Pool, PoolStats};
+use diesel::connection::SimpleConnection;
+
+use super::ledger::{Ledger, LedgerError};
+use super::TestServer;
+
+/// A call that succeeds after a fault takes at most this long here.
+const BOUND: Duration = Duration::from_secs(15);
+
+fn stats<S: TestServer>(l: &Ledger<'_, S>) -> PoolStats {
+    l.pool.stats()
+}
+
+/// The server drops a connection that idled past its limit (MariaDB
+/// `wait_timeout`, PostgreSQL `idle_session_timeout`), set on the session
+/// after connect as in the seeds' experiment: the checkout's ping finds it
+/// dead and a fresh connection serves the call.
+pub fn idle_past_server_timeout<S: TestServer>(server: &S) {
+    let mut l = Ledger::new(server, "idle_timeout", |url| {
+        Pool::builder(url)
+            .max_size(2)
+            .checkout_timeout(Duration::from_secs(10))
+            .on_connect(|c: &mut S::Conn| c.batch_execute(&S::idle_limit_sql(1)))
+            .build()
+            .expect("pool")
+    });
+    for _ in 0..3 {
+        l.transfer();
+        thread::sleep(Duration::from_millis(2200));
+    }
+    l.transfer();
+    let s = stats(&l);
+    assert!(
+        s.disconnects >= 3,
+        "each idle connection was found dead: {s:?}"
+    );
+    assert!(s.opened >= 4, "{s:?}");
+    l.assert_consistent(0);
+    l.assert_no_leak();
+    l.assert_bounded(BOUND);
+}
+
+/// KILL / pg_terminate_backend between transactions, on a connection the
+/// pool trusts without a ping (used a moment ago): BEGIN finds it dead, the
+/// body runs on a fresh connection.
+pub fn kill_between_transactions<S: TestServer>(server: &S) {
+    let mut l = Ledger::new(server, "kill_between", |url| {
+        Pool::builder(url)
+            .max_size(2)
+            .checkout_timeout(Duration::from_secs(10))
+            // Trust a used connection for a minute: only the retry can save the call.
+            .ping_window(Duration::from_secs(60))
+            .build()
+            .expect("pool")
+    });
+    l.transfer();
+    server.kill_all(&l.database);
+    l.transfer();
+    let s = stats(&l);
+    assert_eq!(s.retries, 1, "{s:?}");
+    assert!(s.disconnects >= 1, "{s:?}");
+    l.assert_consistent(0);
+    l.assert_no_leak();
+    l.assert_bounded(BOUND);
+}
+
+/// The same, with the default ping window: after a disconnect the pool
+/// pings every older connection at its next checkout.
+pub fn kill_between_transactions_then_ping<S: TestServer>(server: &S) {
+    let mut l = Ledger::new(server, "kill_ping", |url| Ledger::<S>::pool(url, 2));
+    l.transfer();
+    server.kill_all(&l.database);
+    thread::sleep(Duration::from_millis(600));
+    l.transfer();
+    let s = stats(&l);
+    assert_eq!(s.retries, 0, "the ping caught it before BEGIN: {s:?}");
+    assert!(s.pings >= 1, "{s:?}");
+    l.assert_consistent(0);
+    l.assert_no_leak();
+}
+
+/// KILL / pg_terminate_backend in the middle of a transaction: the body's
+/// next statement fails, the ROLLBACK confirms the connection is gone, the
+/// whole body runs again.
+pub fn kill_mid_transaction<S: TestServer>(server: &S) {
+    let mut l = Ledger::new(server, "kill_mid", |url| Ledger::<S>::pool(url, 2));
+    l.transfer();
+    let fired = AtomicBool::new(false);
+    let database = l.database.clone();
+    l.transfer_with(&|| {
+        if !fired.swap(true, Ordering::SeqCst) {
+            server.kill_all(&database);
+        }
+    });
+    let s = stats(&l);
+    assert_eq!(s.retries, 1, "{s:?}");
+    assert!(s.rollbacks >= 1, "{s:?}");
+    l.assert_consistent(0);
+    l.assert_no_leak();
+    l.assert_bounded(BOUND);
+}
+
+/// The body's own error: rolled back, not retried, returned as is.
+pub fn error_in_body<S: TestServer>(server: &S) {
+    let mut l = Ledger::new(server, "error_body", |url| Ledger::<S>::pool(url, 2));
+    l.transfer();
+    // A duplicate operation id: the INSERT fails with a unique violation.
+    let dup = l.done[0].clone();
+    let r = super::ledger::transfer(&l.pool, &dup, 0, 1, 5, &|| {});
+    assert!(matches!(r, Err(LedgerError::Db(_))), "{r:?}");
+    let s = stats(&l);
+    assert_eq!((s.retries, s.rollbacks), (0, 1), "{s:?}");
+    assert_eq!(l.times_applied(&dup), 1);
+    l.assert_consistent(0);
+    l.assert_no_leak();
+}
+
+/// A panic in the body after a write: rolled back, the panic reaches the
+/// caller, the connection goes back to the pool healthy (no reconnect).
+pub fn panic_in_body<S: TestServer>(server: &S) {
+    let mut l = Ledger::new(server, "panic_body", |url| Ledger::<S>::pool(url, 1));
+    l.transfer();
+    let opened = stats(&l).opened;
+    let pool = l.pool.clone();
+    let caught = std::panic::catch_unwind(|| {
+        super::ledger::transfer(&pool, "doomed", 0, 1, 5, &|| {
+            panic!("mid-transaction panic")
+        })
+    });
+    assert!(caught.is_err(), "the panic must reach the caller");
+    assert_eq!(l.times_applied("doomed"), 0, "rolled back");
+    l.transfer();
+    let s = stats(&l);
+    assert_eq!(
+        s.opened, opened,
+        "the same connection served after the panic: {s:?}"
+    );
+    assert_eq!(s.closed, 0, "{s:?}");
+    l.assert_consistent(0);
+    l.assert_no_leak();
+}
+
+/// A server restart between transactions: every pooled connection is dead.
+pub fn server_restart<S: TestServer>(server: &S) {
+    let mut l = Ledger::new(server, "restart", |url| Ledger::<S>::pool(url, 3));
+    // Three connections in the pool.
+    thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| {
+                let _c = l.pool.get().expect("conn");
+                thread::sleep(Duration::from_millis(100));
+            });
+        }
+    });
+    l.transfer();
+    server.restart();
+    for _ in 0..6 {
+        l.transfer();
+    }
+    let s = stats(&l);
+    assert!(s.disconnects >= 1, "{s:?}");
+    l.assert_consistent(0);
+    l.assert_no_leak();
+    l.assert_bounded(BOUND);
+}
+
+/// The server is down for two seconds; a call made meanwhile waits for it
+/// (within the checkout timeout) and succeeds.
+pub fn server_down_then_back<S: TestServer>(server: &S) {
+    let mut l = Ledger::new(server, "down_up", |url| Ledger::<S>::pool(url, 2));
+    l.transfer();
+    server.stop();
+    thread::scope(|s| {
+        s.spawn(|| {
+            thread::sleep(Duration::from_secs(2));
+            server.start_again();
+        });
+        l.transfer();
+    });
+    l.transfer();
+    l.assert_consistent(0);
+    l.assert_no_leak();
+    l.assert_bounded(Duration::from_secs(10) + Duration::from_secs(2));
+}
+
+/// The server freezes (SIGSTOP) for two seconds while a transaction runs; the
+/// call completes once it thaws.
+pub fn frozen_server<S: TestServer>(server: &S) {
+    let mut l = Ledger::new(server, "frozen", |url| Ledger::<S>::pool(url, 2));
+    l.transfer();
+    let started = Instant::now();
+    thread::scope(|s| {
+        s.spawn(|| {
+            thread::sleep(Duration::from_millis(200));
+            server.freeze();
+            thread::sleep(Duration::from_secs(2));
+            server.thaw();
+        });
+        l.transfer_with(&|| thread::sleep(Duration::from_millis(400)));
+    });
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "the call did wait for the thaw"
+    );
+    l.assert_consistent(0);
+    l.assert_no_leak();
+    l.assert_bounded(BOUND);
+}
+
+/// Bad input: a wrong port, a wrong password, a wrong database: a clear error
+/// at once, never an endless retry.
+pub fn bad_urls<S: TestServer>(server: &S, wrong_password_url: String) {
+    let closed = db_txn_tests::ports::free_port();
+    let cases = [
+        (server.url_via_port("nowhere", closed), "absent server"),
+        (wrong_password_url, "wrong password"),
+        (
+            server.url_via_port("no_such_database", server.port()),
+            "unknown database",
+        ),
+    ];
+    for (url, what) in cases {
+        let started = Instant::now();
+        let err = Pool::<S::Conn>::builder(url.clone())
+            .checkout_timeout(Duration::from_secs(5))
+            .build()
+            .expect_err(what);
+        let took = started.elapsed();
+        assert!(matches!(err, db_txn::Error::Connect(_)), "{what}: {err:?}");
+        assert!(took < Duration::from_secs(5), "{what}: took {took:?}");
+        eprintln!("{what}: {err} ({took:?})");
+    }
+}
+
+/// A ledger whose pool reaches the server through a fault-injecting proxy.
+fn via_proxy<'s, S: TestServer>(
+    server: &'s S,
+    name: &str,
+    configure: impl FnOnce(db_txn::PoolBuilder<S::Conn>) -> db_txn::PoolBuilder<S::Conn>,
+) -> (db_txn_tests::Proxy, Ledger<'s, S>) {
+    let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], server.port()));
+    let proxy = db_txn_tests::Proxy::start(upstream).expect("proxy");
+    let port = proxy.port();
+    let l = Ledger::new(server, name, |url| {
+        let database = url.rsplit('/').next().expect("database in url").to_owned();
+        let builder = Pool::builder(server.url_via_port(&database, port))
+            .max_size(2)
+            .checkout_timeout(Duration::from_secs(10));
+        configure(builder).build().expect("pool")
+    });
+    (proxy, l)
+}
+
+/// The network cuts every connection (a proxy or load balancer restart).
+pub fn proxy_cut<S: TestServer>(server: &S) {
+    let (proxy, mut l) = via_proxy(server, "proxy_cut", |b| {
+        b.ping_window(Duration::from_secs(60))
+    });
+    l.transfer();
+    proxy.cut_all();
+    l.transfer();
+    let fired = AtomicBool::new(false);
+    l.transfer_with(&|| {
+        if !fired.swap(true, Ordering::SeqCst) {
+            proxy.cut_all();
+        }
+    });
+    let s = stats(&l);
+    assert_eq!(s.retries, 2, "one retry per cut: {s:?}");
+    l.assert_consistent(0);
+    l.assert_no_leak();
+    l.assert_bounded(BOUND);
+}
+
+/// A NAT or firewall forgets idle connections: their packets vanish, nothing
+/// says so. `max_idle` below the device's timeout retires them unpinged (a
+/// ping would hang on the dead path).
+pub fn proxy_blackhole_idle<S: TestServer>(server: &S) {
+    let (proxy, mut l) = via_proxy(server, "proxy_blackhole", |b| {
+        b.max_idle(Duration::from_millis(800))
+    });
+    l.transfer();
+    proxy.blackhole_existing();
+    thread::sleep(Duration::from_millis(1000));
+    l.transfer();
+    let s = stats(&l);
+    assert!(
+        s.recycled >= 1,
+        "the idle connection was retired unpinged: {s:?}"
+    );
+    l.assert_consistent(0);
+    l.assert_bounded(Duration::from_secs(5));
+    drop(proxy);
+}
+
+/// The link dies right after COMMIT reached the server: the transaction
+/// committed but the client never heard. The caller gets the distinct
+/// commit-unknown error, never a retry, and the row is there exactly once.
+pub fn cut_after_commit<S: TestServer>(server: &S) {
+    let (proxy, mut l) = via_proxy(server, "cut_commit", |b| b);
+    l.transfer();
+    proxy.cut_after_commit();
+    let (op, r) = l.try_transfer(&|| {});
+    match r {
+        Err(LedgerError::Txn(e @ db_txn::Error::CommitUnknown { .. })) => {
+            assert!(e.is_commit_unknown());
+            assert!(e.to_string().contains("may or may not"), "{e}");
+        }
+        other => panic!("expected CommitUnknown, got {other:?}"),
+    }
+    let s = stats(&l);
+    assert_eq!((s.retries, s.commit_unknowns), (0, 1), "{s:?}");
+    assert_eq!(l.times_applied(&op), 1, "committed exactly once");
+    // The caller's check-then-redo finds it done; later calls work.
+    l.transfer();
+    l.assert_consistent(1);
+    l.assert_no_leak();
+}
+
+/// `timeout = "1s"`: the server cancels a statement that runs longer, the
+/// transaction rolls back, and the connection serves the next call.
+pub fn statement_timeout<S: TestServer>(server: &S) {
+    let l = Ledger::new(server, "stmt_timeout", |url| Ledger::<S>::pool(url, 1));
+    let started = Instant::now();
+    let r = slow::<S::Conn>(&l.pool, &S::sleep_sql(5));
+    let took = started.elapsed();
+    assert!(r.is_err(), "the 5 s statement must be cancelled");
+    assert!(took < Duration::from_secs(4), "cancelled after {took:?}");
+    let fast = slow::<S::Conn>(&l.pool, &S::sleep_sql(0));
+    assert!(fast.is_ok(), "{fast:?}");
+    assert_eq!(l.pool.stats().opened, 1, "the same connection served both");
+}
+
+#[db_txn::db_txn(pool = pool, timeout = "1s", retry = 0)]
+fn slow<C: db_txn::TxnConnection>(
+    conn: &mut C,
+    pool: &Pool<C>,
+    sql: &str,
+) -> Result<(), LedgerError> {
+    conn.batch_execute(sql)?;
+    Ok(())
+}
