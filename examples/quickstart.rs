@@ -83,7 +83,12 @@ fn deposit(conn: &mut SqliteConnection, name: &str, amount: i64) -> Result<(), A
 
 /// Two annotated calls in one transaction: `lend` lets them join it.
 #[db_txn]
-fn transfer(conn: &mut SqliteConnection, from: &str, to: &str, amount: i64) -> Result<(), AppError> {
+fn transfer(
+    conn: &mut SqliteConnection,
+    from: &str,
+    to: &str,
+    amount: i64,
+) -> Result<(), AppError> {
     db_txn::lend(conn, || {
         withdraw(from, amount)?;
         deposit(to, amount)
@@ -110,7 +115,10 @@ fn deposit_raw(conn: &mut SqliteConnection, name: &str, amount: i64) -> QueryRes
 
 fn show(step: &str) -> Result<(), AppError> {
     let all = balances()?;
-    let line: Vec<String> = all.iter().map(|a| format!("{}={}", a.name, a.balance)).collect();
+    let line: Vec<String> = all
+        .iter()
+        .map(|a| format!("{}={}", a.name, a.balance))
+        .collect();
     println!("{step:<44} {}", line.join("  "));
     Ok(())
 }
@@ -119,7 +127,9 @@ fn main() -> Result<(), AppError> {
     let dir = std::env::temp_dir().join(format!("db_txn-quickstart-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| AppError::Invalid(e.to_string()))?;
     let path = dir.join("bank.db");
-    let pool = Pool::<SqliteConnection>::builder(path.to_string_lossy()).max_size(4).build()?;
+    let pool = Pool::<SqliteConnection>::builder(path.to_string_lossy())
+        .max_size(4)
+        .build()?;
     pool.get()?
         .batch_execute("CREATE TABLE accounts (name TEXT PRIMARY KEY, balance BIGINT NOT NULL)")?;
     db_txn::install(pool.clone());

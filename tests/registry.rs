@@ -8,7 +8,8 @@ use diesel::SqliteConnection;
 
 #[db_txn]
 fn answer(conn: &mut SqliteConnection) -> Result<i32, Error> {
-    let n = diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>("42")).get_result(conn)?;
+    let n =
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>("42")).get_result(conn)?;
     Ok(n)
 }
 
@@ -17,7 +18,10 @@ fn no_pool_then_installed_then_removed() {
     let err = answer().unwrap_err();
     assert!(matches!(err, Error::NoPool { .. }), "{err:?}");
     let msg = err.to_string();
-    assert!(msg.contains("SqliteConnection") && msg.contains("registry::answer"), "{msg}");
+    assert!(
+        msg.contains("SqliteConnection") && msg.contains("registry::answer"),
+        "{msg}"
+    );
     assert!(msg.contains("db_txn::install"), "{msg}");
 
     let dir = tempfile::tempdir().unwrap();
@@ -29,7 +33,11 @@ fn no_pool_then_installed_then_removed() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     assert_eq!(from_threads, [42; 4]);
-    assert_eq!(pool.stats().checkouts, 4, "the calls used the installed pool");
+    assert_eq!(
+        pool.stats().checkouts,
+        4,
+        "the calls used the installed pool"
+    );
 
     let replaced = db_txn::install(pool.clone()).expect("the first pool comes back");
     assert_eq!(replaced.stats().checkouts, 4);
