@@ -67,8 +67,18 @@ pub enum ErrorClass {
     Other,
 }
 
-/// Classify `err` as seen on a connection of `backend`.
-pub(crate) fn classify(backend: Backend, err: &DieselError) -> ErrorClass {
+/// Classify `err` as seen on a connection of `backend`, by the built-in
+/// rules (a pool's [`classify`](crate::PoolBuilder::classify) rule comes first
+/// inside the pool).
+///
+/// ```
+/// use db_txn::{classify, Backend, Disconnect, ErrorClass};
+/// use diesel::result::{DatabaseErrorKind, Error};
+/// let gone = Error::DatabaseError(DatabaseErrorKind::Unknown, Box::new("Server has gone away".to_string()));
+/// assert_eq!(classify(Backend::Mysql, &gone), ErrorClass::Disconnect(Disconnect::GoneAway));
+/// assert_eq!(classify(Backend::Mysql, &Error::NotFound), ErrorClass::Other);
+/// ```
+pub fn classify(backend: Backend, err: &DieselError) -> ErrorClass {
     match err {
         DieselError::BrokenTransactionManager => {
             ErrorClass::Disconnect(Disconnect::BrokenTransaction)
@@ -83,8 +93,14 @@ pub(crate) fn classify(backend: Backend, err: &DieselError) -> ErrorClass {
 }
 
 /// Message fragments of the client libraries and the server, with what they mean.
-/// Each was produced by the real client on this project's machines; see
-/// `tests/disconnect_texts.rs`.
+///
+/// Produced by the real client (libmariadb 3, MariaDB 10.11) in
+/// `tests/disconnect_texts.rs`: "Server has gone away" (after `wait_timeout`,
+/// a statement after KILL, KILL or shutdown during a query) and "Lost
+/// connection to server during query" (the first statement after KILL, a cut
+/// link). The libmysqlclient spellings, 2014, 1927, 1053 and MySQL 8's 4031
+/// come from the client and server sources: they are not produced by the
+/// libmariadb client here.
 const MYSQL_TEXTS: &[(&str, Disconnect)] = &[
     // 2006 CR_SERVER_GONE_ERROR: libmariadb / libmysqlclient
     ("Server has gone away", Disconnect::GoneAway),
@@ -127,6 +143,11 @@ fn classify_mysql(kind: DatabaseErrorKind, message: &str) -> ErrorClass {
     ErrorClass::Other
 }
 
+/// Produced by libpq 15 in `tests/disconnect_texts.rs`: `ClosedConnection`
+/// "server closed the connection unexpectedly" (after pg_terminate_backend, a
+/// restart, idle_session_timeout, a cut link), then `UnableToSendCommand` "no
+/// connection to the server", then `BrokenTransactionManager`. The 57P0x
+/// texts are the server's own, matched when it reports them before closing.
 const POSTGRES_TEXTS: &[(&str, Disconnect)] = &[
     // 57P01 admin_shutdown: pg_terminate_backend, or a fast/smart server stop
     (

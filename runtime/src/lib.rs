@@ -110,7 +110,7 @@ pub use backend::{Backend, TxnConnection};
 /// [crate documentation](crate).
 #[doc(inline)]
 pub use db_txn_macros::db_txn;
-pub use disconnect::{Disconnect, ErrorClass};
+pub use disconnect::{classify, Disconnect, ErrorClass};
 pub use error::Error;
 pub use options::Isolation;
 #[doc(hidden)]

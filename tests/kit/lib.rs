@@ -4,15 +4,25 @@
 //! * [`MariaDb`] (feature `mysql`) and [`Postgres`] (feature `postgres`) run
 //!   a private server on a free port of 127.0.0.1 with a temporary data
 //!   directory, and can restart, stop, crash, freeze it or kill one of its
-//!   connections.
+//!   connections. `shared()` gives the one server of a test binary, for
+//!   tests that isolate themselves with `create_database`; a test that
+//!   disrupts its server starts its own (about 0.1–0.3 s once the first
+//!   server of the process has initialized the data-directory template).
 //! * [`Proxy`] sits between a client and a server and can cut connections,
 //!   black-hole them, or cut one right after a `COMMIT` reached the server.
 //!
 //! Every server started by the kit dies with the test process: it is
 //! stopped when its handle is dropped, at `exit()` (the servers of
 //! `shared()` are never dropped), and by the kernel if the process is killed
-//! (see [`process`]). Tests never skip: a missing server binary is an error
-//! that names the Debian package to install.
+//! (see [`process`] and [`cleanup`]). Tests never skip: a missing server
+//! binary is an error that names the Debian package to install.
+//!
+//! The servers' directories are in `/dev/shm` (RAM) unless
+//! `$DB_TXN_KIT_DIR` names another place (see [`cleanup::base_dir`]).
+//!
+//! The other public modules are the machinery, with helpers a test may
+//! use too, such as [`ports::free_port`] (a port nobody listens on) or
+//! [`process::poll_until`].
 
 #![warn(missing_docs)]
 

@@ -16,9 +16,13 @@
 //!
 //! The alternative of a watchdog process polling for the test process costs
 //! a process per server and leaves a window; a new PID namespace needs
-//! privileges. The kernel's mechanism has neither problem. What it cannot do
-//! is clean up: the temporary directory of a killed test process stays, and
-//! [`crate::cleanup`] removes such leftovers the next time the kit runs.
+//! privileges. The kernel's mechanism has neither problem. It reaches only
+//! the processes the kit forked itself: a server's own children normally
+//! exit when they see their parent die, except while frozen (`SIGSTOP`),
+//! which is why a frozen server's children get a guard ([`start_guard`]).
+//! Nor does it clean up: the temporary directory of a killed test process
+//! stays, and [`crate::cleanup`] removes such leftovers the next time the
+//! kit runs.
 
 use std::fs;
 use std::io;
