@@ -82,3 +82,19 @@ fn cut_after_commit() {
 fn statement_timeout() {
     matrix::statement_timeout(MariaDb::shared());
 }
+
+#[test]
+fn deadlock_is_retried() {
+    matrix::deadlock_is_retried(MariaDb::shared());
+}
+
+#[test]
+fn recycled_before_server_idle_limit() {
+    matrix::recycled_before_server_idle_limit(&own());
+}
+
+#[test]
+fn blackholed_server_at_start() {
+    let err = matrix::blackholed_server_at_start(MariaDb::shared(), "");
+    assert!(matches!(err, db_txn::Error::Checkout { .. }), "{err:?}");
+}

@@ -82,3 +82,19 @@ fn cut_after_commit() {
 fn statement_timeout() {
     matrix::statement_timeout(Postgres::shared());
 }
+
+#[test]
+fn deadlock_is_retried() {
+    matrix::deadlock_is_retried(Postgres::shared());
+}
+
+#[test]
+fn blackholed_server_at_start() {
+    // Without connect_timeout the pool's own bound applies...
+    let err = matrix::blackholed_server_at_start(Postgres::shared(), "");
+    assert!(matches!(err, db_txn::Error::Checkout { .. }), "{err:?}");
+    // ...with it, libpq gives up by itself and says why.
+    let err = matrix::blackholed_server_at_start(Postgres::shared(), "?connect_timeout=1");
+    assert!(matches!(err, db_txn::Error::Connect(_)), "{err:?}");
+    assert!(err.to_string().contains("timeout"), "{err}");
+}

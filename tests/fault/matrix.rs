@@ -346,3 +346,100 @@ fn slow<C: db_txn::TxnConnection>(
     conn.batch_execute(sql)?;
     Ok(())
 }
+
+/// The server's idle limit is read at connect (MariaDB `wait_timeout`), and a
+/// connection idle close to it is retired without a ping: no round trip, no
+/// dead connection ever handed out. (PostgreSQL has no such limit by default.)
+pub fn recycled_before_server_idle_limit<S: TestServer>(server: &S) {
+    // Sessions opened from now on inherit a 3 s wait_timeout.
+    server.exec("SET GLOBAL wait_timeout = 3");
+    let mut l = Ledger::new(server, "recycle", |url| Ledger::<S>::pool(url, 1));
+    l.transfer();
+    thread::sleep(Duration::from_millis(2300));
+    l.transfer();
+    let s = stats(&l);
+    assert!(s.recycled >= 1, "retired before the server's limit: {s:?}");
+    assert_eq!((s.pings, s.disconnects, s.retries), (0, 0, 0), "{s:?}");
+    l.assert_consistent(0);
+    l.assert_no_leak();
+}
+
+/// Two transactions that lock the same rows in opposite orders: the server
+/// picks a deadlock victim, and `retry_conflicts` runs its body again.
+pub fn deadlock_is_retried<S: TestServer>(server: &S) {
+    let l = Ledger::new(server, "deadlock", |url| Ledger::<S>::pool(url, 2));
+    let barrier = std::sync::Barrier::new(2);
+    let results: Vec<_> = thread::scope(|s| {
+        let handles: Vec<_> = [(0, 1), (1, 0)]
+            .into_iter()
+            .map(|(first, second)| {
+                let (pool, barrier) = (&l.pool, &barrier);
+                s.spawn(move || {
+                    let attempt = std::sync::atomic::AtomicU32::new(0);
+                    lock_both(pool, first, second, &|| {
+                        if attempt.fetch_add(1, Ordering::SeqCst) == 0 {
+                            barrier.wait();
+                        }
+                    })
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("no panic"))
+            .collect()
+    });
+    for r in &results {
+        assert!(r.is_ok(), "{r:?}");
+    }
+    let s = stats(&l);
+    assert!(
+        s.retries >= 1,
+        "one of them was the deadlock victim and ran again: {s:?}"
+    );
+    assert_eq!(s.disconnects, 0, "{s:?}");
+    assert_eq!(
+        l.count("SELECT COUNT(*) FROM accounts WHERE balance = 1002"),
+        2,
+        "both transactions applied once"
+    );
+}
+
+#[db_txn::db_txn(pool = pool, retry_conflicts = 3)]
+fn lock_both<C: db_txn::TxnConnection>(
+    conn: &mut C,
+    pool: &Pool<C>,
+    first: i64,
+    second: i64,
+    between: &dyn Fn(),
+) -> Result<(), LedgerError> {
+    conn.batch_execute(&format!(
+        "UPDATE accounts SET balance = balance + 1 WHERE id = {first}"
+    ))?;
+    between();
+    conn.batch_execute(&format!(
+        "UPDATE accounts SET balance = balance + 1 WHERE id = {second}"
+    ))?;
+    Ok(())
+}
+
+/// A server that accepts TCP connections but never answers (a black-holed
+/// address): building the pool fails within the checkout timeout instead of
+/// hanging start-up; with PostgreSQL's `connect_timeout` in the URL, libpq
+/// itself gives up first.
+pub fn blackholed_server_at_start<S: TestServer>(server: &S, url_suffix: &str) -> db_txn::Error {
+    let proxy =
+        db_txn_tests::Proxy::start(std::net::SocketAddr::from(([127, 0, 0, 1], server.port())))
+            .expect("proxy");
+    proxy.set_blackhole(true);
+    let url = format!("{}{url_suffix}", server.url_via_port("test", proxy.port()));
+    let started = Instant::now();
+    let err = Pool::<S::Conn>::builder(url)
+        .checkout_timeout(Duration::from_secs(3))
+        .build()
+        .expect_err("nothing answers");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(4), "took {took:?}: {err}");
+    eprintln!("black-holed server: {err} after {took:?}");
+    err
+}
