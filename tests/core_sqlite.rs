@@ -491,3 +491,37 @@ fn functions_returning_query_result_work() {
     drop(held);
     assert_eq!(items(&pool), 1);
 }
+
+// --- leak detection ------------------------------------------------------------
+
+#[db_txn(pool = pool)]
+fn hold_for(conn: &mut SqliteConnection, pool: &Sqlite, d: Duration) -> Result<(), AppError> {
+    insert(conn, "held")?;
+    std::thread::sleep(d);
+    Ok(())
+}
+
+#[test]
+fn a_connection_held_past_the_leak_threshold_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool: Sqlite = Pool::builder(dir.path().join("leak.db").to_str().unwrap())
+        .leak_threshold(Some(Duration::from_millis(100)))
+        .build()
+        .unwrap();
+    pool.get()
+        .unwrap()
+        .batch_execute("CREATE TABLE items (name TEXT NOT NULL)")
+        .unwrap();
+    hold_for(&pool, Duration::from_millis(10)).unwrap();
+    assert_eq!(pool.stats().leaks, 0, "a short call is no leak");
+    hold_for(&pool, Duration::from_millis(600)).unwrap();
+    assert_eq!(pool.stats().leaks, 1, "reported once while held");
+    let held = pool.get().unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        pool.stats().leaks,
+        2,
+        "a connection taken with Pool::get too"
+    );
+    drop(held);
+}

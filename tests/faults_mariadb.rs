@@ -98,3 +98,8 @@ fn blackholed_server_at_start() {
     let err = matrix::blackholed_server_at_start(MariaDb::shared(), "");
     assert!(matches!(err, db_txn::Error::Checkout { .. }), "{err:?}");
 }
+
+#[test]
+fn frozen_server_with_stall_timeout() {
+    matrix::frozen_server_with_stall_timeout(&own());
+}

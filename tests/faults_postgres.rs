@@ -98,3 +98,8 @@ fn blackholed_server_at_start() {
     assert!(matches!(err, db_txn::Error::Connect(_)), "{err:?}");
     assert!(err.to_string().contains("timeout"), "{err}");
 }
+
+#[test]
+fn frozen_server_with_stall_timeout() {
+    matrix::frozen_server_with_stall_timeout(&own());
+}

@@ -101,6 +101,7 @@ mod registry;
 mod runner;
 mod session;
 mod stats;
+mod watchdog;
 
 #[doc(hidden)]
 pub mod __private;

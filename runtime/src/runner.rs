@@ -101,7 +101,15 @@ where
     let (mut attempts, mut lost_retries, mut conflict_retries) = (0, 0, 0);
     loop {
         attempts += 1;
+        let waited = std::time::Instant::now();
         let mut conn = pool.checkout(options.name)?;
+        tracing::debug!(
+            target: "db_txn",
+            function = options.name,
+            attempt = attempts,
+            wait_us = u64::try_from(waited.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "checkout"
+        );
         match attempt(pool, &mut conn, options, body) {
             Attempt::Done(result) => return result,
             Attempt::Panicked(payload) => {
@@ -111,11 +119,32 @@ where
             }
             Attempt::Lost { kind, error } => {
                 drop(conn);
+                tracing::warn!(
+                    target: "db_txn",
+                    function = options.name,
+                    kind = %kind,
+                    attempt = attempts,
+                    "disconnect detected before COMMIT"
+                );
                 if lost_retries < options.retry {
                     lost_retries += 1;
                     Counters::bump(&counters.retries);
+                    tracing::info!(
+                        target: "db_txn",
+                        function = options.name,
+                        kind = %kind,
+                        attempt = attempts,
+                        "connection lost before COMMIT: nothing committed, running the body again"
+                    );
                     continue;
                 }
+                tracing::error!(
+                    target: "db_txn",
+                    function = options.name,
+                    kind = %kind,
+                    attempts,
+                    "connection lost before COMMIT on every attempt: giving up"
+                );
                 return Err(match error {
                     Lost::Body(e) => e,
                     Lost::Ours(source) => Error::Disconnected {
@@ -132,6 +161,12 @@ where
                 if conflict_retries < options.retry_conflicts {
                     conflict_retries += 1;
                     Counters::bump(&counters.retries);
+                    tracing::info!(
+                        target: "db_txn",
+                        function = options.name,
+                        attempt = attempts,
+                        "deadlock or serialization failure: rolled back, running the body again"
+                    );
                     thread::sleep(backoff(conflict_retries));
                     continue;
                 }
@@ -180,8 +215,16 @@ where
         let _session = session::enter(pool.id(), &tracked.conn, options.name, settings);
         catch_unwind(AssertUnwindSafe(|| body(&mut tracked.conn)))
     };
-    if !matches!(outcome, Ok(Ok(_))) {
-        Counters::bump(&counters.rollbacks);
+    match &outcome {
+        Ok(Ok(_)) => {}
+        Ok(Err(_)) => {
+            Counters::bump(&counters.rollbacks);
+            tracing::debug!(target: "db_txn", function = options.name, cause = "error", "rollback");
+        }
+        Err(_) => {
+            Counters::bump(&counters.rollbacks);
+            tracing::warn!(target: "db_txn", function = options.name, cause = "panic", "rollback");
+        }
     }
     match outcome {
         Ok(Ok(value)) => {
@@ -248,6 +291,12 @@ fn commit_failed<C: TxnConnection, T, E: From<Error>>(
     if flags.disconnect().is_some() || matches!(class, ErrorClass::Disconnect(_)) {
         flags.set_discard();
         Counters::bump(&counters.commit_unknowns);
+        tracing::error!(
+            target: "db_txn",
+            function = options.name,
+            error = %commit_error,
+            "connection lost during COMMIT: the outcome is unknown, not retried"
+        );
         return Attempt::Done(Err(Error::CommitUnknown {
             function: options.name,
             source: commit_error,

@@ -443,3 +443,35 @@ pub fn blackholed_server_at_start<S: TestServer>(server: &S, url_suffix: &str) -
     eprintln!("black-holed server: {err} after {took:?}");
     err
 }
+
+/// A server frozen for good (SIGSTOP) while a statement waits: with
+/// `stall_timeout` the watchdog shuts the socket down, the call ends with an
+/// error within the configured bounds instead of blocking until TCP gives up,
+/// nothing is half-applied, and after the thaw the pool serves again.
+pub fn frozen_server_with_stall_timeout<S: TestServer>(server: &S) {
+    let mut l = Ledger::new(server, "frozen_stall", |url| {
+        Pool::builder(url)
+            .max_size(2)
+            .checkout_timeout(Duration::from_secs(2))
+            .stall_timeout(Duration::from_secs(1))
+            .build()
+            .expect("pool")
+    });
+    l.transfer();
+    server.freeze();
+    let started = Instant::now();
+    let (op, r) = l.try_transfer(&|| {});
+    let took = started.elapsed();
+    server.thaw();
+    assert!(r.is_err(), "a frozen server cannot serve: {r:?}");
+    // One stall (1 s) on the dead statement, then the retry's checkout (2 s).
+    assert!(
+        took < Duration::from_secs(5),
+        "bounded by stall + checkout timeouts: {took:?}"
+    );
+    eprintln!("frozen server: {r:?} after {took:?}");
+    assert_eq!(l.times_applied(&op), 0, "nothing half-applied");
+    l.transfer();
+    l.assert_consistent(0);
+    l.assert_no_leak();
+}

@@ -83,6 +83,13 @@ pub trait TxnConnection:
     /// server. Not a stable API.
     #[doc(hidden)]
     fn __on_connect(&mut self, settings: &ConnectSettings) -> QueryResult<ServerInfo>;
+
+    /// The (client, server) TCP ports of this connection as the server sees
+    /// them, `None` for a unix socket or an embedded database. Not a stable API.
+    #[doc(hidden)]
+    fn __socket_ports(&mut self) -> QueryResult<Option<(u16, u16)>> {
+        Ok(None)
+    }
 }
 
 /// Why an option cannot be honoured by a backend.

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{MysqlConnection, QueryResult, QueryableByName, RunQueryDsl};
 
 use super::{Backend, ConnectSettings, ServerInfo, TxnConnection};
@@ -11,6 +11,14 @@ struct Session {
     wait_timeout: i64,
     #[diesel(sql_type = Text)]
     version: String,
+}
+
+#[derive(QueryableByName)]
+struct Ports {
+    #[diesel(sql_type = Nullable<Text>)]
+    host: Option<String>,
+    #[diesel(sql_type = BigInt)]
+    port: i64,
 }
 
 impl TxnConnection for MysqlConnection {
@@ -27,5 +35,20 @@ impl TxnConnection for MysqlConnection {
             idle_limit: u64::try_from(s.wait_timeout).ok().map(Duration::from_secs),
             mariadb: s.version.contains("MariaDB"),
         })
+    }
+
+    fn __socket_ports(&mut self) -> QueryResult<Option<(u16, u16)>> {
+        let p: Ports = diesel::sql_query(
+            "SELECT HOST AS host, CAST(@@port AS SIGNED) AS port \
+             FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()",
+        )
+        .get_result(self)?;
+        // HOST is "address:port" over TCP, "localhost" over a unix socket.
+        let client = p
+            .host
+            .as_deref()
+            .and_then(|h| h.rsplit_once(':'))
+            .and_then(|(_, port)| port.parse().ok());
+        Ok(client.zip(u16::try_from(p.port).ok()))
     }
 }

@@ -7,6 +7,7 @@ use super::manager::{Classifier, Manager, OnConnect, Policy, Signals};
 use super::Pool;
 use crate::backend::{ConnectSettings, TxnConnection};
 use crate::disconnect::ErrorClass;
+use crate::watchdog::{Limits, Watchdog};
 use crate::Error;
 
 /// Configures a [`Pool`]. Every setting has a default; see each method.
@@ -23,10 +24,18 @@ pub(super) struct Config<C: TxnConnection> {
     classifier: Option<Arc<Classifier>>,
     on_connect: Option<Arc<OnConnect<C>>>,
     pub(super) checkout_timeout: Duration,
+    limits: Limits,
 }
 
 impl<C: TxnConnection> Config<C> {
-    pub(super) fn manager(&self, signals: Arc<Signals>) -> Manager<C> {
+    /// The manager of one pool generation, with its watchdog thread when a
+    /// stall timeout or a leak threshold is set (not for the start-up probe).
+    pub(super) fn manager(&self, signals: Arc<Signals>, watched: bool) -> Manager<C> {
+        let watchdog = if watched {
+            Watchdog::start(self.limits, signals.clone())
+        } else {
+            None
+        };
         Manager {
             url: self.url.clone(),
             policy: self.policy,
@@ -34,6 +43,7 @@ impl<C: TxnConnection> Config<C> {
             signals,
             classifier: self.classifier.clone(),
             on_connect: self.on_connect.clone(),
+            watchdog,
         }
     }
 
@@ -48,7 +58,7 @@ impl<C: TxnConnection> Config<C> {
             .idle_timeout(self.policy.max_idle.or(Some(Duration::from_secs(600))))
             .connection_timeout(self.checkout_timeout)
             .error_handler(Box::new(r2d2::NopErrorHandler))
-            .build_unchecked(self.manager(signals))
+            .build_unchecked(self.manager(signals, true))
     }
 }
 
@@ -71,6 +81,10 @@ impl<C: TxnConnection> PoolBuilder<C> {
                 classifier: None,
                 on_connect: None,
                 checkout_timeout: Duration::from_secs(5),
+                limits: Limits {
+                    stall: None,
+                    leak: Some(Duration::from_secs(60)),
+                },
             },
         }
     }
@@ -114,6 +128,33 @@ impl<C: TxnConnection> PoolBuilder<C> {
     /// Retire a connection this old. Default 30 minutes; `None` keeps them.
     pub fn max_lifetime(mut self, t: Option<Duration>) -> Self {
         self.config.policy.max_lifetime = t;
+        self
+    }
+
+    /// Treat a connection whose statement gets no answer for this long as
+    /// lost: its socket is shut down, the client library reports a lost
+    /// connection, and the call retries (before COMMIT) or reports
+    /// [`Error::CommitUnknown`] (during it). Bounds a call on a frozen server
+    /// or a black-holed link, which diesel's MySQL connection would otherwise
+    /// wait on until TCP gives up. Default: none (a legitimately long query
+    /// must not be cut); set it above your slowest statement.
+    ///
+    /// Works for TCP connections whose client port the server reports as it
+    /// is (direct connections); not for unix sockets, nor through a proxy or
+    /// NAT that rewrites the address. For those, use the server-side
+    /// `timeout` option, and on PostgreSQL `tcp_user_timeout` /
+    /// `keepalives_idle` in the URL.
+    pub fn stall_timeout(mut self, t: Duration) -> Self {
+        self.config.limits.stall = Some(t);
+        self
+    }
+
+    /// Warn (`tracing` WARN, naming the function) and count a leak when a
+    /// connection stays checked out longer than this. Default 60 s, so a
+    /// normal call never trips it and a stuck one shows within a minute;
+    /// `None` turns it off.
+    pub fn leak_threshold(mut self, t: Option<Duration>) -> Self {
+        self.config.limits.leak = t;
         self
     }
 
@@ -168,7 +209,7 @@ impl<C: TxnConnection> PoolBuilder<C> {
     /// [`Error::Connect`], within the checkout timeout (a server that accepts
     /// the TCP connection but never answers cannot hold start-up hostage).
     pub fn build(self) -> Result<Pool<C>, Error> {
-        let probe = self.config.manager(Arc::new(Signals::default()));
+        let probe = self.config.manager(Arc::new(Signals::default()), false);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("db_txn-connect-probe".into())

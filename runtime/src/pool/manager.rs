@@ -20,6 +20,7 @@ use diesel::r2d2::{Error as R2d2Error, ManageConnection};
 use crate::backend::{ConnectSettings, ServerInfo, TxnConnection};
 use crate::disconnect::{classify, Disconnect, ErrorClass};
 use crate::stats::Counters;
+use crate::watchdog::{self, Watch, Watchdog};
 
 /// A user rule run before the built-in classification.
 pub(crate) type Classifier = dyn Fn(&diesel::result::Error) -> Option<ErrorClass> + Send + Sync;
@@ -94,11 +95,19 @@ struct Observer<C> {
     classifier: Option<Arc<Classifier>>,
     /// The instrumentation diesel would have installed (`set_default_instrumentation`).
     inner: Option<Box<dyn Instrumentation>>,
+    watch: Option<Arc<Watch>>,
     _conn: std::marker::PhantomData<fn() -> C>,
 }
 
 impl<C: TxnConnection> Instrumentation for Observer<C> {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        if let Some(watch) = &self.watch {
+            match &event {
+                InstrumentationEvent::StartQuery { .. } => watch.statement_started(),
+                InstrumentationEvent::FinishQuery { .. } => watch.statement_finished(),
+                _ => {}
+            }
+        }
         if let InstrumentationEvent::FinishQuery {
             error: Some(err), ..
         } = &event
@@ -112,6 +121,12 @@ impl<C: TxnConnection> Instrumentation for Observer<C> {
                 ErrorClass::Disconnect(d) => {
                     if self.flags.disconnect().is_none() {
                         self.signals.disconnect_seen();
+                        tracing::debug!(
+                            target: "db_txn",
+                            kind = %d,
+                            error = %err,
+                            "disconnect seen on a statement: the connection will not be reused"
+                        );
                     }
                     self.flags.set_disconnect(d);
                 }
@@ -138,6 +153,7 @@ pub struct Tracked<C> {
     /// The pool epoch when it was last known healthy.
     epoch: u64,
     signals: Arc<Signals>,
+    pub(crate) watch: Option<Arc<Watch>>,
 }
 
 impl<C> Tracked<C> {
@@ -150,6 +166,10 @@ impl<C> Tracked<C> {
 
 impl<C> Drop for Tracked<C> {
     fn drop(&mut self) {
+        // Before `conn` drops and closes its socket.
+        if let Some(watch) = &self.watch {
+            watch.closing();
+        }
         Counters::bump(&self.signals.counters.closed);
     }
 }
@@ -175,6 +195,7 @@ pub(crate) struct Manager<C: TxnConnection> {
     pub signals: Arc<Signals>,
     pub classifier: Option<Arc<Classifier>>,
     pub on_connect: Option<Arc<OnConnect<C>>>,
+    pub watchdog: Option<Watchdog>,
 }
 
 impl<C: TxnConnection> Manager<C> {
@@ -182,16 +203,21 @@ impl<C: TxnConnection> Manager<C> {
     pub(crate) fn open(&self) -> Result<Tracked<C>, R2d2Error> {
         let mut conn = C::establish(&self.url).map_err(R2d2Error::ConnectionError)?;
         let flags = Arc::new(Flags::default());
+        let watch = self.watchdog.as_ref().map(Watchdog::watch);
         conn.set_instrumentation(Observer::<C> {
             flags: flags.clone(),
             signals: self.signals.clone(),
             classifier: self.classifier.clone(),
             inner: diesel::connection::get_default_instrumentation(),
+            watch: watch.clone(),
             _conn: std::marker::PhantomData,
         });
         let server = conn
             .__on_connect(&self.settings)
             .map_err(R2d2Error::QueryError)?;
+        if let Some(watch) = &watch {
+            self.find_socket(&mut conn, watch)?;
+        }
         if let Some(hook) = &self.on_connect {
             hook(&mut conn).map_err(R2d2Error::QueryError)?;
         }
@@ -206,7 +232,29 @@ impl<C: TxnConnection> Manager<C> {
             last_release: now,
             epoch: self.signals.epoch.load(Relaxed),
             signals: self.signals.clone(),
+            watch,
         })
+    }
+
+    /// Tell the watchdog which socket to shut down if a statement stalls.
+    fn find_socket(&self, conn: &mut C, watch: &Watch) -> Result<(), R2d2Error> {
+        if self
+            .watchdog
+            .as_ref()
+            .and_then(|w| w.limits().stall)
+            .is_none()
+        {
+            return Ok(());
+        }
+        let ports = conn.__socket_ports().map_err(R2d2Error::QueryError)?;
+        match ports.and_then(|(client, server)| watchdog::find_socket(client, server)) {
+            Some(fd) => watch.set_socket(fd),
+            None => tracing::debug!(
+                target: "db_txn",
+                "stall_timeout: no identifiable socket (unix socket or proxy); not watched"
+            ),
+        }
+        Ok(())
     }
 
     /// Why `t` must be retired without a ping, if it must.
@@ -247,6 +295,7 @@ impl<C: TxnConnection> ManageConnection for Manager<C> {
         let now = Instant::now();
         if let Some(why) = self.expired(t, now) {
             Counters::bump(&counters.recycled);
+            tracing::debug!(target: "db_txn", reason = why, "connection recycled without a ping");
             return Err(R2d2Error::QueryError(
                 diesel::result::Error::QueryBuilderError(
                     format!("connection recycled: {why}").into(),
@@ -256,9 +305,11 @@ impl<C: TxnConnection> ManageConnection for Manager<C> {
         let epoch = self.signals.epoch.load(Relaxed);
         if t.epoch == epoch && now.saturating_duration_since(t.last_ok) < self.policy.ping_window {
             Counters::bump(&counters.pings_skipped);
+            tracing::trace!(target: "db_txn", "ping skipped: used successfully just now");
             return Ok(());
         }
         Counters::bump(&counters.pings);
+        tracing::trace!(target: "db_txn", "ping");
         t.conn.ping().map_err(R2d2Error::QueryError)?;
         t.last_ok = Instant::now();
         t.epoch = epoch;
@@ -269,7 +320,15 @@ impl<C: TxnConnection> ManageConnection for Manager<C> {
         // Unlike diesel's manager, a panicking thread does not break the
         // connection: the runner rolls back before it unwinds further.
         t.last_release = Instant::now();
-        t.flags.unusable() || t.conn.is_broken()
+        let broken = t.flags.unusable() || t.conn.is_broken();
+        if broken {
+            tracing::info!(
+                target: "db_txn",
+                cause = t.flags.disconnect().map_or("unusable after a failed rollback or reset".into(), |d| d.to_string()),
+                "connection invalidated: closed instead of returned to the pool"
+            );
+        }
+        broken
     }
 }
 

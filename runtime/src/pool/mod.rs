@@ -150,6 +150,11 @@ impl<C: TxnConnection> Pool<C> {
         if generation.fork_generation == fork::generation() {
             return &generation.inner;
         }
+        tracing::info!(
+            target: "db_txn",
+            pid = std::process::id(),
+            "fork detected: this process gets connections of its own, the parent's are left alone"
+        );
         let fresh = Box::into_raw(Box::new(Generation::new(
             &self.shared.config,
             &self.shared.signals,
@@ -195,7 +200,15 @@ impl<C: TxnConnection> Pool<C> {
         match got {
             Ok(inner) => {
                 Counters::bump(&self.shared.signals.counters.checkouts);
-                Ok(PooledConnection { inner })
+                let mut conn = PooledConnection { inner };
+                if let Some(watch) = &conn.tracked().watch {
+                    watch.checked_out(if function.is_empty() {
+                        "db_txn::Pool::get"
+                    } else {
+                        function
+                    });
+                }
+                Ok(conn)
             }
             Err(last_error) => Err(Error::Checkout {
                 function,
@@ -248,6 +261,14 @@ impl<C: TxnConnection> PooledConnection<C> {
     }
 }
 
+impl<C: TxnConnection> Drop for PooledConnection<C> {
+    fn drop(&mut self) {
+        if let Some(watch) = &self.tracked().watch {
+            watch.checked_in();
+        }
+    }
+}
+
 impl<C: TxnConnection> Deref for PooledConnection<C> {
     type Target = C;
     fn deref(&self) -> &C {
@@ -271,7 +292,7 @@ impl<C: TxnConnection> Generation<C> {
             Inner::R2d2(config.r2d2(signals.clone()))
         } else {
             Inner::Child(child::ChildPool::new(
-                config.manager(signals.clone()),
+                config.manager(signals.clone(), true),
                 config.max_size,
             ))
         };
