@@ -118,7 +118,6 @@ where
                 resume_unwind(payload)
             }
             Attempt::Lost { kind, error } => {
-                drop(conn);
                 tracing::warn!(
                     target: "db_txn",
                     function = options.name,
@@ -126,6 +125,7 @@ where
                     attempt = attempts,
                     "disconnect detected before COMMIT"
                 );
+                drop(conn);
                 if lost_retries < options.retry {
                     lost_retries += 1;
                     Counters::bump(&counters.retries);
