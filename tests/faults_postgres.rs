@@ -103,3 +103,71 @@ fn blackholed_server_at_start() {
 fn frozen_server_with_stall_timeout() {
     matrix::frozen_server_with_stall_timeout(&own());
 }
+
+/// libpq applies the URL's `keepalives_idle` and `tcp_user_timeout` to the
+/// connection's socket: read them back with getsockopt on the socket whose
+/// ports the server reports for this session.
+#[test]
+fn url_keepalive_and_user_timeout_reach_the_socket() {
+    use diesel::prelude::*;
+    use std::os::fd::RawFd;
+
+    #[derive(QueryableByName)]
+    struct Ports {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        client: i32,
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        server: i32,
+    }
+    fn port(fd: RawFd, peer: bool) -> Option<u16> {
+        // SAFETY: zeroed sockaddr_in is valid; the calls write at most `len` bytes.
+        let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let p = (&mut addr as *mut libc::sockaddr_in).cast();
+        // SAFETY: as above.
+        let rc = unsafe {
+            if peer {
+                libc::getpeername(fd, p, &mut len)
+            } else {
+                libc::getsockname(fd, p, &mut len)
+            }
+        };
+        (rc == 0 && i32::from(addr.sin_family) == libc::AF_INET)
+            .then(|| u16::from_be(addr.sin_port))
+    }
+    fn opt(fd: RawFd, name: libc::c_int) -> i32 {
+        let mut v: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: reads one int into `v`.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                name,
+                (&mut v as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0);
+        v
+    }
+
+    let server = Postgres::shared();
+    let url = format!("{}?keepalives_idle=7&tcp_user_timeout=4321", server.url());
+    let pool = db_txn::Pool::<diesel::PgConnection>::new(url).unwrap();
+    let mut conn = pool.get().unwrap();
+    let p: Ports =
+        diesel::sql_query("SELECT inet_client_port() AS client, inet_server_port() AS server")
+            .get_result(&mut *conn)
+            .unwrap();
+    let fd = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<RawFd>().ok())
+        .find(|&fd| {
+            port(fd, false) == u16::try_from(p.client).ok()
+                && port(fd, true) == u16::try_from(p.server).ok()
+        })
+        .expect("the connection's socket");
+    assert_eq!(opt(fd, libc::TCP_KEEPIDLE), 7);
+    assert_eq!(opt(fd, libc::TCP_USER_TIMEOUT), 4321);
+}
