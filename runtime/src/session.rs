@@ -84,13 +84,15 @@ pub(crate) fn lookup<C: TxnConnection>(pool: Option<u64>) -> Lookup {
             .find(|(_, e)| e.type_id == ty && (e.pool.is_none() || e.pool == pool));
         match found {
             None => Lookup::Free,
-            Some((_, e)) if e.lent.is_none() => Lookup::Busy { holder: e.holder },
-            Some((index, e)) => Lookup::Lent(Lent {
-                index,
-                ptr: e.lent.unwrap_or(std::ptr::null_mut()),
-                holder: e.holder,
-                settings: e.settings,
-            }),
+            Some((index, e)) => match e.lent {
+                None => Lookup::Busy { holder: e.holder },
+                Some(ptr) => Lookup::Lent(Lent {
+                    index,
+                    ptr,
+                    holder: e.holder,
+                    settings: e.settings,
+                }),
+            },
         }
     })
 }
