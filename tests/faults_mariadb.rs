@@ -103,3 +103,13 @@ fn blackholed_server_at_start() {
 fn frozen_server_with_stall_timeout() {
     matrix::frozen_server_with_stall_timeout(&own());
 }
+
+#[test]
+fn cut_after_read_only_commit() {
+    matrix::cut_after_read_only_commit(MariaDb::shared());
+}
+
+#[test]
+fn recycled_when_on_connect_sets_the_limit() {
+    matrix::recycled_when_on_connect_sets_the_limit(MariaDb::shared());
+}

@@ -171,3 +171,8 @@ fn url_keepalive_and_user_timeout_reach_the_socket() {
     assert_eq!(opt(fd, libc::TCP_KEEPIDLE), 7);
     assert_eq!(opt(fd, libc::TCP_USER_TIMEOUT), 4321);
 }
+
+#[test]
+fn cut_after_read_only_commit() {
+    matrix::cut_after_read_only_commit(Postgres::shared());
+}

@@ -19,28 +19,25 @@ fn stats<S: TestServer>(l: &Ledger<'_, S>) -> PoolStats {
 
 /// The server drops a connection that idled past its limit (MariaDB
 /// `wait_timeout`, PostgreSQL `idle_session_timeout`), set on the session
-/// after connect as in the seeds' experiment: the checkout's ping finds it
-/// dead and a fresh connection serves the call.
+/// behind the pool's back as in the seeds' experiment: the checkout's ping
+/// finds it dead and a fresh connection serves the call.
 pub fn idle_past_server_timeout<S: TestServer>(server: &S) {
-    let mut l = Ledger::new(server, "idle_timeout", |url| {
-        Pool::builder(url)
-            .max_size(2)
-            .checkout_timeout(Duration::from_secs(10))
-            .on_connect(|c: &mut S::Conn| c.batch_execute(&S::idle_limit_sql(1)))
-            .build()
-            .expect("pool")
-    });
+    let mut l = Ledger::new(server, "idle_timeout", |url| Ledger::<S>::pool(url, 1));
     for _ in 0..3 {
-        l.transfer();
+        l.pool
+            .get()
+            .expect("conn")
+            .batch_execute(&S::idle_limit_sql(1))
+            .expect("set the limit");
         thread::sleep(Duration::from_millis(2200));
+        l.transfer();
     }
-    l.transfer();
     let s = stats(&l);
-    assert!(
-        s.disconnects >= 3,
+    assert_eq!(
+        s.disconnects, 3,
         "each idle connection was found dead: {s:?}"
     );
-    assert!(s.opened >= 4, "{s:?}");
+    assert_eq!((s.retries, s.opened), (0, 4), "{s:?}");
     l.assert_consistent(0);
     l.assert_no_leak();
     l.assert_bounded(BOUND);
@@ -474,4 +471,47 @@ pub fn frozen_server_with_stall_timeout<S: TestServer>(server: &S) {
     l.transfer();
     l.assert_consistent(0);
     l.assert_no_leak();
+}
+
+/// A `wait_timeout` set by the pool's `on_connect` hook is the limit the pool
+/// works with: the idle connection is retired before it, without a ping.
+pub fn recycled_when_on_connect_sets_the_limit<S: TestServer>(server: &S) {
+    let mut l = Ledger::new(server, "recycle_hook", |url| {
+        Pool::builder(url)
+            .max_size(1)
+            .on_connect(|c: &mut S::Conn| c.batch_execute(&S::idle_limit_sql(3)))
+            .build()
+            .expect("pool")
+    });
+    l.transfer();
+    thread::sleep(Duration::from_millis(2300));
+    l.transfer();
+    let s = stats(&l);
+    assert!(s.recycled >= 1, "{s:?}");
+    assert_eq!((s.pings, s.disconnects, s.retries), (0, 0, 0), "{s:?}");
+    l.assert_consistent(0);
+    l.assert_no_leak();
+}
+
+/// The link dies right after the COMMIT of a read-only transaction: nothing
+/// was being committed, so the caller gets its result, not an error.
+pub fn cut_after_read_only_commit<S: TestServer>(server: &S) {
+    let (proxy, mut l) = via_proxy(server, "cut_ro_commit", |b| b);
+    l.transfer();
+    proxy.cut_after_commit();
+    let r = read_ledger::<S::Conn>(&l.pool);
+    assert!(r.is_ok(), "{r:?}");
+    assert!(!proxy.commit_cut_pending(), "the COMMIT was cut");
+    let s = stats(&l);
+    assert_eq!((s.commit_unknowns, s.retries), (0, 0), "{s:?}");
+    assert!(s.disconnects >= 1, "{s:?}");
+    l.transfer();
+    l.assert_consistent(0);
+    l.assert_no_leak();
+}
+
+#[db_txn::db_txn(pool = pool, read_only)]
+fn read_ledger<C: db_txn::TxnConnection>(conn: &mut C, pool: &Pool<C>) -> Result<(), LedgerError> {
+    conn.batch_execute("SELECT COUNT(*) FROM ops")?;
+    Ok(())
 }

@@ -79,10 +79,19 @@ pub trait TxnConnection:
     /// Which database this is.
     const BACKEND: Backend;
 
-    /// Prepare a new connection and read what the pool must know about the
-    /// server. Not a stable API.
+    /// Apply the pool's settings to a new connection (before the user's
+    /// `on_connect` hook, which may override them). Not a stable API.
     #[doc(hidden)]
-    fn __on_connect(&mut self, settings: &ConnectSettings) -> QueryResult<ServerInfo>;
+    fn __prepare(&mut self, _settings: &ConnectSettings) -> QueryResult<()> {
+        Ok(())
+    }
+
+    /// Read what the pool must know about the server (after the user's
+    /// `on_connect` hook, so a `wait_timeout` it sets is seen). Not a stable API.
+    #[doc(hidden)]
+    fn __server_info(&mut self) -> QueryResult<ServerInfo> {
+        Ok(ServerInfo::default())
+    }
 
     /// The (client, server) TCP ports of this connection as the server sees
     /// them, `None` for a unix socket or an embedded database. Not a stable API.

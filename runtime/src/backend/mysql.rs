@@ -3,7 +3,7 @@ use std::time::Duration;
 use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{MysqlConnection, QueryResult, QueryableByName, RunQueryDsl};
 
-use super::{Backend, ConnectSettings, ServerInfo, TxnConnection};
+use super::{Backend, ServerInfo, TxnConnection};
 
 #[derive(QueryableByName)]
 struct Session {
@@ -24,7 +24,7 @@ struct Ports {
 impl TxnConnection for MysqlConnection {
     const BACKEND: Backend = Backend::Mysql;
 
-    fn __on_connect(&mut self, _: &ConnectSettings) -> QueryResult<ServerInfo> {
+    fn __server_info(&mut self) -> QueryResult<ServerInfo> {
         // The server closes this connection after `wait_timeout` seconds idle;
         // the pool retires it before then instead of finding out the hard way.
         let s: Session = diesel::sql_query(

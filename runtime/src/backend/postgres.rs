@@ -1,7 +1,7 @@
 use diesel::sql_types::{Integer, Nullable};
 use diesel::{PgConnection, QueryResult, QueryableByName, RunQueryDsl};
 
-use super::{Backend, ConnectSettings, ServerInfo, TxnConnection};
+use super::{Backend, TxnConnection};
 
 #[derive(QueryableByName)]
 struct Ports {
@@ -13,12 +13,6 @@ struct Ports {
 
 impl TxnConnection for PgConnection {
     const BACKEND: Backend = Backend::Postgres;
-
-    fn __on_connect(&mut self, _: &ConnectSettings) -> QueryResult<ServerInfo> {
-        // PostgreSQL has no idle limit by default; `idle_session_timeout`
-        // (57P05) is classified as a disconnect and pinged for like the rest.
-        Ok(ServerInfo::default())
-    }
 
     fn __socket_ports(&mut self) -> QueryResult<Option<(u16, u16)>> {
         // NULL over a unix socket.

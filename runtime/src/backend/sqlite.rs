@@ -1,12 +1,12 @@
 use diesel::connection::SimpleConnection;
 use diesel::{QueryResult, SqliteConnection};
 
-use super::{Backend, ConnectSettings, ServerInfo, TxnConnection};
+use super::{Backend, ConnectSettings, TxnConnection};
 
 impl TxnConnection for SqliteConnection {
     const BACKEND: Backend = Backend::Sqlite;
 
-    fn __on_connect(&mut self, settings: &ConnectSettings) -> QueryResult<ServerInfo> {
+    fn __prepare(&mut self, settings: &ConnectSettings) -> QueryResult<()> {
         let mut sql = format!(
             "PRAGMA busy_timeout = {};",
             settings.sqlite_busy_timeout.as_millis()
@@ -15,7 +15,6 @@ impl TxnConnection for SqliteConnection {
             // Readers do not block the writer. A no-op on `:memory:`.
             sql += "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;";
         }
-        self.batch_execute(&sql)?;
-        Ok(ServerInfo::default())
+        self.batch_execute(&sql)
     }
 }

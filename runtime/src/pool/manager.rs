@@ -212,14 +212,15 @@ impl<C: TxnConnection> Manager<C> {
             watch: watch.clone(),
             _conn: std::marker::PhantomData,
         });
-        let server = conn
-            .__on_connect(&self.settings)
+        conn.__prepare(&self.settings)
             .map_err(R2d2Error::QueryError)?;
-        if let Some(watch) = &watch {
-            self.find_socket(&mut conn, watch)?;
-        }
         if let Some(hook) = &self.on_connect {
             hook(&mut conn).map_err(R2d2Error::QueryError)?;
+        }
+        // After the hook: a `wait_timeout` it sets is the one that counts.
+        let server = conn.__server_info().map_err(R2d2Error::QueryError)?;
+        if let Some(watch) = &watch {
+            self.find_socket(&mut conn, watch)?;
         }
         Counters::bump(&self.signals.counters.opened);
         let now = Instant::now();

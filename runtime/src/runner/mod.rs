@@ -243,6 +243,16 @@ where
                     reset_session(&mut tracked.conn, &flags, &sql);
                     Attempt::Done(Ok(value))
                 }
+                Err(_) if options.read_only && flags.disconnect().is_some() => {
+                    // A read-only transaction has nothing to commit: what it
+                    // read is as good as it was. Only the connection is lost.
+                    tracing::debug!(
+                        target: "db_txn",
+                        function = options.name,
+                        "connection lost at the COMMIT of a read-only transaction: result kept"
+                    );
+                    Attempt::Done(Ok(value))
+                }
                 Err(e) => commit_failed(counters, options, &flags, &mut tracked.conn, &sql, e),
             }
         }
