@@ -64,10 +64,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     db_txn::install(pool.clone());
 
-    println!(
-        "{:<8} {:<46} {}",
-        "round", "plain diesel + r2d2", "#[db_txn]"
-    );
+    println!("{:<8} {:<46} #[db_txn]", "round", "plain diesel + r2d2");
     let (mut plain_failures, mut our_failures) = (0, 0);
     for round in 1..=3 {
         let mut p = plain.get()?;
