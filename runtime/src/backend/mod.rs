@@ -9,6 +9,7 @@ mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, Connection};
@@ -65,7 +66,7 @@ pub struct ConnectSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TxnSql {
     /// Sent as one batch to begin the transaction.
-    pub begin: String,
+    pub begin: Cow<'static, str>,
     /// Sent after COMMIT/ROLLBACK to undo session settings, if any.
     pub after: Option<&'static str>,
 }
@@ -149,6 +150,18 @@ fn sqlite_sql(options: &Options) -> Result<TxnSql, Unsupported> {
 }
 
 fn mysql_sql(server: &ServerInfo, options: &Options) -> Result<TxnSql, Unsupported> {
+    if options.timeout.is_none() && options.isolation.is_none() {
+        // The common case, without an allocation per call.
+        let begin = if options.read_only {
+            "START TRANSACTION READ ONLY"
+        } else {
+            "START TRANSACTION"
+        };
+        return Ok(TxnSql {
+            begin: begin.into(),
+            after: None,
+        });
+    }
     let mut begin = String::new();
     let mut after = None;
     if let Some(t) = options.timeout {
@@ -168,10 +181,24 @@ fn mysql_sql(server: &ServerInfo, options: &Options) -> Result<TxnSql, Unsupport
     if options.read_only {
         begin += " READ ONLY";
     }
-    Ok(TxnSql { begin, after })
+    Ok(TxnSql {
+        begin: begin.into(),
+        after,
+    })
 }
 
 fn postgres_sql(options: &Options) -> TxnSql {
+    if options.timeout.is_none() && options.isolation.is_none() {
+        let begin = if options.read_only {
+            "BEGIN READ ONLY"
+        } else {
+            "BEGIN"
+        };
+        return TxnSql {
+            begin: begin.into(),
+            after: None,
+        };
+    }
     let mut begin = String::from("BEGIN");
     if let Some(level) = options.isolation {
         begin += " ISOLATION LEVEL ";
@@ -184,7 +211,10 @@ fn postgres_sql(options: &Options) -> TxnSql {
         // LOCAL: reverts by itself at COMMIT/ROLLBACK.
         begin += &format!("; SET LOCAL statement_timeout = {}", t.as_millis());
     }
-    TxnSql { begin, after: None }
+    TxnSql {
+        begin: begin.into(),
+        after: None,
+    }
 }
 
 #[cfg(test)]

@@ -204,12 +204,14 @@ impl<C: TxnConnection> Manager<C> {
         let mut conn = C::establish(&self.url).map_err(R2d2Error::ConnectionError)?;
         let flags = Arc::new(Flags::default());
         let watch = self.watchdog.as_ref().map(Watchdog::watch);
+        // Statements are timed only when a stall timeout asks for it.
+        let stall = self.watchdog.as_ref().and_then(|w| w.limits().stall);
         conn.set_instrumentation(Observer::<C> {
             flags: flags.clone(),
             signals: self.signals.clone(),
             classifier: self.classifier.clone(),
             inner: diesel::connection::get_default_instrumentation(),
-            watch: watch.clone(),
+            watch: stall.and(watch.clone()),
             _conn: std::marker::PhantomData,
         });
         conn.__prepare(&self.settings)
@@ -219,7 +221,7 @@ impl<C: TxnConnection> Manager<C> {
         }
         // After the hook: a `wait_timeout` it sets is the one that counts.
         let server = conn.__server_info().map_err(R2d2Error::QueryError)?;
-        if let Some(watch) = &watch {
+        if let (Some(watch), Some(_)) = (&watch, stall) {
             self.find_socket(&mut conn, watch)?;
         }
         Counters::bump(&self.signals.counters.opened);
