@@ -174,6 +174,23 @@ impl<C> Drop for Tracked<C> {
     }
 }
 
+/// How long a background connect keeps trying before it reports a failure.
+const RECONNECT_POLL: Duration = Duration::from_secs(1);
+
+/// Whether a failed connect means "no server there yet" (worth polling),
+/// rather than a refusal such as a wrong password (not worth repeating).
+fn unreachable(e: &diesel::ConnectionError) -> bool {
+    const TEXTS: &[&str] = &[
+        "Can't connect",                      // MySQL 2002/2003
+        "Lost connection",                    // MySQL 2013 during the handshake
+        "Connection refused",                 // libpq
+        "the database system is starting up", // PostgreSQL 57P03
+        "the database system is shutting down",
+        "server closed the connection unexpectedly",
+    ];
+    matches!(e, diesel::ConnectionError::BadConnection(msg) if TEXTS.iter().any(|t| msg.contains(t)))
+}
+
 /// Limits after which a connection is retired without being pinged.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Policy {
@@ -287,7 +304,20 @@ impl<C: TxnConnection> ManageConnection for Manager<C> {
     type Error = R2d2Error;
 
     fn connect(&self) -> Result<Tracked<C>, R2d2Error> {
-        self.open()
+        // r2d2 waits 200 ms, 400 ms, 800 ms... between failed attempts, but a
+        // server coming back from a restart accepts connections within
+        // milliseconds: poll for it briefly first, on r2d2's worker thread.
+        let started = Instant::now();
+        loop {
+            match self.open() {
+                Err(R2d2Error::ConnectionError(e))
+                    if unreachable(&e) && started.elapsed() < RECONNECT_POLL =>
+                {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                other => return other,
+            }
+        }
     }
 
     fn is_valid(&self, t: &mut Tracked<C>) -> Result<(), R2d2Error> {

@@ -103,15 +103,19 @@ where
     let (mut attempts, mut lost_retries, mut conflict_retries) = (0, 0, 0);
     loop {
         attempts += 1;
-        let waited = std::time::Instant::now();
+        // The clock is read only when the event is wanted.
+        let waited = tracing::enabled!(target: "db_txn", tracing::Level::DEBUG)
+            .then(std::time::Instant::now);
         let mut conn = pool.checkout(options.name)?;
-        tracing::debug!(
-            target: "db_txn",
-            function = options.name,
-            attempt = attempts,
-            wait_us = u64::try_from(waited.elapsed().as_micros()).unwrap_or(u64::MAX),
-            "checkout"
-        );
+        if let Some(waited) = waited {
+            tracing::debug!(
+                target: "db_txn",
+                function = options.name,
+                attempt = attempts,
+                wait_us = u64::try_from(waited.elapsed().as_micros()).unwrap_or(u64::MAX),
+                "checkout"
+            );
+        }
         match attempt(pool, &mut conn, options, body) {
             Attempt::Done(result) => return result,
             Attempt::Panicked(payload) => {
