@@ -365,7 +365,7 @@ pub(super) fn unsupported<C: TxnConnection>(options: &Options, detail: &'static 
 /// transactions that collided do not collide again.
 fn backoff(retry: u32) -> Duration {
     let base = Duration::from_millis(10)
-        .saturating_mul(1 << retry.min(7))
+        .saturating_mul(1 << retry.saturating_sub(1).min(7))
         .min(Duration::from_secs(1));
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
