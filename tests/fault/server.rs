@@ -56,144 +56,88 @@ where
         .n
 }
 
-#[cfg(feature = "mysql")]
-impl TestServer for db_txn_tests::MariaDb {
-    type Conn = diesel::MysqlConnection;
-    const NAME: &'static str = "mariadb";
+/// The same delegation to the kit for both servers; only the SQL differs.
+macro_rules! test_server {
+    ($server:ty, $conn:ty, $name:literal, $user_url:literal, idle: $idle:expr, sleep: $sleep:expr) => {
+        impl TestServer for $server {
+            type Conn = $conn;
+            const NAME: &'static str = $name;
 
-    fn create_database(&self, name: &str) -> String {
-        self.create_database(name)
-    }
-    fn url_via_port(&self, database: &str, port: u16) -> String {
-        format!("mysql://root@127.0.0.1:{port}/{database}")
-    }
-    fn port(&self) -> u16 {
-        self.port()
-    }
-    fn query_i64(&self, sql: &str) -> i64 {
-        self.query_i64(sql)
-    }
-    fn exec(&self, sql: &str) {
-        self.exec(sql)
-    }
-    fn kill_all(&self, database: &str) {
-        for id in self.connection_ids(database) {
-            self.kill_connection(id);
+            fn create_database(&self, name: &str) -> String {
+                self.create_database(name)
+            }
+            fn url_via_port(&self, database: &str, port: u16) -> String {
+                format!(concat!($user_url, "@127.0.0.1:{}/{}"), port, database)
+            }
+            fn port(&self) -> u16 {
+                self.port()
+            }
+            fn query_i64(&self, sql: &str) -> i64 {
+                self.query_i64(sql)
+            }
+            fn exec(&self, sql: &str) {
+                self.exec(sql)
+            }
+            fn kill_all(&self, database: &str) {
+                for id in self.connection_ids(database) {
+                    self.kill_connection(id);
+                }
+            }
+            fn connection_count(&self, database: &str) -> i64 {
+                self.connection_count(database)
+            }
+            fn wait_connection_count(&self, database: &str, expected: i64, limit: Duration) -> i64 {
+                self.wait_connection_count(database, expected, limit)
+            }
+            fn restart(&self) {
+                self.restart()
+            }
+            fn stop(&self) {
+                self.stop()
+            }
+            fn start_again(&self) {
+                self.start_again()
+            }
+            fn freeze(&self) {
+                self.freeze()
+            }
+            fn thaw(&self) {
+                self.thaw()
+            }
+            fn idle_limit_sql(secs: u32) -> String {
+                let idle: fn(u32) -> String = $idle;
+                idle(secs)
+            }
+            fn sleep_sql(secs: u32) -> String {
+                let sleep: fn(u32) -> String = $sleep;
+                sleep(secs)
+            }
+            fn connection_ids(&self, database: &str) -> Vec<i64> {
+                self.connection_ids(database)
+            }
+            fn count(pool: &Pool<Self::Conn>, sql: &str) -> i64 {
+                count(pool, sql)
+            }
         }
-    }
-    fn connection_count(&self, database: &str) -> i64 {
-        self.connection_count(database)
-    }
-    fn wait_connection_count(&self, database: &str, expected: i64, limit: Duration) -> i64 {
-        self.wait_connection_count(database, expected, limit)
-    }
-    fn restart(&self) {
-        self.restart()
-    }
-    fn stop(&self) {
-        self.stop()
-    }
-    fn start_again(&self) {
-        self.start_again()
-    }
-    fn freeze(&self) {
-        self.freeze()
-    }
-    fn thaw(&self) {
-        self.thaw()
-    }
-    fn idle_limit_sql(secs: u32) -> String {
-        format!("SET SESSION wait_timeout = {secs}")
-    }
-    fn sleep_sql(secs: u32) -> String {
-        format!("SELECT SLEEP({secs})")
-    }
-    fn connection_ids(&self, database: &str) -> Vec<i64> {
-        let n = self.query_i64(&format!(
-            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = '{database}' \
-             AND COMMAND NOT IN ('Daemon', 'Killed')"
-        ));
-        (0..n)
-            .map(|i| {
-                self.query_i64(&format!(
-                    "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = '{database}' \
-                     AND COMMAND NOT IN ('Daemon', 'Killed') ORDER BY ID LIMIT 1 OFFSET {i}"
-                ))
-            })
-            .collect()
-    }
-    fn count(pool: &Pool<Self::Conn>, sql: &str) -> i64 {
-        count(pool, sql)
-    }
+    };
 }
+
+#[cfg(feature = "mysql")]
+test_server!(
+    db_txn_tests::MariaDb,
+    diesel::MysqlConnection,
+    "mariadb",
+    "mysql://root",
+    idle: |secs| format!("SET SESSION wait_timeout = {secs}"),
+    sleep: |secs| format!("SELECT SLEEP({secs})")
+);
 
 #[cfg(feature = "postgres")]
-impl TestServer for db_txn_tests::Postgres {
-    type Conn = diesel::PgConnection;
-    const NAME: &'static str = "postgres";
-
-    fn create_database(&self, name: &str) -> String {
-        self.create_database(name)
-    }
-    fn url_via_port(&self, database: &str, port: u16) -> String {
-        format!("postgres://postgres@127.0.0.1:{port}/{database}")
-    }
-    fn port(&self) -> u16 {
-        self.port()
-    }
-    fn query_i64(&self, sql: &str) -> i64 {
-        self.query_i64(sql)
-    }
-    fn exec(&self, sql: &str) {
-        self.exec(sql)
-    }
-    fn kill_all(&self, database: &str) {
-        for id in self.connection_ids(database) {
-            self.kill_connection(id);
-        }
-    }
-    fn connection_count(&self, database: &str) -> i64 {
-        self.connection_count(database)
-    }
-    fn wait_connection_count(&self, database: &str, expected: i64, limit: Duration) -> i64 {
-        self.wait_connection_count(database, expected, limit)
-    }
-    fn restart(&self) {
-        self.restart()
-    }
-    fn stop(&self) {
-        self.stop()
-    }
-    fn start_again(&self) {
-        self.start_again()
-    }
-    fn freeze(&self) {
-        self.freeze()
-    }
-    fn thaw(&self) {
-        self.thaw()
-    }
-    fn idle_limit_sql(secs: u32) -> String {
-        format!("SET idle_session_timeout = {}", secs * 1000)
-    }
-    fn sleep_sql(secs: u32) -> String {
-        format!("SELECT pg_sleep({secs})")
-    }
-    fn connection_ids(&self, database: &str) -> Vec<i64> {
-        let filter = format!(
-            "FROM pg_stat_activity WHERE datname = '{database}' AND pid <> pg_backend_pid() \
-             AND backend_type = 'client backend'"
-        );
-        let n = self.query_i64(&format!("SELECT COUNT(*) {filter}"));
-        (0..n)
-            .map(|i| {
-                self.query_i64(&format!(
-                    "SELECT CAST(pid AS BIGINT) {filter} ORDER BY pid LIMIT 1 OFFSET {i}"
-                ))
-            })
-            .collect()
-    }
-    fn count(pool: &Pool<Self::Conn>, sql: &str) -> i64 {
-        count(pool, sql)
-    }
-}
+test_server!(
+    db_txn_tests::Postgres,
+    diesel::PgConnection,
+    "postgres",
+    "postgres://postgres",
+    idle: |secs| format!("SET idle_session_timeout = {}", secs * 1000),
+    sleep: |secs| format!("SELECT pg_sleep({secs})")
+);
