@@ -2,7 +2,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-/// A snapshot of a pool's counters since it was built, plus r2d2's live state.
+/// A snapshot of a pool's counters since it was built, plus the pool's live state
+/// (from r2d2, or from the small pool a forked child uses).
 ///
 /// ```
 /// # fn main() -> Result<(), db_txn::Error> {
@@ -42,9 +43,9 @@ pub struct PoolStats {
     pub recycled: u64,
     /// Connections held longer than the leak-detection threshold.
     pub leaks: u64,
-    /// Connections open now (r2d2 state).
+    /// Connections open now.
     pub connections: u32,
-    /// Idle connections now (r2d2 state).
+    /// Idle connections now.
     pub idle_connections: u32,
 }
 
