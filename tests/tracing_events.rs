@@ -1,6 +1,8 @@
 //! What a disconnect-and-retry looks like in the logs: a KILL between two
 //! transactions on a real MariaDB, captured through `tracing-subscriber`'s
-//! fmt layer. The README shows this capture (`--nocapture` prints it).
+//! fmt layer. The README shows this capture (`--nocapture` prints it). Every
+//! line of a call, the body's own included, is inside the call's `db_txn`
+//! span, which names the function and the attempt.
 #![cfg(feature = "mysql")]
 
 use std::io::Write;
@@ -31,6 +33,7 @@ fn record_payment(
     pool: &Pool<MysqlConnection>,
     id: i64,
 ) -> Result<(), db_txn::Error> {
+    tracing::debug!(id, "inserting the payment");
     conn.batch_execute(&format!("INSERT INTO payments VALUES ({id})"))?;
     Ok(())
 }
@@ -40,7 +43,7 @@ fn a_disconnect_and_its_retry_are_logged_with_the_function() {
     let capture = Capture::default();
     let writer = capture.clone();
     let subscriber = tracing_subscriber::fmt()
-        .with_env_filter("db_txn=info")
+        .with_env_filter("db_txn=info,tracing_events=debug")
         .with_ansi(false)
         .without_time()
         .with_writer(move || writer.clone())
@@ -60,7 +63,15 @@ fn a_disconnect_and_its_retry_are_logged_with_the_function() {
         .unwrap();
     record_payment(&pool, 1).unwrap();
     let quiet = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
-    assert_eq!(quiet, "", "nothing at INFO when nothing fails");
+    assert!(
+        quiet.lines().all(|l| !l.contains(" db_txn: ")),
+        "nothing of db_txn at INFO when nothing fails: {quiet}"
+    );
+    assert!(
+        quiet.contains(r#"db_txn{function="tracing_events::record_payment" attempt=1}: tracing_events: inserting the payment id=1"#),
+        "the body's events are inside the call's span: {quiet}"
+    );
+    capture.0.lock().unwrap().clear();
 
     assert_eq!(server.connection_count("tracing_events"), 1);
     let id = server.query_i64(
@@ -71,18 +82,25 @@ fn a_disconnect_and_its_retry_are_logged_with_the_function() {
 
     let log = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
     println!("{log}");
-    let function = "tracing_events::record_payment";
+    let span = |attempt: u32| {
+        format!(r#"db_txn{{function="tracing_events::record_payment" attempt={attempt}}}: "#)
+    };
     assert!(
         log.lines().any(|l| l.starts_with(" WARN")
             && l.contains("disconnect detected before COMMIT")
-            && l.contains(function)),
+            && l.contains(&span(1))),
         "{log}"
     );
     assert!(
         log.lines().any(|l| l.starts_with(" INFO")
             && l.contains("running the body again")
-            && l.contains(function)),
+            && l.contains(&span(1))),
         "{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&span(2)) && l.contains("inserting the payment id=2")),
+        "the second attempt runs in the same span, attempt=2: {log}"
     );
     assert!(log.contains("connection invalidated"), "{log}");
     assert_eq!(pool.stats().retries, 1);

@@ -1,9 +1,14 @@
-//! The one error type of the runtime.
+//! The one error type of the runtime, and the small types its fields use.
+//!
+//! Each variant's message is next to it in `Display`. A variant that wraps a
+//! cause returns it from `source()` and does not repeat it in its own
+//! message, so `anyhow`/`eyre` chains print every cause once.
 
 use std::fmt;
 use std::time::Duration;
 
-use crate::disconnect::Disconnect;
+use crate::backend::Backend;
+use crate::classify::Disconnect;
 
 /// What went wrong outside the user's own code: the pool, the connection,
 /// BEGIN/COMMIT/ROLLBACK, or the use of an option.
@@ -16,6 +21,7 @@ use crate::disconnect::Disconnect;
 pub enum Error {
     /// A query of the body failed (lets `db_txn::Error` itself serve as the
     /// error type of simple functions: `?` converts diesel errors into it).
+    /// Transparent: its message and source are the diesel error's.
     Query(diesel::result::Error),
     /// No pool was installed for this connection type and the function named
     /// none with `pool = ...`.
@@ -27,16 +33,36 @@ pub enum Error {
     },
     /// A new connection could not be opened (bad URL, wrong password, server
     /// down). Returned by [`PoolBuilder::build`](crate::PoolBuilder::build).
-    Connect(diesel::ConnectionError),
-    /// No connection could be checked out within the checkout timeout: the pool
-    /// is exhausted, or the server cannot be reached.
+    Connect {
+        /// The database.
+        backend: Backend,
+        /// Where the pool connects, without the password.
+        server: String,
+        /// The driver's error.
+        source: diesel::ConnectionError,
+    },
+    /// A new connection was opened but its set-up failed: the pool's settings,
+    /// the `on_connect` hook, or reading the server's settings. Returned by
+    /// [`PoolBuilder::build`](crate::PoolBuilder::build).
+    Setup {
+        /// The database.
+        backend: Backend,
+        /// Where the pool connects, without the password.
+        server: String,
+        /// The driver's error.
+        source: diesel::result::Error,
+    },
+    /// No connection could be checked out within the checkout timeout: every
+    /// connection was in use, or the server did not give one.
     Checkout {
-        /// The annotated function, or `""` for a direct [`Pool::get`](crate::Pool::get).
-        function: &'static str,
+        /// The annotated function; `None` for a direct [`Pool::get`](crate::Pool::get).
+        function: Option<&'static str>,
         /// The checkout timeout that ran out.
         timeout: Duration,
-        /// Connections open / idle when it gave up.
-        state: (u32, u32),
+        /// The pool when it gave up.
+        state: PoolState,
+        /// Where the pool connects, without the password.
+        server: String,
         /// Why the last connection attempt or health check failed, if one did.
         last_error: Option<String>,
     },
@@ -61,14 +87,14 @@ pub enum Error {
         /// The driver's error.
         source: diesel::result::Error,
     },
-    /// BEGIN, COMMIT, ROLLBACK, SAVEPOINT or a session setting failed for a
+    /// BEGIN, COMMIT, ROLLBACK, a SAVEPOINT or the session reset failed for a
     /// reason other than a lost connection (for example a serialization
     /// failure reported at COMMIT).
     Transaction {
         /// The annotated function.
         function: &'static str,
-        /// Which step failed: `"begin"`, `"commit"`, `"rollback"`, `"savepoint"`.
-        step: &'static str,
+        /// Which step failed.
+        step: Step,
         /// The driver's error.
         source: diesel::result::Error,
     },
@@ -76,8 +102,8 @@ pub enum Error {
     Unsupported {
         /// The annotated function.
         function: &'static str,
-        /// The backend, e.g. `"SQLite"`.
-        backend: &'static str,
+        /// The database.
+        backend: Backend,
         /// What cannot be honoured, and what to do instead.
         detail: &'static str,
     },
@@ -104,53 +130,157 @@ pub enum Error {
         /// The function that owns the transaction.
         holder: &'static str,
         /// The setting that differs.
-        setting: &'static str,
+        setting: Setting,
     },
+}
+
+/// A step of the transaction, in [`Error::Transaction`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Step {
+    /// BEGIN (with the function's isolation, access mode and timeout).
+    Begin,
+    /// COMMIT.
+    Commit,
+    /// ROLLBACK.
+    Rollback,
+    /// SAVEPOINT, for a call joining a lent connection's transaction.
+    Savepoint,
+    /// RELEASE SAVEPOINT, at the end of a joining call.
+    ReleaseSavepoint,
+    /// Undoing the session settings made for the transaction.
+    SessionReset,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Step::Begin => "BEGIN",
+            Step::Commit => "COMMIT",
+            Step::Rollback => "ROLLBACK",
+            Step::Savepoint => "SAVEPOINT",
+            Step::ReleaseSavepoint => "RELEASE SAVEPOINT",
+            Step::SessionReset => "the session reset",
+        })
+    }
+}
+
+/// A transaction setting, in [`Error::NestedMismatch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Setting {
+    /// `isolation = ...`
+    Isolation,
+    /// `timeout = "..."`
+    Timeout,
+}
+
+impl fmt::Display for Setting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Setting::Isolation => "isolation level",
+            Setting::Timeout => "timeout",
+        })
+    }
+}
+
+/// A pool's connections at one moment, in [`Error::Checkout`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolState {
+    /// Connections open.
+    pub connections: u32,
+    /// Of those, idle.
+    pub idle: u32,
+    /// The most the pool opens.
+    pub max_size: u32,
+}
+
+impl PoolState {
+    /// Every connection the pool may open is open and in use.
+    pub fn exhausted(&self) -> bool {
+        self.connections >= self.max_size && self.idle == 0
+    }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::NoPool { connection, function } => write!(
+            Error::Query(e) => fmt::Display::fmt(e, f),
+            Error::NoPool {
+                connection,
+                function,
+            } => write!(
                 f,
                 "no db_txn pool for {connection} (called from `{function}`): build one with \
                  `db_txn::Pool::<{short}>::builder(url).build()?` and register it with \
                  `db_txn::install(pool)`, or name it with `#[db_txn(pool = ...)]`",
                 short = short_type_name(connection),
             ),
-            Error::Query(e) => write!(f, "{e}"),
-            Error::Connect(e) => write!(f, "cannot open a database connection: {e}"),
+            Error::Connect {
+                backend, server, ..
+            } => write!(f, "cannot connect to {backend} at {server}"),
+            Error::Setup {
+                backend, server, ..
+            } => write!(
+                f,
+                "a new connection to {backend} at {server} failed its set-up (the pool's \
+                 settings, the on_connect hook, or reading the server's settings)"
+            ),
             Error::NoSession { connection } => write!(
                 f,
                 "no {connection} is lent on this thread: call this inside `db_txn::lend(conn, || ...)`"
             ),
-            Error::Checkout { function, timeout, state, last_error } => {
+            Error::Checkout {
+                function,
+                timeout,
+                state,
+                server,
+                last_error,
+            } => {
                 write!(f, "no database connection within {timeout:?}")?;
-                if !function.is_empty() {
+                if let Some(function) = function {
                     write!(f, " for `{function}`")?;
                 }
-                write!(f, " ({} open, {} idle)", state.0, state.1)?;
+                if state.exhausted() && last_error.is_none() {
+                    return write!(
+                        f,
+                        ": the pool is exhausted, all {} connections are in use (raise \
+                         max_size, or look for calls that hold a connection long)",
+                        state.max_size
+                    );
+                }
+                write!(
+                    f,
+                    ": {server} did not give one ({} of {} open, {} idle)",
+                    state.connections, state.max_size, state.idle
+                )?;
                 match last_error {
-                    Some(e) => write!(f, "; last connection error: {e}"),
-                    None => write!(f, "; the pool is exhausted: every connection is in use"),
+                    Some(e) => write!(f, "; last error: {e}"),
+                    None => write!(f, "; no answer from the server"),
                 }
             }
-            Error::Disconnected { function, attempts, kind, source } => write!(
+            Error::Disconnected {
+                function,
+                attempts,
+                kind,
+                ..
+            } => write!(
                 f,
-                "`{function}`: connection lost ({kind}) on each of {attempts} attempt(s), \
-                 nothing committed: {source}"
+                "`{function}`: connection lost ({kind}) on each of {attempts} attempt(s); \
+                 nothing was committed"
             ),
-            Error::CommitUnknown { function, source } => write!(
+            Error::CommitUnknown { function, .. } => write!(
                 f,
-                "`{function}`: connection lost during COMMIT, the transaction may or may not \
-                 have been committed: {source}"
+                "`{function}`: connection lost while COMMIT was in flight: the transaction may \
+                 or may not have been committed"
             ),
-            Error::Transaction { function, step, source } => {
-                write!(f, "`{function}`: {step} failed: {source}")
-            }
-            Error::Unsupported { function, backend, detail } => {
-                write!(f, "`{function}`: {backend} {detail}")
-            }
+            Error::Transaction { function, step, .. } => write!(f, "`{function}`: {step} failed"),
+            Error::Unsupported {
+                function,
+                backend,
+                detail,
+            } => write!(f, "`{function}`: {backend} {detail}"),
             Error::ConnectionBorrowed { function, holder } => write!(
                 f,
                 "`{function}` was called while `{holder}` holds the connection of the same pool; \
@@ -158,7 +288,11 @@ impl fmt::Display for Error {
                  `{holder}`, or give `{function}` its own transaction with \
                  `#[db_txn(requires_new)]`"
             ),
-            Error::NestedMismatch { function, holder, setting } => write!(
+            Error::NestedMismatch {
+                function,
+                holder,
+                setting,
+            } => write!(
                 f,
                 "`{function}` joins the transaction of `{holder}` but asks for a different \
                  {setting}; set it on `{holder}`, or give `{function}` its own transaction \
@@ -171,9 +305,11 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Connect(e) => Some(e),
-            Error::Query(e) => Some(e),
-            Error::Disconnected { source, .. }
+            // Transparent: the diesel error's own message is this one's.
+            Error::Query(e) => e.source(),
+            Error::Connect { source, .. } => Some(source),
+            Error::Setup { source, .. }
+            | Error::Disconnected { source, .. }
             | Error::CommitUnknown { source, .. }
             | Error::Transaction { source, .. } => Some(source),
             _ => None,
@@ -226,6 +362,7 @@ fn short_type_name(full: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::error::Error as _;
 
     #[test]
     fn no_pool_message_names_the_type_and_the_fix() {
@@ -242,18 +379,61 @@ mod tests {
         assert!(msg.contains("db_txn::install"), "{msg}");
     }
 
-    #[test]
-    fn exhausted_pool_says_so() {
-        let e = Error::Checkout {
-            function: "f",
+    fn checkout(state: PoolState, last_error: Option<&str>) -> String {
+        Error::Checkout {
+            function: Some("f"),
             timeout: Duration::from_millis(250),
-            state: (4, 0),
-            last_error: None,
+            state,
+            server: "mysql://app@db:3306/app".into(),
+            last_error: last_error.map(str::to_owned),
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn exhausted_only_when_every_connection_is_in_use() {
+        let full = PoolState {
+            connections: 4,
+            idle: 0,
+            max_size: 4,
         };
         assert_eq!(
-            e.to_string(),
-            "no database connection within 250ms for `f` (4 open, 0 idle); the pool is \
-             exhausted: every connection is in use"
+            checkout(full, None),
+            "no database connection within 250ms for `f`: the pool is exhausted, all 4 \
+             connections are in use (raise max_size, or look for calls that hold a connection \
+             long)"
         );
+        let none_open = PoolState {
+            max_size: 4,
+            ..PoolState::default()
+        };
+        assert_eq!(
+            checkout(none_open, None),
+            "no database connection within 250ms for `f`: mysql://app@db:3306/app did not give \
+             one (0 of 4 open, 0 idle); no answer from the server"
+        );
+        assert!(checkout(none_open, Some("Can't connect")).ends_with("; last error: Can't connect"));
+    }
+
+    #[test]
+    fn a_cause_is_printed_once_in_a_chain() {
+        let source = diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::Unknown,
+            Box::new("Lost connection to server during query".to_string()),
+        );
+        let e = Error::Disconnected {
+            function: "f",
+            attempts: 2,
+            kind: Disconnect::Lost,
+            source,
+        };
+        let top = e.to_string();
+        let cause = e.source().map(ToString::to_string).unwrap_or_default();
+        assert_eq!(cause, "Lost connection to server during query");
+        assert!(!top.contains(&cause), "{top}");
+        // Transparent: the diesel error's message, and no second copy as source.
+        let q = Error::Query(diesel::result::Error::NotFound);
+        assert_eq!(q.to_string(), diesel::result::Error::NotFound.to_string());
+        assert!(q.source().is_none());
     }
 }

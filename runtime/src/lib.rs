@@ -93,7 +93,7 @@
 #![warn(missing_docs)]
 
 mod backend;
-mod disconnect;
+mod classify;
 mod error;
 mod options;
 mod pool;
@@ -101,18 +101,17 @@ mod registry;
 mod runner;
 mod session;
 mod stats;
-mod watchdog;
 
 #[doc(hidden)]
 pub mod __private;
 
-pub use backend::{Backend, TxnConnection};
+pub use backend::{classify, Backend, TxnConnection};
+pub use classify::{Disconnect, ErrorClass};
 /// Run the function's body in a transaction on a pooled connection; see the
 /// [crate documentation](crate).
 #[doc(inline)]
 pub use db_txn_macros::db_txn;
-pub use disconnect::{classify, Disconnect, ErrorClass};
-pub use error::Error;
+pub use error::{Error, PoolState, Setting, Step};
 pub use options::Isolation;
 #[doc(hidden)]
 pub use options::Options;

@@ -1,21 +1,38 @@
-//! What differs between SQLite, MariaDB/MySQL and PostgreSQL: how to begin a
-//! transaction with the requested options, what to set up on a new
-//! connection, and which options cannot be honoured.
+//! What differs between the databases, one module per backend, as diesel
+//! keeps `mysql/`, `pg/` and `sqlite/`: each holds its transaction SQL, the
+//! set-up of a new connection, what the pool reads from the server at
+//! connect, its error classification and its connect-failure texts.
+//!
+//! Two traits tie a backend to the rest of the crate:
+//!
+//! * [`Dialect`], implemented by a marker type per backend, is what db_txn
+//!   knows about a kind of server whatever the driver: the SQL it sends and
+//!   what the server's and client library's errors mean. An async driver
+//!   for the same server reuses it.
+//! * [`Driver`], implemented by each diesel connection type, runs that
+//!   knowledge on one concrete connection. It is the sealed supertrait of the
+//!   public [`TxnConnection`], so its methods are callable inside the crate
+//!   and invisible outside it.
+//!
+//! Adding a server means adding a folder here, a variant to [`Backend`] and
+//! its arm in [`classify`](crate::classify).
 
-#[cfg(feature = "mysql")]
-mod mysql;
-#[cfg(feature = "postgres")]
-mod postgres;
-#[cfg(feature = "sqlite")]
-mod sqlite;
+// The dialects are plain text and tables, compiled whatever the features; each
+// module gates its driver (the diesel connection type) on its cargo feature.
+pub(crate) mod mysql;
+pub(crate) mod postgres;
+pub(crate) mod sqlite;
 
 use std::borrow::Cow;
+use std::fmt;
 use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, Connection};
 use diesel::r2d2::R2D2Connection;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::QueryResult;
 
+use crate::classify::{Disconnect, ErrorClass};
 use crate::options::Options;
 
 /// The database behind a connection type.
@@ -31,7 +48,7 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// The product name, for messages.
+    /// The product name, for messages: `"SQLite"`, `"MariaDB/MySQL"`, `"PostgreSQL"`.
     pub fn name(self) -> &'static str {
         match self {
             Backend::Sqlite => "SQLite",
@@ -41,19 +58,99 @@ impl Backend {
     }
 }
 
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A diesel connection type `#[db_txn]` can run transactions on:
+/// `SqliteConnection` (feature `sqlite`), `MysqlConnection` (feature
+/// `mysql`) and `PgConnection` (feature `postgres`).
+///
+/// Sealed: what the pool and the runner need from a connection is
+/// implemented inside this crate, one module per backend.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a connection type `#[db_txn]` can run transactions on",
+    label = "not a db_txn connection type",
+    note = "db_txn supports diesel's `SqliteConnection` (feature `sqlite`), `MysqlConnection` \
+            (feature `mysql`) and `PgConnection` (feature `postgres`): take `&mut` one of them \
+            and enable its feature on the `db_txn` dependency"
+)]
+pub trait TxnConnection:
+    Connection<TransactionManager = AnsiTransactionManager> + R2D2Connection + Send + 'static + Driver
+{
+    /// Which database this is.
+    const BACKEND: Backend;
+}
+
+/// What db_txn knows about one kind of server, whatever the driver.
+pub trait Dialect {
+    /// The backend this describes.
+    const BACKEND: Backend;
+
+    /// The SQL that begins a top-level transaction with `options` (and
+    /// undoes its session settings afterwards), or why the backend cannot
+    /// honour an option.
+    fn txn_sql(server: &ServerInfo, options: &Options) -> Result<TxnSql, Unsupported>;
+
+    /// What an error of this backend's client library or server means.
+    fn classify(kind: DatabaseErrorKind, message: &str) -> ErrorClass;
+
+    /// Whether a failed connect means "no server there yet" (worth polling
+    /// for while it restarts), rather than a refusal such as a wrong
+    /// password (not worth repeating).
+    fn unreachable(message: &str) -> bool;
+}
+
+/// What the pool and the runner do on one concrete connection type: the
+/// sealed supertrait of [`TxnConnection`].
+pub trait Driver: Sized {
+    /// The server this driver talks to.
+    type Dialect: Dialect;
+
+    /// Apply the pool's settings to a new connection (before the user's
+    /// `on_connect` hook, which may override them).
+    fn prepare(&mut self, _settings: &ConnectSettings) -> QueryResult<()> {
+        Ok(())
+    }
+
+    /// Read what the pool must know about the server (after the user's
+    /// `on_connect` hook, so a `wait_timeout` it sets is seen).
+    fn server_info(&mut self) -> QueryResult<ServerInfo> {
+        Ok(ServerInfo::default())
+    }
+
+    /// The (client, server) TCP ports of this connection as the server sees
+    /// them; `None` for a unix socket or an embedded database.
+    fn socket_ports(&mut self) -> QueryResult<Option<(u16, u16)>> {
+        Ok(None)
+    }
+}
+
+/// Which server implementation answered, where the SQL differs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Flavor {
+    /// Not asked, or nothing differs.
+    #[default]
+    Unknown,
+    /// MariaDB (`max_statement_time`, in seconds).
+    MariaDb,
+    /// MySQL (`max_execution_time`, in milliseconds, SELECT only).
+    Mysql,
+}
+
 /// What was learnt about the server when a connection was opened.
-#[doc(hidden)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ServerInfo {
     /// The server closes a connection idle for longer than this
     /// (MariaDB/MySQL session `wait_timeout`).
     pub idle_limit: Option<Duration>,
-    /// MariaDB rather than MySQL: decides the statement-timeout variable.
-    pub mariadb: bool,
+    /// Which implementation answered.
+    pub flavor: Flavor,
 }
 
 /// Settings applied to every new connection.
-#[doc(hidden)]
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectSettings {
     /// SQLite `busy_timeout`.
@@ -64,240 +161,93 @@ pub struct ConnectSettings {
 
 /// SQL that opens and closes one transaction with its options.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct TxnSql {
+pub struct TxnSql {
     /// Sent as one batch to begin the transaction.
     pub begin: Cow<'static, str>,
     /// Sent after COMMIT/ROLLBACK to undo session settings, if any.
     pub after: Option<&'static str>,
 }
 
-/// A diesel connection type `#[db_txn]` can run transactions on:
-/// `SqliteConnection`, `MysqlConnection` and `PgConnection`, each behind the
-/// cargo feature of the same backend.
-pub trait TxnConnection:
-    Connection<TransactionManager = AnsiTransactionManager> + R2D2Connection + Send + 'static
-{
-    /// Which database this is.
-    const BACKEND: Backend;
-
-    /// Apply the pool's settings to a new connection (before the user's
-    /// `on_connect` hook, which may override them). Not a stable API.
-    #[doc(hidden)]
-    fn __prepare(&mut self, _settings: &ConnectSettings) -> QueryResult<()> {
-        Ok(())
-    }
-
-    /// Read what the pool must know about the server (after the user's
-    /// `on_connect` hook, so a `wait_timeout` it sets is seen). Not a stable API.
-    #[doc(hidden)]
-    fn __server_info(&mut self) -> QueryResult<ServerInfo> {
-        Ok(ServerInfo::default())
-    }
-
-    /// The (client, server) TCP ports of this connection as the server sees
-    /// them, `None` for a unix socket or an embedded database. Not a stable API.
-    #[doc(hidden)]
-    fn __socket_ports(&mut self) -> QueryResult<Option<(u16, u16)>> {
-        Ok(None)
+impl TxnSql {
+    /// A plain BEGIN with nothing to undo, without an allocation.
+    pub(crate) const fn plain(begin: &'static str) -> TxnSql {
+        TxnSql {
+            begin: Cow::Borrowed(begin),
+            after: None,
+        }
     }
 }
 
-/// Why an option cannot be honoured by a backend.
-pub(crate) type Unsupported = &'static str;
+/// Why a backend cannot honour an option, and what to do instead.
+pub type Unsupported = &'static str;
 
-/// The SQL for a top-level transaction with `options` on `backend`.
-pub(crate) fn txn_sql(
-    backend: Backend,
+/// The SQL for a top-level transaction on a connection of type `C`.
+pub(crate) fn txn_sql<C: TxnConnection>(
     server: &ServerInfo,
     options: &Options,
 ) -> Result<TxnSql, Unsupported> {
-    match backend {
-        Backend::Sqlite => sqlite_sql(options),
-        Backend::Mysql => mysql_sql(server, options),
-        Backend::Postgres => Ok(postgres_sql(options)),
-    }
+    <C::Dialect as Dialect>::txn_sql(server, options)
 }
 
-fn sqlite_sql(options: &Options) -> Result<TxnSql, Unsupported> {
-    match options.isolation {
-        None | Some(crate::Isolation::Serializable) => {}
-        Some(_) => {
-            return Err(
-                "runs every transaction SERIALIZABLE and cannot honour a weaker \
-                        `isolation`: use `isolation = serializable` or drop the option",
-            )
+/// Classify `err` as seen on a connection of `backend`, by the built-in
+/// rules (a pool's [`classify`](crate::PoolBuilder::classify) rule comes first
+/// inside the pool).
+///
+/// ```
+/// use db_txn::{classify, Backend, Disconnect, ErrorClass};
+/// use diesel::result::{DatabaseErrorKind, Error};
+/// let gone = Error::DatabaseError(DatabaseErrorKind::Unknown, Box::new("Server has gone away".to_string()));
+/// assert_eq!(classify(Backend::Mysql, &gone), ErrorClass::Disconnect(Disconnect::GoneAway));
+/// assert_eq!(classify(Backend::Mysql, &Error::NotFound), ErrorClass::Other);
+/// ```
+pub fn classify(backend: Backend, err: &DieselError) -> ErrorClass {
+    match err {
+        DieselError::BrokenTransactionManager => {
+            ErrorClass::Disconnect(Disconnect::BrokenTransaction)
         }
-    }
-    if options.timeout.is_some() {
-        return Err(
-            "has no statement timeout, so `timeout` cannot be honoured: drop it \
-                    (lock waits are bounded by the pool's `sqlite_busy_timeout`)",
-        );
-    }
-    Ok(if options.read_only {
-        TxnSql {
-            begin: "BEGIN DEFERRED; PRAGMA query_only = ON".into(),
-            after: Some("PRAGMA query_only = OFF"),
+        DieselError::DatabaseError(kind, info) => {
+            let (kind, message) = (*kind, info.message());
+            match backend {
+                Backend::Sqlite => sqlite::Sqlite::classify(kind, message),
+                Backend::Mysql => mysql::Mysql::classify(kind, message),
+                Backend::Postgres => postgres::Postgres::classify(kind, message),
+            }
         }
-    } else {
-        // IMMEDIATE takes the write lock up front, so concurrent writers wait
-        // in busy_timeout instead of failing with SQLITE_BUSY on upgrade.
-        TxnSql {
-            begin: "BEGIN IMMEDIATE".into(),
-            after: None,
-        }
-    })
-}
-
-fn mysql_sql(server: &ServerInfo, options: &Options) -> Result<TxnSql, Unsupported> {
-    if options.timeout.is_none() && options.isolation.is_none() {
-        // The common case, without an allocation per call.
-        let begin = if options.read_only {
-            "START TRANSACTION READ ONLY"
-        } else {
-            "START TRANSACTION"
-        };
-        return Ok(TxnSql {
-            begin: begin.into(),
-            after: None,
-        });
-    }
-    let mut begin = String::new();
-    let mut after = None;
-    if let Some(t) = options.timeout {
-        if server.mariadb {
-            begin += &format!("SET SESSION max_statement_time = {:.3}; ", t.as_secs_f64());
-            after = Some("SET SESSION max_statement_time = DEFAULT");
-        } else {
-            // MySQL bounds only SELECT statements, in milliseconds.
-            begin += &format!("SET SESSION max_execution_time = {}; ", t.as_millis());
-            after = Some("SET SESSION max_execution_time = DEFAULT");
-        }
-    }
-    if let Some(level) = options.isolation {
-        begin += &format!("SET TRANSACTION ISOLATION LEVEL {}; ", level.sql());
-    }
-    begin += "START TRANSACTION";
-    if options.read_only {
-        begin += " READ ONLY";
-    }
-    Ok(TxnSql {
-        begin: begin.into(),
-        after,
-    })
-}
-
-fn postgres_sql(options: &Options) -> TxnSql {
-    if options.timeout.is_none() && options.isolation.is_none() {
-        let begin = if options.read_only {
-            "BEGIN READ ONLY"
-        } else {
-            "BEGIN"
-        };
-        return TxnSql {
-            begin: begin.into(),
-            after: None,
-        };
-    }
-    let mut begin = String::from("BEGIN");
-    if let Some(level) = options.isolation {
-        begin += " ISOLATION LEVEL ";
-        begin += level.sql();
-    }
-    if options.read_only {
-        begin += " READ ONLY";
-    }
-    if let Some(t) = options.timeout {
-        // LOCAL: reverts by itself at COMMIT/ROLLBACK.
-        begin += &format!("; SET LOCAL statement_timeout = {}", t.as_millis());
-    }
-    TxnSql {
-        begin: begin.into(),
-        after: None,
+        _ => ErrorClass::Other,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Isolation;
 
-    fn sql(backend: Backend, mariadb: bool, o: Options) -> Result<TxnSql, Unsupported> {
-        txn_sql(
-            backend,
-            &ServerInfo {
-                idle_limit: None,
-                mariadb,
-            },
-            &o,
-        )
+    #[test]
+    fn broken_transaction_manager_is_a_disconnect_everywhere() {
+        for b in [Backend::Sqlite, Backend::Mysql, Backend::Postgres] {
+            assert_eq!(
+                classify(b, &DieselError::BrokenTransactionManager),
+                ErrorClass::Disconnect(Disconnect::BrokenTransaction)
+            );
+        }
     }
 
     #[test]
-    fn default_begin_per_backend() {
-        let o = Options::new("f");
-        assert_eq!(
-            sql(Backend::Sqlite, false, o).unwrap().begin,
-            "BEGIN IMMEDIATE"
+    fn dispatches_to_the_backend() {
+        let gone = DieselError::DatabaseError(
+            DatabaseErrorKind::Unknown,
+            Box::new("Server has gone away".to_string()),
         );
         assert_eq!(
-            sql(Backend::Mysql, true, o).unwrap().begin,
-            "START TRANSACTION"
+            classify(Backend::Mysql, &gone),
+            ErrorClass::Disconnect(Disconnect::GoneAway)
         );
-        assert_eq!(sql(Backend::Postgres, false, o).unwrap().begin, "BEGIN");
+        assert_eq!(classify(Backend::Postgres, &gone), ErrorClass::Other);
     }
 
     #[test]
-    fn all_options_on_postgres() {
-        let o = Options::new("f")
-            .isolation(Isolation::Serializable)
-            .read_only()
-            .timeout_ms(1500);
-        let s = sql(Backend::Postgres, false, o).unwrap();
-        assert_eq!(
-            s.begin,
-            "BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY; SET LOCAL statement_timeout = 1500"
-        );
-        assert_eq!(s.after, None);
-    }
-
-    #[test]
-    fn all_options_on_mariadb_and_mysql() {
-        let o = Options::new("f")
-            .isolation(Isolation::RepeatableRead)
-            .read_only()
-            .timeout_ms(1500);
-        let s = sql(Backend::Mysql, true, o).unwrap();
-        assert_eq!(
-            s.begin,
-            "SET SESSION max_statement_time = 1.500; SET TRANSACTION ISOLATION LEVEL \
-             REPEATABLE READ; START TRANSACTION READ ONLY"
-        );
-        assert_eq!(s.after, Some("SET SESSION max_statement_time = DEFAULT"));
-        let s = sql(Backend::Mysql, false, o).unwrap();
-        assert!(
-            s.begin
-                .starts_with("SET SESSION max_execution_time = 1500; "),
-            "{}",
-            s.begin
-        );
-    }
-
-    #[test]
-    fn sqlite_refuses_what_it_cannot_do() {
-        let weak = Options::new("f").isolation(Isolation::ReadCommitted);
-        assert!(sql(Backend::Sqlite, false, weak)
-            .unwrap_err()
-            .contains("SERIALIZABLE"));
-        let timeout = Options::new("f").timeout_ms(10);
-        assert!(sql(Backend::Sqlite, false, timeout)
-            .unwrap_err()
-            .contains("timeout"));
-        let ser = Options::new("f")
-            .isolation(Isolation::Serializable)
-            .read_only();
-        let s = sql(Backend::Sqlite, false, ser).unwrap();
-        assert_eq!(s.begin, "BEGIN DEFERRED; PRAGMA query_only = ON");
-        assert_eq!(s.after, Some("PRAGMA query_only = OFF"));
+    fn not_found_is_not_a_disconnect() {
+        for d in [Backend::Sqlite, Backend::Mysql, Backend::Postgres] {
+            assert_eq!(classify(d, &DieselError::NotFound), ErrorClass::Other);
+        }
     }
 }

@@ -3,11 +3,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::manager::{Classifier, Manager, OnConnect, Policy, Signals};
-use super::Pool;
+use super::connect::Connector;
+use super::manager::Manager;
+use super::policy::Policy;
+use super::signals::Signals;
+use super::watchdog::{Limits, Watchdog};
+use super::{Classifier, OnConnect, Pool};
 use crate::backend::{ConnectSettings, TxnConnection};
-use crate::disconnect::ErrorClass;
-use crate::watchdog::{Limits, Watchdog};
+use crate::classify::ErrorClass;
+use crate::error::PoolState;
 use crate::Error;
 
 /// Configures a [`Pool`]. Every setting has a default; see each method.
@@ -37,14 +41,21 @@ impl<C: TxnConnection> Config<C> {
             None
         };
         Manager {
-            url: self.url.clone(),
+            connector: Connector {
+                url: self.url.clone(),
+                settings: self.settings,
+                signals,
+                classifier: self.classifier.clone(),
+                on_connect: self.on_connect.clone(),
+                watchdog,
+            },
             policy: self.policy,
-            settings: self.settings,
-            signals,
-            classifier: self.classifier.clone(),
-            on_connect: self.on_connect.clone(),
-            watchdog,
         }
+    }
+
+    /// The URL without its password, for messages.
+    pub(super) fn server(&self) -> String {
+        super::url::redact(&self.url)
     }
 
     pub(super) fn r2d2(&self, signals: Arc<Signals>) -> r2d2::Pool<Manager<C>> {
@@ -211,32 +222,38 @@ impl<C: TxnConnection> PoolBuilder<C> {
     pub fn build(self) -> Result<Pool<C>, Error> {
         let probe = self.config.manager(Arc::new(Signals::default()), false);
         let (tx, rx) = std::sync::mpsc::channel();
+        let unanswered = |last_error: String| Error::Checkout {
+            function: None,
+            timeout: self.config.checkout_timeout,
+            state: PoolState {
+                max_size: self.config.max_size,
+                ..PoolState::default()
+            },
+            server: self.config.server(),
+            last_error: Some(last_error),
+        };
         std::thread::Builder::new()
             .name("db_txn-connect-probe".into())
             .spawn(move || {
                 // Closed at once: only the outcome matters.
-                let _ = tx.send(probe.open().map(drop));
+                let _ = tx.send(probe.connector.open().map(drop));
             })
-            .map_err(|e| Error::Checkout {
-                function: "",
-                timeout: Duration::ZERO,
-                state: (0, 0),
-                last_error: Some(format!("cannot start the connect probe: {e}")),
-            })?;
+            .map_err(|e| unanswered(format!("cannot start the connect probe: {e}")))?;
         match rx.recv_timeout(self.config.checkout_timeout) {
             Ok(Ok(())) => Ok(self.build_lazy()),
-            Ok(Err(diesel::r2d2::Error::ConnectionError(e))) => Err(Error::Connect(e)),
-            Ok(Err(diesel::r2d2::Error::QueryError(e))) => Err(Error::Transaction {
-                function: "",
-                step: "connection set-up",
-                source: e,
+            Ok(Err(diesel::r2d2::Error::ConnectionError(source))) => Err(Error::Connect {
+                backend: C::BACKEND,
+                server: self.config.server(),
+                source,
             }),
-            Err(_) => Err(Error::Checkout {
-                function: "",
-                timeout: self.config.checkout_timeout,
-                state: (0, 0),
-                last_error: Some("the server accepted no connection in time".into()),
+            Ok(Err(diesel::r2d2::Error::QueryError(source))) => Err(Error::Setup {
+                backend: C::BACKEND,
+                server: self.config.server(),
+                source,
             }),
+            Err(_) => Err(unanswered(
+                "the server accepted no connection in time".into(),
+            )),
         }
     }
 

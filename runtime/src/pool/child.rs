@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use r2d2::ManageConnection;
 
-use super::manager::{Manager, Tracked};
+use super::manager::Manager;
+use super::tracked::Tracked;
 use crate::backend::TxnConnection;
 
 pub(crate) struct ChildPool<C: TxnConnection> {

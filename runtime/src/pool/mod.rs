@@ -1,23 +1,47 @@
-//! `Pool<C>`: r2d2 underneath, with the checkout policy of [`manager`], fork
+//! `Pool<C>`: r2d2 underneath, with the checkout policy of [`policy`], fork
 //! safety, and defaults chosen for long-running services.
+//!
+//! One concern per file: [`builder`] (every knob), [`connect`] (opening one
+//! connection), [`manager`] (r2d2's hooks), [`policy`] (ping, trust or
+//! retire), [`tracked`] (per-connection state), [`flags`] (health written by
+//! the [`observer`]), [`signals`] (pool-wide epoch and counters),
+//! [`watchdog`] (stalls and leaks), [`fork`] and [`child`] (after `fork()`),
+//! [`pooled`] (the checked-out handle), [`url`] (the URL in messages).
 
 mod builder;
 mod child;
+mod connect;
+pub(crate) mod flags;
 mod fork;
-pub(crate) mod manager;
+mod manager;
+mod observer;
+mod policy;
+mod pooled;
+mod signals;
+pub(crate) mod tracked;
+mod url;
+mod watchdog;
 
 use std::marker::PhantomData;
-use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 pub use builder::PoolBuilder;
-use manager::{Manager, Signals, Tracked};
+pub use pooled::PooledConnection;
 
 use crate::backend::{Backend, TxnConnection};
+use crate::classify::ErrorClass;
+use crate::error::PoolState;
 use crate::stats::{Counters, PoolStats};
 use crate::Error;
+use manager::Manager;
+use pooled::Checked;
+use signals::Signals;
+
+/// A user rule run before the built-in classification.
+pub(crate) type Classifier = dyn Fn(&diesel::result::Error) -> Option<ErrorClass> + Send + Sync;
+/// A user hook run on every new connection.
+pub(crate) type OnConnect<C> = dyn Fn(&mut C) -> diesel::QueryResult<()> + Send + Sync;
 
 /// A pool of connections of type `C`, cheap to clone (all clones share it).
 ///
@@ -53,6 +77,7 @@ impl<C: TxnConnection> std::fmt::Debug for Pool<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
             .field("connection", &std::any::type_name::<C>())
+            .field("server", &self.shared.config.server())
             .field("id", &self.shared.id)
             .field("stats", &self.stats())
             .finish()
@@ -66,7 +91,6 @@ impl<C: TxnConnection> std::panic::RefUnwindSafe for Pool<C> {}
 
 struct Shared<C: TxnConnection> {
     id: u64,
-    checkout_timeout: Duration,
     config: builder::Config<C>,
     signals: Arc<Signals>,
     /// The r2d2 pool of this process. Replaced (and the parent's leaked, never
@@ -84,7 +108,7 @@ struct Generation<C: TxnConnection> {
 /// forked child (see [`child`]).
 enum Inner<C: TxnConnection> {
     R2d2(r2d2::Pool<Manager<C>>),
-    Child(std::sync::Arc<child::ChildPool<C>>),
+    Child(Arc<child::ChildPool<C>>),
 }
 
 impl<C: TxnConnection> Inner<C> {
@@ -132,7 +156,6 @@ impl<C: TxnConnection> Pool<C> {
         Pool {
             shared: Arc::new(Shared {
                 id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
-                checkout_timeout: config.checkout_timeout,
                 config,
                 signals,
                 current: AtomicPtr::new(Box::into_raw(generation)),
@@ -181,12 +204,15 @@ impl<C: TxnConnection> Pool<C> {
     ///
     /// For code outside `#[db_txn]`; the connection goes back when dropped.
     pub fn get(&self) -> Result<PooledConnection<C>, Error> {
-        self.checkout("")
+        self.checkout(None)
     }
 
-    pub(crate) fn checkout(&self, function: &'static str) -> Result<PooledConnection<C>, Error> {
+    pub(crate) fn checkout(
+        &self,
+        function: Option<&'static str>,
+    ) -> Result<PooledConnection<C>, Error> {
         let inner = self.inner();
-        let timeout = self.shared.checkout_timeout;
+        let timeout = self.shared.config.checkout_timeout;
         let got = match inner {
             Inner::R2d2(pool) => pool.get_timeout(timeout).map(Checked::R2d2).map_err(|e| {
                 let text = e.to_string();
@@ -200,22 +226,26 @@ impl<C: TxnConnection> Pool<C> {
         match got {
             Ok(inner) => {
                 Counters::bump(&self.shared.signals.counters.checkouts);
-                let mut conn = PooledConnection { inner };
+                let mut conn = PooledConnection::new(inner);
                 if let Some(watch) = &conn.tracked().watch {
-                    watch.checked_out(if function.is_empty() {
-                        "db_txn::Pool::get"
-                    } else {
-                        function
-                    });
+                    watch.checked_out(function.unwrap_or("db_txn::Pool::get"));
                 }
                 Ok(conn)
             }
-            Err(last_error) => Err(Error::Checkout {
-                function,
-                timeout,
-                state: inner.state(),
-                last_error,
-            }),
+            Err(last_error) => {
+                let (connections, idle) = inner.state();
+                Err(Error::Checkout {
+                    function,
+                    timeout,
+                    state: PoolState {
+                        connections,
+                        idle,
+                        max_size: self.shared.config.max_size,
+                    },
+                    server: self.shared.config.server(),
+                    last_error,
+                })
+            }
         }
     }
 
@@ -238,50 +268,6 @@ impl<C: TxnConnection> Pool<C> {
 
     pub(crate) fn counters(&self) -> &Counters {
         &self.shared.signals.counters
-    }
-}
-
-/// A connection checked out of a [`Pool`]; dereferences to `C` and goes back
-/// to the pool when dropped (or is closed, if it was found broken).
-pub struct PooledConnection<C: TxnConnection> {
-    inner: Checked<C>,
-}
-
-enum Checked<C: TxnConnection> {
-    R2d2(r2d2::PooledConnection<Manager<C>>),
-    Child(child::ChildConnection<C>),
-}
-
-impl<C: TxnConnection> PooledConnection<C> {
-    pub(crate) fn tracked(&mut self) -> &mut Tracked<C> {
-        match &mut self.inner {
-            Checked::R2d2(conn) => conn,
-            Checked::Child(conn) => conn.tracked(),
-        }
-    }
-}
-
-impl<C: TxnConnection> Drop for PooledConnection<C> {
-    fn drop(&mut self) {
-        if let Some(watch) = &self.tracked().watch {
-            watch.checked_in();
-        }
-    }
-}
-
-impl<C: TxnConnection> Deref for PooledConnection<C> {
-    type Target = C;
-    fn deref(&self) -> &C {
-        match &self.inner {
-            Checked::R2d2(conn) => &conn.conn,
-            Checked::Child(conn) => &conn.tracked_ref().conn,
-        }
-    }
-}
-
-impl<C: TxnConnection> DerefMut for PooledConnection<C> {
-    fn deref_mut(&mut self) -> &mut C {
-        &mut self.tracked().conn
     }
 }
 

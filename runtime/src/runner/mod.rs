@@ -18,8 +18,9 @@ use std::time::Duration;
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 
 use crate::backend::{txn_sql, TxnConnection, TxnSql};
-use crate::disconnect::{classify, Disconnect, ErrorClass};
-use crate::pool::manager::{gone, Flags};
+use crate::classify::{Disconnect, ErrorClass};
+use crate::error::Step;
+use crate::pool::flags::Flags;
 use crate::pool::PooledConnection;
 use crate::session::{self, Lookup, Settings};
 use crate::stats::Counters;
@@ -78,19 +79,15 @@ enum Attempt<T, E> {
     /// Return this to the caller.
     Done(Result<T, E>),
     /// The connection was lost before COMMIT was sent: nothing committed.
-    Lost { kind: Disconnect, error: Lost<E> },
+    /// Holds the driver's error that revealed it.
+    Lost {
+        kind: Disconnect,
+        source: diesel::result::Error,
+    },
     /// A deadlock or serialization failure: rolled back, may be retried.
     Conflict(Result<T, E>),
     /// The body panicked; the transaction was rolled back.
     Panicked(Box<dyn std::any::Any + Send>),
-}
-
-/// The error to return if a lost connection is not retried.
-enum Lost<E> {
-    /// The body's own error (it saw the disconnect).
-    Body(E),
-    /// BEGIN failed, or the body swallowed the disconnect.
-    Ours(diesel::result::Error),
 }
 
 fn outermost<C, T, E, F>(pool: &Pool<C>, options: &Options, body: &mut F) -> Result<T, E>
@@ -100,18 +97,24 @@ where
     F: FnMut(&mut C) -> Result<T, E>,
 {
     let counters = pool.counters();
-    let (mut attempts, mut lost_retries, mut conflict_retries) = (0, 0, 0);
+    let (mut attempts, mut lost_retries, mut conflict_retries) = (0u32, 0, 0);
     loop {
         attempts += 1;
+        // The events of this attempt (the body's own included) nest in its span.
+        let span = tracing::info_span!(
+            target: "db_txn",
+            "db_txn",
+            function = options.name,
+            attempt = attempts
+        );
+        let _entered = span.enter();
         // The clock is read only when the event is wanted.
         let waited = tracing::enabled!(target: "db_txn", tracing::Level::DEBUG)
             .then(std::time::Instant::now);
-        let mut conn = pool.checkout(options.name)?;
+        let mut conn = pool.checkout(Some(options.name))?;
         if let Some(waited) = waited {
             tracing::debug!(
                 target: "db_txn",
-                function = options.name,
-                attempt = attempts,
                 wait_us = u64::try_from(waited.elapsed().as_micros()).unwrap_or(u64::MAX),
                 "checkout"
             );
@@ -123,12 +126,10 @@ where
                 drop(conn);
                 resume_unwind(payload)
             }
-            Attempt::Lost { kind, error } => {
+            Attempt::Lost { kind, source } => {
                 tracing::warn!(
                     target: "db_txn",
-                    function = options.name,
                     kind = %kind,
-                    attempt = attempts,
                     "disconnect detected before COMMIT"
                 );
                 drop(conn);
@@ -137,30 +138,24 @@ where
                     Counters::bump(&counters.retries);
                     tracing::info!(
                         target: "db_txn",
-                        function = options.name,
                         kind = %kind,
-                        attempt = attempts,
                         "connection lost before COMMIT: nothing committed, running the body again"
                     );
                     continue;
                 }
                 tracing::error!(
                     target: "db_txn",
-                    function = options.name,
                     kind = %kind,
                     attempts,
                     "connection lost before COMMIT on every attempt: giving up"
                 );
-                return Err(match error {
-                    Lost::Body(e) => e,
-                    Lost::Ours(source) => Error::Disconnected {
-                        function: options.name,
-                        attempts,
-                        kind,
-                        source,
-                    }
-                    .into(),
-                });
+                return Err(Error::Disconnected {
+                    function: options.name,
+                    attempts,
+                    kind,
+                    source,
+                }
+                .into());
             }
             Attempt::Conflict(result) => {
                 drop(conn);
@@ -169,8 +164,6 @@ where
                     Counters::bump(&counters.retries);
                     tracing::info!(
                         target: "db_txn",
-                        function = options.name,
-                        attempt = attempts,
                         "deadlock or serialization failure: rolled back, running the body again"
                     );
                     thread::sleep(backoff(conflict_retries));
@@ -197,21 +190,18 @@ where
     let counters = pool.counters();
     let tracked = conn.tracked();
     let flags = tracked.flags.clone();
-    let sql = match txn_sql(C::BACKEND, &tracked.server, options) {
+    let sql = match txn_sql::<C>(&tracked.server, options) {
         Ok(sql) => sql,
         Err(detail) => return Attempt::Done(Err(unsupported::<C>(options, detail).into())),
     };
     flags.take_conflict();
     if let Err(e) = Tm::begin_transaction_sql(&mut tracked.conn, &sql.begin) {
         if let Some(kind) = flags.disconnect() {
-            return Attempt::Lost {
-                kind,
-                error: Lost::Ours(e),
-            };
+            return Attempt::Lost { kind, source: e };
         }
         // The batch may have half-applied (session settings): do not reuse.
         flags.set_discard();
-        return Attempt::Done(Err(step_error(options, "begin", e).into()));
+        return Attempt::Done(Err(step_error(options, Step::Begin, e).into()));
     }
     let settings = Settings {
         isolation: options.isolation,
@@ -225,11 +215,11 @@ where
         Ok(Ok(_)) => {}
         Ok(Err(_)) => {
             Counters::bump(&counters.rollbacks);
-            tracing::debug!(target: "db_txn", function = options.name, cause = "error", "rollback");
+            tracing::debug!(target: "db_txn", cause = "error", "rollback");
         }
         Err(_) => {
             Counters::bump(&counters.rollbacks);
-            tracing::warn!(target: "db_txn", function = options.name, cause = "panic", "rollback");
+            tracing::warn!(target: "db_txn", cause = "panic", "rollback");
         }
     }
     match outcome {
@@ -238,7 +228,7 @@ where
                 // The body swallowed a lost connection: the transaction is gone.
                 return Attempt::Lost {
                     kind,
-                    error: Lost::Ours(gone(Some(kind))),
+                    source: flags.lost_error(),
                 };
             }
             match Tm::commit_transaction(&mut tracked.conn) {
@@ -252,7 +242,6 @@ where
                     // read is as good as it was. Only the connection is lost.
                     tracing::debug!(
                         target: "db_txn",
-                        function = options.name,
                         "connection lost at the COMMIT of a read-only transaction: result kept"
                     );
                     Attempt::Done(Ok(value))
@@ -263,9 +252,11 @@ where
         Ok(Err(user_error)) => {
             let rolled_back = Tm::rollback_transaction(&mut tracked.conn);
             if let Some(kind) = flags.disconnect() {
+                // The body's error was (or followed) the lost connection.
+                drop(user_error);
                 return Attempt::Lost {
                     kind,
-                    error: Lost::Body(user_error),
+                    source: flags.lost_error(),
                 };
             }
             if rolled_back.is_err() {
@@ -303,13 +294,12 @@ fn commit_failed<C: TxnConnection, T, E: From<Error>>(
         diesel::result::Error::RollbackErrorOnCommit { commit_error, .. } => *commit_error,
         e => e,
     };
-    let class = classify(C::BACKEND, &commit_error);
+    let class = crate::classify(C::BACKEND, &commit_error);
     if flags.disconnect().is_some() || matches!(class, ErrorClass::Disconnect(_)) {
         flags.set_discard();
         Counters::bump(&counters.commit_unknowns);
         tracing::error!(
             target: "db_txn",
-            function = options.name,
             error = %commit_error,
             "connection lost during COMMIT: the outcome is unknown, not retried"
         );
@@ -323,7 +313,7 @@ fn commit_failed<C: TxnConnection, T, E: From<Error>>(
     // COMMIT): diesel rolled the transaction back.
     reset_session(conn, flags, sql);
     let conflict = flags.take_conflict() || class == ErrorClass::Conflict;
-    let result = Err(step_error(options, "commit", commit_error).into());
+    let result = Err(step_error(options, Step::Commit, commit_error).into());
     if conflict {
         Attempt::Conflict(result)
     } else {
@@ -341,11 +331,7 @@ fn reset_session<C: TxnConnection>(conn: &mut C, flags: &Flags, sql: &TxnSql) {
     }
 }
 
-pub(super) fn step_error(
-    options: &Options,
-    step: &'static str,
-    source: diesel::result::Error,
-) -> Error {
+pub(super) fn step_error(options: &Options, step: Step, source: diesel::result::Error) -> Error {
     Error::Transaction {
         function: options.name,
         step,
@@ -356,7 +342,7 @@ pub(super) fn step_error(
 pub(super) fn unsupported<C: TxnConnection>(options: &Options, detail: &'static str) -> Error {
     Error::Unsupported {
         function: options.name,
-        backend: C::BACKEND.name(),
+        backend: C::BACKEND,
         detail,
     }
 }

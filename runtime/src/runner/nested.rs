@@ -9,7 +9,8 @@ use diesel::connection::{AnsiTransactionManager, TransactionManager};
 
 use super::{step_error, unsupported};
 use crate::backend::{txn_sql, ServerInfo, TxnConnection, TxnSql};
-use crate::disconnect::{classify, ErrorClass};
+use crate::classify::ErrorClass;
+use crate::error::{Setting, Step};
 use crate::session::Lent;
 use crate::{Error, Options};
 
@@ -24,9 +25,9 @@ where
 {
     if let Some(joined) = lent.settings {
         let mismatch = if options.isolation.is_some() && options.isolation != joined.isolation {
-            Some("isolation level")
+            Some(Setting::Isolation)
         } else if options.timeout.is_some() && options.timeout != joined.timeout {
-            Some("timeout")
+            Some(Setting::Timeout)
         } else {
             None
         };
@@ -39,6 +40,13 @@ where
             .into());
         }
     }
+    let span = tracing::info_span!(
+        target: "db_txn",
+        "db_txn",
+        function = options.name,
+        joined = lent.holder
+    );
+    let _entered = span.enter();
     // SAFETY: `lookup::<C>` matched the entry's `TypeId` with `C`, and `conn`
     // does not outlive `_claim`.
     let (conn, _claim) = unsafe { lent.claim::<C>(options.name) };
@@ -47,20 +55,22 @@ where
         Ok(Some(_))
     );
     let sql = if nested {
-        Tm::begin_transaction(conn).map_err(|e| step_error(options, "savepoint", e))?;
+        Tm::begin_transaction(conn).map_err(|e| step_error(options, Step::Savepoint, e))?;
         None
     } else {
         // A connection lent from outside, not in a transaction: begin one.
-        let sql = txn_sql(
-            C::BACKEND,
-            &ServerInfo {
-                idle_limit: None,
-                mariadb: true,
-            },
-            options,
-        )
-        .map_err(|detail| unsupported::<C>(options, detail))?;
-        Tm::begin_transaction_sql(conn, &sql.begin).map_err(|e| step_error(options, "begin", e))?;
+        // Only a statement timeout depends on what the server is, so only
+        // then is it asked (MariaDB and MySQL spell it differently).
+        let server = if options.timeout.is_some() {
+            conn.server_info()
+                .map_err(|e| step_error(options, Step::Begin, e))?
+        } else {
+            ServerInfo::default()
+        };
+        let sql =
+            txn_sql::<C>(&server, options).map_err(|detail| unsupported::<C>(options, detail))?;
+        Tm::begin_transaction_sql(conn, &sql.begin)
+            .map_err(|e| step_error(options, Step::Begin, e))?;
         Some(sql)
     };
     match catch_unwind(AssertUnwindSafe(|| body(conn))) {
@@ -69,7 +79,10 @@ where
                 finish_outside(conn, sql.as_ref());
                 Ok(value)
             }
-            Err(e) if !nested && matches!(classify(C::BACKEND, &e), ErrorClass::Disconnect(_)) => {
+            Err(e)
+                if !nested
+                    && matches!(crate::classify(C::BACKEND, &e), ErrorClass::Disconnect(_)) =>
+            {
                 Err(Error::CommitUnknown {
                     function: options.name,
                     source: e,
@@ -79,9 +92,9 @@ where
             Err(e) => Err(step_error(
                 options,
                 if nested {
-                    "release savepoint"
+                    Step::ReleaseSavepoint
                 } else {
-                    "commit"
+                    Step::Commit
                 },
                 e,
             )

@@ -1,7 +1,10 @@
+//! `PgConnection`: what the pool reads from the server at connect.
+
 use diesel::sql_types::{Integer, Nullable};
 use diesel::{PgConnection, QueryResult, QueryableByName, RunQueryDsl};
 
-use super::{Backend, TxnConnection};
+use super::super::{Backend, Driver, TxnConnection};
+use super::Postgres;
 
 #[derive(QueryableByName)]
 struct Ports {
@@ -13,8 +16,12 @@ struct Ports {
 
 impl TxnConnection for PgConnection {
     const BACKEND: Backend = Backend::Postgres;
+}
 
-    fn __socket_ports(&mut self) -> QueryResult<Option<(u16, u16)>> {
+impl Driver for PgConnection {
+    type Dialect = Postgres;
+
+    fn socket_ports(&mut self) -> QueryResult<Option<(u16, u16)>> {
         // NULL over a unix socket.
         let p: Ports =
             diesel::sql_query("SELECT inet_client_port() AS client, inet_server_port() AS server")

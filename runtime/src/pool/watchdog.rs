@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::pool::manager::Signals;
+use super::signals::Signals;
 use crate::stats::Counters;
 
 /// What the watchdog knows about one connection.

@@ -1,12 +1,19 @@
+//! `SqliteConnection`: the pragmas of a new connection.
+
 use diesel::connection::SimpleConnection;
 use diesel::{QueryResult, SqliteConnection};
 
-use super::{Backend, ConnectSettings, TxnConnection};
+use super::super::{Backend, ConnectSettings, Driver, TxnConnection};
+use super::Sqlite;
 
 impl TxnConnection for SqliteConnection {
     const BACKEND: Backend = Backend::Sqlite;
+}
 
-    fn __prepare(&mut self, settings: &ConnectSettings) -> QueryResult<()> {
+impl Driver for SqliteConnection {
+    type Dialect = Sqlite;
+
+    fn prepare(&mut self, settings: &ConnectSettings) -> QueryResult<()> {
         let mut sql = format!(
             "PRAGMA busy_timeout = {};",
             settings.sqlite_busy_timeout.as_millis()

@@ -1,9 +1,12 @@
+//! `MysqlConnection`: what the pool reads from the server at connect.
+
 use std::time::Duration;
 
 use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{MysqlConnection, QueryResult, QueryableByName, RunQueryDsl};
 
-use super::{Backend, ServerInfo, TxnConnection};
+use super::super::{Backend, Driver, Flavor, ServerInfo, TxnConnection};
+use super::Mysql;
 
 #[derive(QueryableByName)]
 struct Session {
@@ -23,8 +26,12 @@ struct Ports {
 
 impl TxnConnection for MysqlConnection {
     const BACKEND: Backend = Backend::Mysql;
+}
 
-    fn __server_info(&mut self) -> QueryResult<ServerInfo> {
+impl Driver for MysqlConnection {
+    type Dialect = Mysql;
+
+    fn server_info(&mut self) -> QueryResult<ServerInfo> {
         // The server closes this connection after `wait_timeout` seconds idle;
         // the pool retires it before then instead of finding out the hard way.
         let s: Session = diesel::sql_query(
@@ -33,11 +40,15 @@ impl TxnConnection for MysqlConnection {
         .get_result(self)?;
         Ok(ServerInfo {
             idle_limit: u64::try_from(s.wait_timeout).ok().map(Duration::from_secs),
-            mariadb: s.version.contains("MariaDB"),
+            flavor: if s.version.contains("MariaDB") {
+                Flavor::MariaDb
+            } else {
+                Flavor::Mysql
+            },
         })
     }
 
-    fn __socket_ports(&mut self) -> QueryResult<Option<(u16, u16)>> {
+    fn socket_ports(&mut self) -> QueryResult<Option<(u16, u16)>> {
         let p: Ports = diesel::sql_query(
             "SELECT HOST AS host, CAST(@@port AS SIGNED) AS port \
              FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()",

@@ -1,0 +1,131 @@
+//! What MariaDB/MySQL errors mean: the texts of the client libraries
+//! (libmariadb, libmysqlclient) and of the server, and the connect failures
+//! that mean "no server there yet".
+//!
+//! diesel keeps only the message of a MySQL error and maps none of the
+//! client's disconnect codes to `ClosedConnection`, so these tables match
+//! texts.
+
+use diesel::result::DatabaseErrorKind;
+
+use crate::classify::{Disconnect, ErrorClass};
+
+/// Message fragments of the client libraries and the server, with what they mean.
+///
+/// Produced by the real client (libmariadb 3, MariaDB 10.11) in
+/// `tests/disconnect_texts.rs`: "Server has gone away" (after `wait_timeout`,
+/// a statement after KILL, KILL or shutdown during a query) and "Lost
+/// connection to server during query" (the first statement after KILL, a cut
+/// link). The libmysqlclient spellings, 2014, 1927, 1053 and MySQL 8's 4031
+/// come from the client and server sources: they are not produced by the
+/// libmariadb client here.
+const MYSQL_TEXTS: &[(&str, Disconnect)] = &[
+    // 2006 CR_SERVER_GONE_ERROR: libmariadb / libmysqlclient
+    ("Server has gone away", Disconnect::GoneAway),
+    ("MySQL server has gone away", Disconnect::GoneAway),
+    // 2013 CR_SERVER_LOST and 2055 CR_SERVER_LOST_EXTENDED ("... at '%s', system error: %d")
+    ("Lost connection to server", Disconnect::Lost),
+    ("Lost connection to MySQL server", Disconnect::Lost),
+    // 2014 CR_COMMANDS_OUT_OF_SYNC: the protocol state is lost, the link is unusable
+    ("Commands out of sync", Disconnect::Closed),
+    // 1927 ER_CONNECTION_KILLED (MariaDB)
+    ("Connection was killed", Disconnect::Killed),
+    // 1053 ER_SERVER_SHUTDOWN
+    ("Server shutdown in progress", Disconnect::ServerShutdown),
+    // 4031 ER_CLIENT_INTERACTION_TIMEOUT (MySQL 8)
+    (
+        "disconnected by the server because of inactivity",
+        Disconnect::IdleTimeout,
+    ),
+    // 2002/2003: the server cannot be reached (seen on reconnect attempts)
+    ("Can't connect to", Disconnect::Closed),
+];
+
+const MYSQL_CONFLICTS: &[&str] = &[
+    // 1213 ER_LOCK_DEADLOCK (diesel maps it to SerializationFailure for prepared statements)
+    "Deadlock found when trying to get lock",
+];
+
+pub(super) fn classify(kind: DatabaseErrorKind, message: &str) -> ErrorClass {
+    if let DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand = kind {
+        return ErrorClass::Disconnect(Disconnect::Closed);
+    }
+    if let Some((_, d)) = MYSQL_TEXTS.iter().find(|(t, _)| message.contains(t)) {
+        return ErrorClass::Disconnect(*d);
+    }
+    if kind == DatabaseErrorKind::SerializationFailure
+        || MYSQL_CONFLICTS.iter().any(|t| message.contains(t))
+    {
+        return ErrorClass::Conflict;
+    }
+    ErrorClass::Other
+}
+
+/// Connect failures that mean the server is not (yet) there.
+const UNREACHABLE: &[&str] = &[
+    // 2002/2003 CR_CONNECTION_ERROR / CR_CONN_HOST_ERROR
+    "Can't connect",
+    // 2013 during the handshake: the port is open but the server went away
+    "Lost connection",
+];
+
+pub(super) fn unreachable(message: &str) -> bool {
+    UNREACHABLE.iter().any(|t| message.contains(t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mysql_table() {
+        use Disconnect::*;
+        let unknown = DatabaseErrorKind::Unknown;
+        let cases: &[(&str, ErrorClass)] = &[
+            ("Server has gone away", ErrorClass::Disconnect(GoneAway)),
+            ("MySQL server has gone away", ErrorClass::Disconnect(GoneAway)),
+            ("Lost connection to server during query", ErrorClass::Disconnect(Lost)),
+            ("Lost connection to MySQL server during query", ErrorClass::Disconnect(Lost)),
+            (
+                "Lost connection to server at 'handshake: reading initial communication packet', system error: 104",
+                ErrorClass::Disconnect(Lost),
+            ),
+            (
+                "Lost connection to MySQL server at 'reading authorization packet', system error: 0",
+                ErrorClass::Disconnect(Lost),
+            ),
+            (
+                "Commands out of sync; you can't run this command now",
+                ErrorClass::Disconnect(Closed),
+            ),
+            ("Connection was killed", ErrorClass::Disconnect(Killed)),
+            ("Server shutdown in progress", ErrorClass::Disconnect(ServerShutdown)),
+            (
+                "The client was disconnected by the server because of inactivity. See wait_timeout and interactive_timeout for configuring this behavior.",
+                ErrorClass::Disconnect(IdleTimeout),
+            ),
+            (
+                "Deadlock found when trying to get lock; try restarting transaction",
+                ErrorClass::Conflict,
+            ),
+            ("Duplicate entry '1' for key 'PRIMARY'", ErrorClass::Other),
+            ("Table 'test.nope' doesn't exist", ErrorClass::Other),
+        ];
+        for (msg, want) in cases {
+            assert_eq!(classify(unknown, msg), *want, "{msg}");
+        }
+        assert_eq!(
+            classify(DatabaseErrorKind::SerializationFailure, "x"),
+            ErrorClass::Conflict
+        );
+    }
+
+    #[test]
+    fn unreachable_is_not_a_refusal() {
+        assert!(unreachable("Can't connect to server on '127.0.0.1' (111)"));
+        assert!(!unreachable(
+            "Access denied for user 'app'@'localhost' (using password: YES)"
+        ));
+        assert!(!unreachable("Unknown database 'nope'"));
+    }
+}

@@ -1,0 +1,129 @@
+//! What PostgreSQL errors mean: diesel's error kind first, then the
+//! server's (English) message and libpq's texts; and the connect failures
+//! that mean "no server there yet".
+
+use diesel::result::DatabaseErrorKind;
+
+use crate::classify::{Disconnect, ErrorClass};
+
+/// Produced by libpq 15 in `tests/disconnect_texts.rs`: `ClosedConnection`
+/// "server closed the connection unexpectedly" (after pg_terminate_backend, a
+/// restart, idle_session_timeout, a cut link), then `UnableToSendCommand` "no
+/// connection to the server", then `BrokenTransactionManager`. The 57P0x
+/// texts are the server's own, matched when it reports them before closing.
+const POSTGRES_TEXTS: &[(&str, Disconnect)] = &[
+    // 57P01 admin_shutdown: pg_terminate_backend, or a fast/smart server stop
+    (
+        "terminating connection due to administrator command",
+        Disconnect::Killed,
+    ),
+    // 57P02 crash_shutdown
+    (
+        "terminating connection because of crash of another server process",
+        Disconnect::ServerShutdown,
+    ),
+    // 57P03 cannot_connect_now
+    (
+        "the database system is shutting down",
+        Disconnect::ServerShutdown,
+    ),
+    (
+        "the database system is starting up",
+        Disconnect::ServerShutdown,
+    ),
+    (
+        "the database system is in recovery mode",
+        Disconnect::ServerShutdown,
+    ),
+    // idle_session_timeout (57P05) and idle_in_transaction_session_timeout (25P03)
+    (
+        "terminating connection due to idle",
+        Disconnect::IdleTimeout,
+    ),
+    // libpq
+    (
+        "server closed the connection unexpectedly",
+        Disconnect::Lost,
+    ),
+    ("no connection to the server", Disconnect::Closed),
+    ("could not receive data from server", Disconnect::Lost),
+    ("could not send data to server", Disconnect::Lost),
+    (
+        "SSL connection has been closed unexpectedly",
+        Disconnect::Lost,
+    ),
+    ("connection to server", Disconnect::Closed),
+];
+
+pub(super) fn classify(kind: DatabaseErrorKind, message: &str) -> ErrorClass {
+    let by_text = POSTGRES_TEXTS.iter().find(|(t, _)| message.contains(t));
+    match kind {
+        DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand => {
+            ErrorClass::Disconnect(by_text.map_or(Disconnect::Closed, |(_, d)| *d))
+        }
+        DatabaseErrorKind::SerializationFailure => ErrorClass::Conflict,
+        _ => match by_text {
+            Some((_, d)) => ErrorClass::Disconnect(*d),
+            // 40P01 deadlock_detected has no diesel kind of its own
+            None if message.contains("deadlock detected") => ErrorClass::Conflict,
+            None => ErrorClass::Other,
+        },
+    }
+}
+
+/// Connect failures that mean the server is not (yet) there.
+const UNREACHABLE: &[&str] = &[
+    "Connection refused",
+    // 57P03
+    "the database system is starting up",
+    "the database system is shutting down",
+    "server closed the connection unexpectedly",
+];
+
+pub(super) fn unreachable(message: &str) -> bool {
+    UNREACHABLE.iter().any(|t| message.contains(t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_table() {
+        use DatabaseErrorKind as K;
+        use Disconnect::*;
+        let cases: &[(K, &str, ErrorClass)] = &[
+            (
+                K::ClosedConnection,
+                "terminating connection due to administrator command",
+                ErrorClass::Disconnect(Killed),
+            ),
+            (K::UnableToSendCommand, "no connection to the server\n", ErrorClass::Disconnect(Closed)),
+            (
+                K::Unknown,
+                "server closed the connection unexpectedly\n\tThis probably means the server terminated abnormally",
+                ErrorClass::Disconnect(Lost),
+            ),
+            (K::Unknown, "the database system is shutting down", ErrorClass::Disconnect(ServerShutdown)),
+            (K::Unknown, "the database system is starting up", ErrorClass::Disconnect(ServerShutdown)),
+            (K::SerializationFailure, "could not serialize access", ErrorClass::Conflict),
+            (K::Unknown, "deadlock detected", ErrorClass::Conflict),
+            (K::UniqueViolation, "duplicate key value violates unique constraint", ErrorClass::Other),
+            (K::Unknown, "relation \"nope\" does not exist", ErrorClass::Other),
+        ];
+        for (kind, msg, want) in cases {
+            assert_eq!(classify(*kind, msg), *want, "{msg}");
+        }
+    }
+
+    #[test]
+    fn unreachable_is_not_a_refusal() {
+        assert!(unreachable(
+            "connection to server at \"127.0.0.1\", port 1 failed: Connection refused"
+        ));
+        assert!(!unreachable(
+            "FATAL:  password authentication failed for user \"app\""
+        ));
+        assert!(!unreachable("FATAL:  database \"nope\" does not exist"));
+    }
+}

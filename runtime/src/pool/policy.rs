@@ -1,0 +1,172 @@
+//! The checkout policy: when a connection is handed out as it is, pinged
+//! first, or retired without a ping.
+//!
+//! - A connection on which a disconnect was seen is never handed out again.
+//! - A connection used successfully within `ping_window` is handed out without
+//!   a ping, unless a disconnect was seen on the pool since (the pool epoch
+//!   moved): one dead connection usually means a restart, so every older idle
+//!   connection is pinged at its next checkout.
+//! - A connection idle longer than the server's idle limit (MariaDB/MySQL
+//!   `wait_timeout`, read at connect, minus a margin), `max_idle`, or older
+//!   than `max_lifetime` is retired without a ping.
+
+use std::time::{Duration, Instant};
+
+use super::tracked::Tracked;
+
+/// Limits after which a connection is pinged or retired.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Policy {
+    pub ping_window: Duration,
+    pub max_idle: Option<Duration>,
+    pub max_lifetime: Option<Duration>,
+}
+
+/// What to do with an idle connection at checkout.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Broken: close it.
+    Broken,
+    /// Retire it without a ping, for this reason.
+    Retire(&'static str),
+    /// Hand it out as it is.
+    Trust,
+    /// Ping it first.
+    Ping,
+}
+
+impl Policy {
+    pub(crate) fn judge<C>(&self, t: &Tracked<C>, epoch: u64, now: Instant) -> Verdict {
+        if t.flags.unusable() {
+            return Verdict::Broken;
+        }
+        if let Some(why) = self.expired(t, now) {
+            return Verdict::Retire(why);
+        }
+        if t.epoch == epoch && now.saturating_duration_since(t.last_ok) < self.ping_window {
+            Verdict::Trust
+        } else {
+            Verdict::Ping
+        }
+    }
+
+    fn expired<C>(&self, t: &Tracked<C>, now: Instant) -> Option<&'static str> {
+        let idle = now.saturating_duration_since(t.last_release);
+        if let Some(limit) = t.server.idle_limit {
+            if idle + idle_margin(limit) >= limit {
+                return Some("idle close to the server's wait_timeout");
+            }
+        }
+        if self.max_idle.is_some_and(|m| idle >= m) {
+            return Some("idle longer than max_idle");
+        }
+        if self
+            .max_lifetime
+            .is_some_and(|m| now.saturating_duration_since(t.created) >= m)
+        {
+            return Some("older than max_lifetime");
+        }
+        None
+    }
+}
+
+/// How long before the server's idle limit a connection is retired.
+fn idle_margin(limit: Duration) -> Duration {
+    // 10 %, at least 1 s, at most half the limit (for tiny test limits).
+    (limit / 10).max(Duration::from_secs(1)).min(limit / 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn margin_is_ten_percent_within_bounds() {
+        assert_eq!(
+            idle_margin(Duration::from_secs(28800)),
+            Duration::from_secs(2880)
+        );
+        assert_eq!(idle_margin(Duration::from_secs(5)), Duration::from_secs(1));
+        assert_eq!(
+            idle_margin(Duration::from_millis(1000)),
+            Duration::from_millis(500)
+        );
+    }
+}
+
+#[cfg(test)]
+mod judge_tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::backend::ServerInfo;
+    use crate::classify::Disconnect;
+    use crate::pool::flags::Flags;
+    use crate::pool::signals::Signals;
+
+    fn tracked(
+        age: Duration,
+        idle: Duration,
+        since_ok: Duration,
+        epoch: u64,
+    ) -> (Tracked<()>, Instant) {
+        let now = Instant::now() + Duration::from_secs(3600);
+        let t = Tracked {
+            conn: (),
+            flags: Arc::new(Flags::default()),
+            server: ServerInfo {
+                idle_limit: Some(Duration::from_secs(60)),
+                ..ServerInfo::default()
+            },
+            created: now - age,
+            last_ok: now - since_ok,
+            last_release: now - idle,
+            epoch,
+            signals: Arc::new(Signals::default()),
+            watch: None,
+        };
+        (t, now)
+    }
+
+    const POLICY: Policy = Policy {
+        ping_window: Duration::from_millis(500),
+        max_idle: Some(Duration::from_secs(30)),
+        max_lifetime: Some(Duration::from_secs(1800)),
+    };
+
+    #[test]
+    fn trusts_only_a_recent_success_in_the_same_epoch() {
+        let ms = Duration::from_millis;
+        let (t, now) = tracked(ms(10_000), ms(100), ms(100), 3);
+        assert_eq!(POLICY.judge(&t, 3, now), Verdict::Trust);
+        assert_eq!(
+            POLICY.judge(&t, 4, now),
+            Verdict::Ping,
+            "a disconnect since"
+        );
+        let (t, now) = tracked(ms(10_000), ms(600), ms(600), 3);
+        assert_eq!(
+            POLICY.judge(&t, 3, now),
+            Verdict::Ping,
+            "outside the window"
+        );
+    }
+
+    #[test]
+    fn retires_before_the_limits_and_never_reuses_a_broken_one() {
+        let s = Duration::from_secs;
+        let (t, now) = tracked(s(100), s(55), s(55), 0);
+        assert_eq!(
+            POLICY.judge(&t, 0, now),
+            Verdict::Retire("idle close to the server's wait_timeout")
+        );
+        let (t, now) = tracked(s(2000), s(1), s(1), 0);
+        assert_eq!(
+            POLICY.judge(&t, 0, now),
+            Verdict::Retire("older than max_lifetime")
+        );
+        let (t, now) = tracked(s(100), s(1), s(0), 0);
+        t.flags.set_disconnect(Disconnect::Lost, None);
+        assert_eq!(POLICY.judge(&t, 0, now), Verdict::Broken);
+    }
+}

@@ -1,0 +1,44 @@
+//! A pooled connection with what the checkout policy knows about it (as
+//! deadpool keeps a small metrics struct per object).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::flags::Flags;
+use super::signals::Signals;
+use super::watchdog::Watch;
+use crate::backend::ServerInfo;
+use crate::stats::Counters;
+
+pub struct Tracked<C> {
+    pub(crate) conn: C,
+    pub(crate) flags: Arc<Flags>,
+    pub(crate) server: ServerInfo,
+    pub(super) created: Instant,
+    /// Last time a transaction committed or a ping succeeded on it.
+    pub(super) last_ok: Instant,
+    /// Last time it went back to the pool.
+    pub(super) last_release: Instant,
+    /// The pool epoch when it was last known healthy.
+    pub(super) epoch: u64,
+    pub(super) signals: Arc<Signals>,
+    pub(crate) watch: Option<Arc<Watch>>,
+}
+
+impl<C> Tracked<C> {
+    /// Record a successful use (the ping window starts again).
+    pub(crate) fn mark_ok(&mut self) {
+        self.last_ok = Instant::now();
+        self.epoch = self.signals.epoch();
+    }
+}
+
+impl<C> Drop for Tracked<C> {
+    fn drop(&mut self) {
+        // Before `conn` drops and closes its socket.
+        if let Some(watch) = &self.watch {
+            watch.closing();
+        }
+        Counters::bump(&self.signals.counters.closed);
+    }
+}
