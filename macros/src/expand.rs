@@ -8,7 +8,7 @@ use syn::spanned::Spanned;
 use syn::{GenericArgument, Path, PathArguments, Type, TypeInfer, TypeParamBound};
 
 use crate::item::{self, ItemFn};
-use crate::options::Options;
+use crate::options::{self, Options};
 use crate::signature::{self, Checked};
 
 /// `#[db_txn(args)] item`, on `proc_macro2` streams so that tests can call it.
@@ -20,11 +20,19 @@ pub(crate) fn db_txn(args: TokenStream, item: TokenStream) -> TokenStream {
             return quote!(#error #item);
         }
     };
-    match (syn::parse2::<Options>(args), signature::check(&func.sig)) {
-        (Ok(options), Ok(checked)) => expand(&func, &options, &checked),
-        // Emit the function as written next to the errors, so the IDE keeps working on the body.
-        (options, checked) => {
-            let errors = options.err().into_iter().chain(checked.err());
+    let (options, option_errors) = options::parse(args);
+    match signature::check(&func.sig) {
+        // Bad options alone still give the rewritten function (the defaults standing in for the
+        // bad options): emitted as written, its callers would get an arity error each.
+        Ok(checked) => {
+            let errors = option_errors.map(|e| e.to_compile_error());
+            let func = expand(&func, &options, &checked);
+            quote!(#errors #func)
+        }
+        // A signature it cannot rewrite is emitted as written, so the IDE keeps working on the
+        // body.
+        Err(signature_errors) => {
+            let errors = option_errors.into_iter().chain([signature_errors]);
             let errors = errors.reduce(crate::combine).map(|e| e.to_compile_error());
             quote!(#errors #func)
         }
