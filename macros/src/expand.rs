@@ -70,7 +70,7 @@ fn call(func: &ItemFn, options: &Options, checked: &Checked) -> TokenStream {
     };
     let private = quote!(#krate::__private);
     let target = match &options.pool {
-        Some(pool) => quote!(#private::Target::Explicit(#private::as_pool(&(#pool)))),
+        Some(pool) => pool_target(&private, pool, checked.conn_ty),
         // Spanned at `C`, where an unmet bound of `Target<C>` belongs.
         None => respan(quote!(#private::Target::Default), checked.conn_ty.span()),
     };
@@ -94,6 +94,24 @@ fn call(func: &ItemFn, options: &Options, checked: &Checked) -> TokenStream {
     );
     args.set_span(span);
     quote_spanned!(span=> #krate::__private::#run::<#conn_ty, _, _, _> #args)
+}
+
+/// `Target::Explicit(as_pool::<C>(&(pool)))`, spanned over the pool expression so that a value of
+/// the wrong type is reported there.
+fn pool_target(private: &TokenStream, pool: &syn::Expr, conn_ty: &Type) -> TokenStream {
+    let tokens = pool.to_token_stream();
+    let first = pool.span();
+    let last = tokens
+        .clone()
+        .into_iter()
+        .last()
+        .map_or(first, |t| t.span());
+    // rustc spans `&(pool)` from the `&` to the `)`: the first and last tokens of the expression.
+    // (Invisible delimiters would keep the span but not the precedence: rust-lang/rust#67062.)
+    let mut pool = Group::new(Delimiter::Parenthesis, tokens);
+    pool.set_span(last);
+    let private = respan(private.clone(), first);
+    quote_spanned!(first=> #private::Target::Explicit(#private::as_pool::<#conn_ty>(&#pool)))
 }
 
 /// `|conn: &mut C| -> R { body }`. Not `move`: the body may run again on a retry.
