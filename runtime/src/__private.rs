@@ -33,11 +33,15 @@ impl<C: TxnConnection, P: core::borrow::Borrow<Pool<C>> + ?Sized> PoolArg<C> for
 }
 
 /// The body of a `#[db_txn]` function that may run more than once.
+///
+/// A body that moves an argument out gets rustc's E0507, whose help shows the line of the `FnMut`
+/// bound: the comment on it is the remedy, and `tests/ui/fail/moved_argument_with_retry.stderr`
+/// pins it.
 pub fn run<C, T, E, F>(target: Target<'_, C>, options: Options, body: F) -> Result<T, E>
 where
     C: TxnConnection,
     E: From<Error>,
-    F: FnMut(&mut C) -> Result<T, E>,
+    F: FnMut(&mut C) -> Result<T, E>, // may run twice: to move arguments, use #[db_txn(retry = 0)]
 {
     crate::runner::run(target, options, body)
 }
