@@ -8,7 +8,7 @@ use syn::spanned::Spanned;
 use syn::{GenericArgument, Path, PathArguments, Type, TypeInfer, TypeParamBound};
 
 use crate::item::{self, ItemFn};
-use crate::options::Options;
+use crate::options::{self, Options};
 use crate::signature::{self, Checked};
 
 /// `#[db_txn(args)] item`, on `proc_macro2` streams so that tests can call it.
@@ -20,11 +20,19 @@ pub(crate) fn db_txn(args: TokenStream, item: TokenStream) -> TokenStream {
             return quote!(#error #item);
         }
     };
-    match (syn::parse2::<Options>(args), signature::check(&func.sig)) {
-        (Ok(options), Ok(checked)) => expand(&func, &options, &checked),
-        // Emit the function as written next to the errors, so the IDE keeps working on the body.
-        (options, checked) => {
-            let errors = options.err().into_iter().chain(checked.err());
+    let (options, option_errors) = options::parse(args);
+    match signature::check(&func.sig) {
+        // Bad options alone still give the rewritten function (the defaults standing in for the
+        // bad options): emitted as written, its callers would get an arity error each.
+        Ok(checked) => {
+            let errors = option_errors.map(|e| e.to_compile_error());
+            let func = expand(&func, &options, &checked);
+            quote!(#errors #func)
+        }
+        // A signature it cannot rewrite is emitted as written, so the IDE keeps working on the
+        // body.
+        Err(signature_errors) => {
+            let errors = option_errors.into_iter().chain([signature_errors]);
             let errors = errors.reduce(crate::combine).map(|e| e.to_compile_error());
             quote!(#errors #func)
         }
@@ -62,7 +70,7 @@ fn call(func: &ItemFn, options: &Options, checked: &Checked) -> TokenStream {
     };
     let private = quote!(#krate::__private);
     let target = match &options.pool {
-        Some(pool) => quote!(#private::Target::Explicit(#private::as_pool(&(#pool)))),
+        Some(pool) => pool_target(&private, pool, checked.conn_ty),
         // Spanned at `C`, where an unmet bound of `Target<C>` belongs.
         None => respan(quote!(#private::Target::Default), checked.conn_ty.span()),
     };
@@ -86,6 +94,24 @@ fn call(func: &ItemFn, options: &Options, checked: &Checked) -> TokenStream {
     );
     args.set_span(span);
     quote_spanned!(span=> #krate::__private::#run::<#conn_ty, _, _, _> #args)
+}
+
+/// `Target::Explicit(as_pool::<C>(&(pool)))`, spanned over the pool expression so that a value of
+/// the wrong type is reported there.
+fn pool_target(private: &TokenStream, pool: &syn::Expr, conn_ty: &Type) -> TokenStream {
+    let tokens = pool.to_token_stream();
+    let first = pool.span();
+    let last = tokens
+        .clone()
+        .into_iter()
+        .last()
+        .map_or(first, |t| t.span());
+    // rustc spans `&(pool)` from the `&` to the `)`: the first and last tokens of the expression.
+    // (Invisible delimiters would keep the span but not the precedence: rust-lang/rust#67062.)
+    let mut pool = Group::new(Delimiter::Parenthesis, tokens);
+    pool.set_span(last);
+    let private = respan(private.clone(), first);
+    quote_spanned!(first=> #private::Target::Explicit(#private::as_pool::<#conn_ty>(&#pool)))
 }
 
 /// `|conn: &mut C| -> R { body }`. Not `move`: the body may run again on a retry.

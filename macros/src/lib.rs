@@ -35,9 +35,39 @@ mod tests;
 
 use proc_macro::TokenStream;
 
-/// Runs the function body in a database transaction on a pooled connection.
+/// Each call of the function checks a connection out of the pool, begins a transaction, runs the
+/// body, commits on `Ok`, rolls back on `Err` or panic, runs the body again if the connection was
+/// lost before COMMIT was sent, and always releases the connection.
 ///
-/// See the `db_txn` crate for the documentation.
+/// The function takes the connection first (after `self`), `conn: &mut C` for a diesel
+/// connection type `C`, and returns a `Result` whose error type implements
+/// `From<db_txn::Error>`. Its callers leave the connection out.
+///
+/// | Option | Values | Default |
+/// |---|---|---|
+/// | `pool = EXPR` | a `Pool<C>`, `&Pool<C>` or `Arc<Pool<C>>`, evaluated at each call | the one installed for `C` |
+/// | `retry = N` | times the body runs again after a lost connection; `0` lets it move arguments | `1` |
+/// | `retry_conflicts = N` | times it runs again after a deadlock or serialization failure | `0` |
+/// | `isolation = L` | `read_committed`, `repeatable_read`, `serializable` (SQLite: the last) | the server's |
+/// | `read_only` | no value: a read-only transaction | read-write |
+/// | `requires_new` | no value: its own connection and transaction, even inside a lent one | join a lent one |
+/// | `timeout = "5s"` | statement timeout in `ms`, `s` or `m` (not on SQLite) | none |
+/// | `crate = "path"` | where the generated code finds `db_txn` | `"::db_txn"` |
+///
+/// `#[db_txn(retry = 2)] fn find(conn: &mut PgConnection, id: i32) -> Result<User, AppError>`
+/// becomes:
+///
+/// ```text
+/// fn find(id: i32) -> Result<User, AppError> {
+///     ::db_txn::__private::run::<PgConnection, _, _, _>(
+///         ::db_txn::__private::Target::Default, // pool = EXPR: Target::Explicit(..)
+///         ::db_txn::__private::Options::new(concat!(module_path!(), "::", "find")).retry(2),
+///         |conn: &mut PgConnection| -> Result<User, AppError> { /* body */ },
+///     ) // retry = 0: run_once, whose body is an FnOnce
+/// }
+/// ```
+///
+/// Each option has a runnable example in the `db_txn` crate's documentation.
 #[proc_macro_attribute]
 pub fn db_txn(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::db_txn(args.into(), item.into()).into()

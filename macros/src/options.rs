@@ -1,8 +1,9 @@
 //! The attribute arguments: `#[db_txn(pool = EXPR, retry = N, isolation = serializable, ...)]`.
 
+use proc_macro2::TokenStream;
 use quote::quote;
 use syn::ext::IdentExt;
-use syn::parse::{Parse, ParseStream};
+use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::{Error, Expr, ExprLit, Lit, Meta, Path, Result, Token};
 
@@ -40,6 +41,10 @@ pub(crate) struct Options {
     pub requires_new: bool,
     pub timeout_ms: Option<u64>,
     pub krate: Option<Path>,
+    /// `retry` or `retry_conflicts` was given a bad value: the intent is unknown, so the
+    /// expansion next to the error takes the body as run once, which accepts any body, rather
+    /// than adding a second error about a body that moves its arguments.
+    pub retry_unknown: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,28 +71,28 @@ impl Isolation {
     }
 }
 
-impl Parse for Options {
-    fn parse(input: ParseStream) -> Result<Self> {
-        let metas = Punctuated::<Meta, Token![,]>::parse_terminated(input)?;
-        let mut options = Options::default();
-        let mut seen = Vec::new();
-        let mut errors = Vec::new();
-        for meta in &metas {
-            if let Err(error) = options.set(meta, &mut seen) {
-                errors.push(error);
-            }
-        }
-        match errors.into_iter().reduce(crate::combine) {
-            None => Ok(options),
-            Some(error) => Err(error),
-        }
-    }
+/// The options that are well formed, and the errors of all the others (combined). The
+/// expansion next to the errors uses these options, the defaults standing in for the bad ones, so
+/// that callers of the function see it without its connection parameter (tokio-macros does the
+/// same).
+pub(crate) fn parse(args: TokenStream) -> (Options, Option<Error>) {
+    let metas = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(args) {
+        Ok(metas) => metas,
+        Err(error) => return (Options::default(), Some(error)),
+    };
+    let mut options = Options::default();
+    let mut seen = Vec::new();
+    let errors = metas
+        .iter()
+        .filter_map(|meta| options.set(meta, &mut seen).err());
+    let errors = errors.reduce(crate::combine);
+    (options, errors)
 }
 
 impl Options {
     /// No option allows a second run, so the body may be an `FnOnce` that moves its captures.
     pub fn runs_once(&self) -> bool {
-        self.retry == Some(0) && self.retry_conflicts.unwrap_or(0) == 0
+        self.retry_unknown || (self.retry == Some(0) && self.retry_conflicts.unwrap_or(0) == 0)
     }
 
     fn set(&mut self, meta: &Meta, seen: &mut Vec<Key>) -> Result<()> {
@@ -99,9 +104,13 @@ impl Options {
         seen.push(key);
         match key {
             Key::Pool => self.pool = Some(value(meta, name)?.clone()),
-            Key::Retry => self.retry = Some(u32_literal(value(meta, name)?, name)?),
-            Key::RetryConflicts => {
-                self.retry_conflicts = Some(u32_literal(value(meta, name)?, name)?)
+            Key::Retry | Key::RetryConflicts => {
+                let n = value(meta, name).and_then(|value| u32_literal(value, name));
+                let n = n.inspect_err(|_| self.retry_unknown = true)?;
+                match key {
+                    Key::Retry => self.retry = Some(n),
+                    _ => self.retry_conflicts = Some(n),
+                }
             }
             Key::Isolation => self.isolation = Some(isolation(value(meta, name)?)?),
             Key::ReadOnly => self.read_only = flag(meta, name)?,

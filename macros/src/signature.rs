@@ -1,7 +1,8 @@
 //! Checks on the function's signature, and the two parts of it the expansion needs: the
 //! connection parameter and the return type.
 
-use syn::{Error, FnArg, PatType, Result, ReturnType, Signature, Type};
+use syn::ext::IdentExt;
+use syn::{Error, FnArg, Pat, PatType, Result, ReturnType, Signature, Type};
 
 /// A signature `#[db_txn]` can rewrite.
 pub(crate) struct Checked<'a> {
@@ -51,43 +52,97 @@ pub(crate) fn check(sig: &Signature) -> Result<Checked<'_>> {
 
 /// The first parameter after any receiver, `pat: &mut C`, with its index and `C`.
 fn connection(sig: &Signature) -> Result<(usize, &PatType, &Type)> {
-    let first = sig
+    let mut params = sig
         .inputs
         .iter()
         .enumerate()
-        .find_map(|(i, arg)| match arg {
+        .filter_map(|(i, arg)| match arg {
             FnArg::Typed(arg) => Some((i, arg)),
             FnArg::Receiver(_) => None,
         });
-    let Some((index, arg)) = first else {
-        let after_self = if sig.receiver().is_some() {
-            " after `self`"
-        } else {
-            ""
-        };
+    let after_self = if sig.receiver().is_some() {
+        " after `self`"
+    } else {
+        ""
+    };
+    let Some((index, arg)) = params.next() else {
         let msg = format!(
             "#[db_txn] functions take the connection as their first parameter{after_self}: \
              `conn: &mut C`, where `C` is a diesel connection type"
         );
         return Err(Error::new(sig.paren_token.span.join(), msg));
     };
+    if let Some(conn) = misplaced_connection(arg, params) {
+        let before = match &*arg.pat {
+            Pat::Ident(pat) => format!("`{}`", pat.ident),
+            _ => "the other parameters".to_owned(),
+        };
+        let msg = format!(
+            "the connection must be the first parameter{after_self}: move it before {before}"
+        );
+        return Err(Error::new_spanned(conn, msg));
+    }
     let ty = peel(&arg.ty);
     // `conn: impl Connection` gets the message about `impl Trait`, not the one about `&mut`.
     if let Some(error) = opaque_conn_type(ty) {
         return Err(error);
     }
-    match ty {
-        Type::Reference(reference) if reference.mutability.is_some() => {
-            match opaque_conn_type(&reference.elem) {
-                Some(error) => Err(error),
-                None => Ok((index, arg, &*reference.elem)),
-            }
-        }
-        _ => {
+    match mut_referent(ty) {
+        Some(conn_ty) => match opaque_conn_type(conn_ty) {
+            Some(error) => Err(error),
+            None => Ok((index, arg, conn_ty)),
+        },
+        None => {
             let msg = "the connection parameter must be a mutable reference, `&mut C`, \
                        where `C` is a diesel connection type";
             Err(Error::new_spanned(&arg.ty, msg))
         }
+    }
+}
+
+/// A later parameter that is the connection when the first one cannot be, as far as the syntax
+/// tells: `fn f(id: i32, conn: &mut PgConnection)`. Only a first parameter that is no `&mut` (an
+/// error anyway) is looked past, so that this guess never rejects a signature that compiles.
+fn misplaced_connection<'a>(
+    first: &PatType,
+    rest: impl Iterator<Item = (usize, &'a PatType)>,
+) -> Option<&'a PatType> {
+    if mut_referent(peel(&first.ty)).is_some() || looks_like_connection(first) {
+        return None;
+    }
+    rest.map(|(_, arg)| arg)
+        .find(|arg| mut_referent(peel(&arg.ty)).is_some())
+}
+
+/// Named like a connection, which then only lacks its `&mut`: `conn`, `connection`, or a type
+/// whose name ends in `Connection` or `Conn` (`&PgConnection`, `SqliteConnection`, `DbConn`).
+fn looks_like_connection(arg: &PatType) -> bool {
+    let named = match &*arg.pat {
+        Pat::Ident(pat) => {
+            let name = pat.ident.unraw().to_string();
+            name.trim_start_matches('_').starts_with("conn")
+        }
+        _ => false,
+    };
+    let mut ty = peel(&arg.ty);
+    while let Type::Reference(reference) = ty {
+        ty = peel(&reference.elem);
+    }
+    let typed = match ty {
+        Type::Path(path) => path.path.segments.last().is_some_and(|last| {
+            let name = last.ident.to_string();
+            name.ends_with("Connection") || name.ends_with("Conn")
+        }),
+        _ => false,
+    };
+    named || typed
+}
+
+/// `C` in `&mut C`.
+fn mut_referent(ty: &Type) -> Option<&Type> {
+    match ty {
+        Type::Reference(reference) if reference.mutability.is_some() => Some(&reference.elem),
+        _ => None,
     }
 }
 
@@ -133,3 +188,6 @@ fn peel(ty: &Type) -> &Type {
         _ => ty,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -107,8 +107,8 @@ pub mod __private;
 
 pub use backend::{classify, Backend, TxnConnection};
 pub use classify::{Disconnect, ErrorClass};
-/// Run the function's body in a transaction on a pooled connection; see the
-/// [crate documentation](crate).
+/// Runs the function's body in a transaction on a pooled connection: see [what a call
+/// does](crate#what-a-call-does) and [each option with a runnable example](crate#options).
 #[doc(inline)]
 pub use db_txn_macros::db_txn;
 pub use error::{Error, PoolState, Setting, Step};

@@ -2,7 +2,10 @@ use super::*;
 use quote::ToTokens;
 
 fn parse(tokens: proc_macro2::TokenStream) -> Result<Options> {
-    syn::parse2(tokens)
+    match super::parse(tokens) {
+        (options, None) => Ok(options),
+        (_, Some(error)) => Err(error),
+    }
 }
 
 fn error(tokens: proc_macro2::TokenStream) -> String {
@@ -92,6 +95,52 @@ fn repeated_key() {
 fn all_errors_are_reported() {
     let errors = error(quote!(retry = "x", isolation = fast, bogus));
     assert_eq!(errors.lines().count(), 3, "{errors}");
+}
+
+#[test]
+fn the_good_options_survive_the_bad_ones() {
+    let (options, error) = super::parse(quote!(
+        pool = self.pool,
+        isolation = snapshot,
+        read_only,
+        crate = "my_db",
+        bogus,
+        timeout = "5h",
+    ));
+    let errors = error.expect("errors").into_iter().count();
+    assert_eq!(errors, 3);
+    assert!(!options.runs_once() && options.read_only);
+    let pool = options.pool.unwrap().to_token_stream().to_string();
+    assert_eq!(pool, "self . pool");
+    assert_eq!(
+        options.krate.unwrap().to_token_stream().to_string(),
+        "my_db"
+    );
+    assert_eq!((options.isolation, options.timeout_ms), (None, None));
+}
+
+#[test]
+fn a_bad_retry_runs_the_body_once() {
+    // Whatever the user meant, the expansion next to the error accepts a body that moves.
+    for args in [
+        quote!(retry = "0"),
+        quote!(retry),
+        quote!(retry = 2, retry_conflicts = x),
+    ] {
+        let (options, error) = super::parse(args);
+        assert!(error.is_some() && options.runs_once());
+    }
+    // A repeated `retry` keeps the first value, which is well formed.
+    let (options, error) = super::parse(quote!(retry = 2, retry = 0));
+    assert!(error.is_some() && !options.runs_once());
+    assert_eq!(options.retry, Some(2));
+}
+
+#[test]
+fn a_syntax_error_gives_the_defaults() {
+    let (options, error) = super::parse(quote!(retry = 2 read_only));
+    assert_eq!(error.unwrap().to_string(), "expected `,`");
+    assert!(options.retry.is_none() && !options.read_only);
 }
 
 #[test]
