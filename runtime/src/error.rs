@@ -122,6 +122,14 @@ pub enum Error {
         /// The function whose body holds the connection.
         holder: &'static str,
     },
+    /// The process forked inside the call's transaction, and this is the
+    /// child: the transaction and its connection are the parent's, so the
+    /// child's call ends here without COMMIT or ROLLBACK (the parent's call
+    /// goes on unaffected, and commits or rolls back as its body decides).
+    Forked {
+        /// The annotated function.
+        function: &'static str,
+    },
     /// A joining call asked for transaction settings that differ from the
     /// transaction it joins.
     NestedMismatch {
@@ -287,6 +295,12 @@ impl fmt::Display for Error {
                  to join its transaction, call it inside `db_txn::lend(conn, || ...)` in \
                  `{holder}`, or give `{function}` its own transaction with \
                  `#[db_txn(requires_new)]`"
+            ),
+            Error::Forked { function } => write!(
+                f,
+                "`{function}`: this process was forked inside the transaction, which belongs to \
+                 the parent; the child neither commits nor rolls it back (open the child's own \
+                 transactions with calls made outside the parent's)"
             ),
             Error::NestedMismatch {
                 function,

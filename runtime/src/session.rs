@@ -33,6 +33,9 @@ struct Entry {
     settings: Option<Settings>,
     /// Set while lent: derived from the `&mut C` that [`lend`] holds.
     lent: Option<*mut ()>,
+    /// The fork generation the entry was made in: a child forked inside a
+    /// session must not use the parent's connection.
+    generation: u64,
 }
 
 thread_local! {
@@ -54,6 +57,8 @@ pub(crate) struct Lent {
     ptr: *mut (),
     pub holder: &'static str,
     pub settings: Option<Settings>,
+    /// Lent in a parent process, before a fork.
+    pub inherited: bool,
 }
 
 impl Lent {
@@ -91,6 +96,7 @@ pub(crate) fn lookup<C: TxnConnection>(pool: Option<u64>) -> Lookup {
                     ptr,
                     holder: e.holder,
                     settings: e.settings,
+                    inherited: e.generation != crate::pool::fork_generation(),
                 }),
             },
         }
@@ -156,6 +162,7 @@ pub(crate) fn enter<C: TxnConnection>(
         holder,
         settings: Some(settings),
         lent: None,
+        generation: crate::pool::fork_generation(),
     })
 }
 
@@ -227,6 +234,7 @@ pub fn lend<C: TxnConnection, R>(conn: &mut C, f: impl FnOnce() -> R) -> R {
             holder: "db_txn::lend",
             settings: None,
             lent: Some(ptr),
+            generation: crate::pool::fork_generation(),
         })),
     };
     f()
@@ -265,17 +273,22 @@ pub fn with_connection<C: TxnConnection, R>(f: impl FnOnce(&mut C) -> R) -> Resu
             .enumerate()
             .rev()
             .find(|(_, e)| e.type_id == ty)
-            .map(|(index, e)| (index, e.lent, e.holder))
+            .map(|(index, e)| (index, e.lent, e.holder, e.generation))
     });
     match found {
         None => Err(Error::NoSession {
             connection: std::any::type_name::<C>(),
         }),
-        Some((_, None, holder)) => Err(Error::ConnectionBorrowed {
+        Some((_, _, _, generation)) if generation != crate::pool::fork_generation() => {
+            Err(Error::Forked {
+                function: "db_txn::with_connection",
+            })
+        }
+        Some((_, None, holder, _)) => Err(Error::ConnectionBorrowed {
             function: "db_txn::with_connection",
             holder,
         }),
-        Some((index, Some(ptr), _)) => {
+        Some((index, Some(ptr), _, _)) => {
             let _claim = Claim::new(index, None, "db_txn::with_connection");
             // SAFETY: as in `Lent::claim`: `ptr` comes from the `&mut C` that
             // `lend` holds, and the entry is busy while `f` runs.

@@ -43,6 +43,9 @@ pub struct PoolStats {
     pub recycled: u64,
     /// Connections held longer than the leak-detection threshold.
     pub leaks: u64,
+    /// Connections shut down by the watchdog because their statement got no
+    /// answer (a frozen or unreachable server, a link that died silently).
+    pub stalls_cut: u64,
     /// Connections open now.
     pub connections: u32,
     /// Idle connections now.
@@ -63,6 +66,7 @@ pub(crate) struct Counters {
     pub closed: AtomicU64,
     pub recycled: AtomicU64,
     pub leaks: AtomicU64,
+    pub stalls_cut: AtomicU64,
 }
 
 impl Counters {
@@ -83,6 +87,7 @@ impl Counters {
             closed: self.closed.load(Relaxed),
             recycled: self.recycled.load(Relaxed),
             leaks: self.leaks.load(Relaxed),
+            stalls_cut: self.stalls_cut.load(Relaxed),
             connections,
             idle_connections,
         }

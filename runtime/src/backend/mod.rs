@@ -89,6 +89,10 @@ pub trait Dialect {
     /// The backend this describes.
     const BACKEND: Backend;
 
+    /// The TCP port when a URL names none; `None` for an embedded database
+    /// (no link to lose, nothing for the watchdog to watch).
+    const DEFAULT_PORT: Option<u16>;
+
     /// The SQL that begins a top-level transaction with `options` (and
     /// undoes its session settings afterwards), or why the backend cannot
     /// honour an option.
@@ -126,6 +130,13 @@ pub trait Driver: Sized {
     fn socket_ports(&mut self) -> QueryResult<Option<(u16, u16)>> {
         Ok(None)
     }
+
+    /// Which of the server sessions `ids` are running a statement (or
+    /// waiting for a lock) rather than waiting for their client. Asked on a
+    /// connection of its own by the stall watchdog.
+    fn busy_sessions(&mut self, ids: &[u64]) -> QueryResult<Vec<u64>> {
+        Ok(ids.to_vec())
+    }
 }
 
 /// Which server implementation answered, where the SQL differs.
@@ -148,6 +159,9 @@ pub struct ServerInfo {
     pub idle_limit: Option<Duration>,
     /// Which implementation answered.
     pub flavor: Flavor,
+    /// The server's id of this session (MariaDB/MySQL `CONNECTION_ID()`,
+    /// PostgreSQL `pg_backend_pid()`).
+    pub session_id: Option<u64>,
 }
 
 /// Settings applied to every new connection.

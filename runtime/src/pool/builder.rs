@@ -6,10 +6,11 @@ use std::time::Duration;
 use super::connect::Connector;
 use super::manager::Manager;
 use super::policy::Policy;
+use super::probe::{Monitor, SessionProbe};
 use super::signals::Signals;
 use super::watchdog::{Limits, Watchdog};
 use super::{Classifier, OnConnect, Pool};
-use crate::backend::{ConnectSettings, TxnConnection};
+use crate::backend::{ConnectSettings, Dialect, TxnConnection};
 use crate::classify::ErrorClass;
 use crate::error::PoolState;
 use crate::Error;
@@ -29,14 +30,18 @@ pub(super) struct Config<C: TxnConnection> {
     on_connect: Option<Arc<OnConnect<C>>>,
     pub(super) checkout_timeout: Duration,
     limits: Limits,
+    keepalive: Option<Duration>,
 }
 
 impl<C: TxnConnection> Config<C> {
-    /// The manager of one pool generation, with its watchdog thread when a
-    /// stall timeout or a leak threshold is set (not for the start-up probe).
+    /// The manager of one pool generation, with its watchdog thread (not
+    /// for the start-up probe).
     pub(super) fn manager(&self, signals: Arc<Signals>, watched: bool) -> Manager<C> {
         let watchdog = if watched {
-            Watchdog::start(self.limits, signals.clone())
+            // An embedded database has no link whose stalls need probing.
+            let probe = <C::Dialect as Dialect>::DEFAULT_PORT
+                .map(|_| Monitor::<C>::new(self.url.clone()) as Arc<dyn SessionProbe>);
+            Watchdog::start(self.limits, signals.clone(), probe)
         } else {
             None
         };
@@ -48,6 +53,8 @@ impl<C: TxnConnection> Config<C> {
                 classifier: self.classifier.clone(),
                 on_connect: self.on_connect.clone(),
                 watchdog,
+                keepalive: self.keepalive,
+                serial: Default::default(),
             },
             policy: self.policy,
         }
@@ -94,8 +101,11 @@ impl<C: TxnConnection> PoolBuilder<C> {
                 checkout_timeout: Duration::from_secs(5),
                 limits: Limits {
                     stall: None,
+                    check_after: Some(Duration::from_secs(2)),
+                    probe_timeout: Duration::from_secs(2),
                     leak: Some(Duration::from_secs(60)),
                 },
+                keepalive: Some(Duration::from_secs(15)),
             },
         }
     }
@@ -142,21 +152,56 @@ impl<C: TxnConnection> PoolBuilder<C> {
         self
     }
 
-    /// Treat a connection whose statement gets no answer for this long as
-    /// lost: its socket is shut down, the client library reports a lost
-    /// connection, and the call retries (before COMMIT) or reports
-    /// [`Error::CommitUnknown`] (during it). Bounds a call on a frozen server
-    /// or a black-holed link, which diesel's MySQL connection would otherwise
-    /// wait on until TCP gives up. Default: none (a legitimately long query
-    /// must not be cut); set it above your slowest statement.
+    /// Ask the server about a statement that has waited this long for its
+    /// answer (500 ms for the checkout ping). The pool's watchdog asks over
+    /// a connection of its own whether the session is still running it:
     ///
-    /// Works for TCP connections whose client port the server reports as it
-    /// is (direct connections); not for unix sockets, nor through a proxy or
-    /// NAT that rewrites the address. For those, use the server-side
-    /// `timeout` option, and on PostgreSQL `tcp_user_timeout` /
-    /// `keepalives_idle` in the URL.
+    /// * running (a long query, a lock wait): left alone, asked again later;
+    /// * not running, or unknown to the server: the answer was lost with the
+    ///   link, so the connection's socket is shut down;
+    /// * no answer within [`liveness_probe_timeout`](Self::liveness_probe_timeout)
+    ///   (a frozen server, a black hole) or nobody listening: shut down too.
+    ///
+    /// A shut-down connection counts as lost: the call runs again (before
+    /// COMMIT) or reports the commit outcome. So a call on a frozen server,
+    /// or on a link that died silently, ends within about this plus the
+    /// probe timeout plus one checkout, and a legitimately long query is
+    /// never cut. Default 2 s; `None` turns the probe off (only
+    /// [`stall_timeout`](Self::stall_timeout) and TCP then bound a stall).
+    /// Applies to MariaDB/MySQL and PostgreSQL connections whose socket the
+    /// pool could identify (Linux).
+    pub fn liveness_check_after(mut self, t: Option<Duration>) -> Self {
+        self.config.limits.check_after = t;
+        self
+    }
+
+    /// How long the server may take to answer the liveness probe (see
+    /// [`liveness_check_after`](Self::liveness_check_after)) before it is
+    /// taken for frozen or unreachable. Default 2 s.
+    pub fn liveness_probe_timeout(mut self, t: Duration) -> Self {
+        self.config.limits.probe_timeout = t;
+        self
+    }
+
+    /// Shut a connection down when its statement gets no answer for this
+    /// long, without asking the server: a hard upper bound for every
+    /// statement, which also cuts a legitimately long one. Default: none
+    /// (the liveness probe bounds stalls without cutting long queries); set
+    /// it above your slowest statement if you want one.
     pub fn stall_timeout(mut self, t: Duration) -> Self {
         self.config.limits.stall = Some(t);
+        self
+    }
+
+    /// TCP keepalive on new connections: probes after this long without
+    /// traffic, then every third of it, three times, and the same total as
+    /// `TCP_USER_TIMEOUT` (data sent but never acknowledged). Finds a peer
+    /// that vanished (a crashed host, a NAT that dropped the flow) even
+    /// while a long statement runs. Default 15 s; `None` leaves the
+    /// socket as the driver made it. Not applied when a PostgreSQL URL sets
+    /// `keepalives*` or `tcp_user_timeout` itself.
+    pub fn tcp_keepalive(mut self, idle: Option<Duration>) -> Self {
+        self.config.keepalive = idle;
         self
     }
 

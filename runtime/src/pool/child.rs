@@ -7,7 +7,8 @@
 //! global state. It opens connections on the caller's thread and applies the
 //! same checkout policy through the same [`Manager`].
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use r2d2::ManageConnection;
@@ -69,7 +70,7 @@ impl<C: TxnConnection> ChildPool<C> {
             if state.open < self.max_size {
                 state.open += 1;
                 drop(state);
-                match self.manager.connect() {
+                match self.connect_within(deadline) {
                     Ok(conn) => return Ok(self.lend(conn)),
                     Err(e) => {
                         last_error = Some(e.to_string());
@@ -95,6 +96,41 @@ impl<C: TxnConnection> ChildPool<C> {
                 .wait_timeout(state, deadline - now)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
+        }
+    }
+
+    /// Connect on a thread of its own, so that a server that accepts the TCP
+    /// connection but never answers cannot hold the caller past `deadline`.
+    /// A connection that arrives after the caller gave up joins the idle ones.
+    fn connect_within(
+        self: &Arc<Self>,
+        deadline: Instant,
+    ) -> Result<Tracked<C>, diesel::r2d2::Error> {
+        let (tx, rx) = mpsc::channel();
+        let pool = self.clone();
+        let spawned = thread::Builder::new()
+            .name("db_txn-connect".into())
+            .spawn(move || {
+                if let Err(mpsc::SendError(Ok(late))) = tx.send(pool.manager.connect()) {
+                    pool.put_back(late);
+                } else {
+                    // Failed late, or delivered: nothing more to do here.
+                }
+            });
+        if let Err(e) = spawned {
+            return Err(diesel::r2d2::Error::ConnectionError(
+                diesel::ConnectionError::BadConnection(format!(
+                    "cannot start a connect thread: {e}"
+                )),
+            ));
+        }
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(result) => result,
+            Err(_) => Err(diesel::r2d2::Error::ConnectionError(
+                diesel::ConnectionError::BadConnection(
+                    "the server accepted no connection in time".into(),
+                ),
+            )),
         }
     }
 

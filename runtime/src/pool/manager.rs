@@ -30,7 +30,7 @@ impl<C: TxnConnection> ManageConnection for Manager<C> {
         let signals = &self.connector.signals;
         let counters = &signals.counters;
         let epoch = signals.epoch();
-        match self.policy.judge(t, epoch, Instant::now()) {
+        match self.policy.judge(t, signals, Instant::now()) {
             Verdict::Broken => Err(R2d2Error::QueryError(gone(t.flags.disconnect()))),
             Verdict::Retire(why) => {
                 Counters::bump(&counters.recycled);
@@ -49,7 +49,16 @@ impl<C: TxnConnection> ManageConnection for Manager<C> {
             Verdict::Ping => {
                 Counters::bump(&counters.pings);
                 tracing::trace!(target: "db_txn", "ping");
-                t.conn.ping().map_err(R2d2Error::QueryError)?;
+                // The watchdog asks the server about a ping sooner than
+                // about a statement: a healthy server answers it at once.
+                if let Some(watch) = &t.watch {
+                    watch.pinging(true);
+                }
+                let pinged = t.conn.ping();
+                if let Some(watch) = &t.watch {
+                    watch.pinging(false);
+                }
+                pinged.map_err(R2d2Error::QueryError)?;
                 t.last_ok = Instant::now();
                 t.epoch = epoch;
                 Ok(())

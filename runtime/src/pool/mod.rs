@@ -5,7 +5,8 @@
 //! connection), [`manager`] (r2d2's hooks), [`policy`] (ping, trust or
 //! retire), [`tracked`] (per-connection state), [`flags`] (health written by
 //! the [`observer`]), [`signals`] (pool-wide epoch and counters),
-//! [`watchdog`] (stalls and leaks), [`fork`] and [`child`] (after `fork()`),
+//! [`watchdog`] (stalls and leaks) with its [`probe`], [`socket`] (the
+//! socket under a connection), [`fork`] and [`child`] (after `fork()`),
 //! [`pooled`] (the checked-out handle), [`url`] (the URL in messages).
 
 mod builder;
@@ -17,7 +18,9 @@ mod manager;
 mod observer;
 mod policy;
 mod pooled;
+mod probe;
 mod signals;
+mod socket;
 pub(crate) mod tracked;
 mod url;
 mod watchdog;
@@ -226,7 +229,7 @@ impl<C: TxnConnection> Pool<C> {
         match got {
             Ok(inner) => {
                 Counters::bump(&self.shared.signals.counters.checkouts);
-                let mut conn = PooledConnection::new(inner);
+                let mut conn = PooledConnection::new(inner, fork::generation());
                 if let Some(watch) = &conn.tracked().watch {
                     watch.checked_out(function.unwrap_or("db_txn::Pool::get"));
                 }
@@ -269,6 +272,21 @@ impl<C: TxnConnection> Pool<C> {
     pub(crate) fn counters(&self) -> &Counters {
         &self.shared.signals.counters
     }
+
+    /// A disconnect was found outside a statement (a hung-up socket).
+    pub(crate) fn signals_disconnect(&self) {
+        self.shared.signals.disconnect_seen();
+    }
+}
+
+/// The fork generation of this process (0 unless it is a forked child).
+pub(crate) fn fork_generation() -> u64 {
+    fork::generation()
+}
+
+/// The connection's socket was closed or reset by the other end.
+pub(crate) fn hung_up(fd: std::os::fd::RawFd) -> bool {
+    socket::hung_up(fd)
 }
 
 impl<C: TxnConnection> Generation<C> {

@@ -1,6 +1,6 @@
 //! diesel instrumentation on every pooled connection: sees each statement's
 //! outcome, so a disconnect inside the user's body is noticed whatever their
-//! error type, and times statements for the stall watchdog.
+//! error type, and stamps statements for the stall watchdog.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -20,8 +20,10 @@ pub(crate) struct Observer<C> {
     pub classifier: Option<Arc<Classifier>>,
     /// The instrumentation diesel would have installed (`set_default_instrumentation`).
     pub inner: Option<Box<dyn Instrumentation>>,
-    /// Set only when statements are timed (a stall timeout is configured).
+    /// Set only when statements are watched for stalls.
     pub watch: Option<Arc<Watch>>,
+    /// Statements started on this connection (wrapping).
+    pub seq: u32,
     pub _conn: PhantomData<fn() -> C>,
 }
 
@@ -29,7 +31,10 @@ impl<C: TxnConnection> Instrumentation for Observer<C> {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
         if let Some(watch) = &self.watch {
             match &event {
-                InstrumentationEvent::StartQuery { .. } => watch.statement_started(),
+                InstrumentationEvent::StartQuery { .. } => {
+                    self.seq = self.seq.wrapping_add(1);
+                    watch.statement_started(self.seq);
+                }
                 InstrumentationEvent::FinishQuery { .. } => watch.statement_finished(),
                 _ => {}
             }

@@ -6,12 +6,16 @@
 //!   a ping, unless a disconnect was seen on the pool since (the pool epoch
 //!   moved): one dead connection usually means a restart, so every older idle
 //!   connection is pinged at its next checkout.
+//! - A connection last known healthy before the watchdog cut a link that
+//!   stopped answering is retired without a ping (its path is suspect, and a
+//!   ping on a dead path would hang).
 //! - A connection idle longer than the server's idle limit (MariaDB/MySQL
 //!   `wait_timeout`, read at connect, minus a margin), `max_idle`, or older
 //!   than `max_lifetime` is retired without a ping.
 
 use std::time::{Duration, Instant};
 
+use super::signals::Signals;
 use super::tracked::Tracked;
 
 /// Limits after which a connection is pinged or retired.
@@ -36,14 +40,18 @@ pub(crate) enum Verdict {
 }
 
 impl Policy {
-    pub(crate) fn judge<C>(&self, t: &Tracked<C>, epoch: u64, now: Instant) -> Verdict {
+    pub(crate) fn judge<C>(&self, t: &Tracked<C>, signals: &Signals, now: Instant) -> Verdict {
         if t.flags.unusable() {
             return Verdict::Broken;
         }
         if let Some(why) = self.expired(t, now) {
             return Verdict::Retire(why);
         }
-        if t.epoch == epoch && now.saturating_duration_since(t.last_ok) < self.ping_window {
+        if signals.distrusts(t.last_ok) {
+            return Verdict::Retire("idle since before a link stopped answering");
+        }
+        if t.epoch == signals.epoch() && now.saturating_duration_since(t.last_ok) < self.ping_window
+        {
             Verdict::Trust
         } else {
             Verdict::Ping
@@ -124,6 +132,8 @@ mod judge_tests {
             epoch,
             signals: Arc::new(Signals::default()),
             watch: None,
+            fd: None,
+            protected: None,
         };
         (t, now)
     }
@@ -134,39 +144,64 @@ mod judge_tests {
         max_lifetime: Some(Duration::from_secs(1800)),
     };
 
+    fn signals(epoch: u64) -> Signals {
+        let s = Signals::default();
+        s.epoch.store(epoch, std::sync::atomic::Ordering::Relaxed);
+        s
+    }
+
     #[test]
     fn trusts_only_a_recent_success_in_the_same_epoch() {
         let ms = Duration::from_millis;
         let (t, now) = tracked(ms(10_000), ms(100), ms(100), 3);
-        assert_eq!(POLICY.judge(&t, 3, now), Verdict::Trust);
+        assert_eq!(POLICY.judge(&t, &signals(3), now), Verdict::Trust);
         assert_eq!(
-            POLICY.judge(&t, 4, now),
+            POLICY.judge(&t, &signals(4), now),
             Verdict::Ping,
             "a disconnect since"
         );
         let (t, now) = tracked(ms(10_000), ms(600), ms(600), 3);
         assert_eq!(
-            POLICY.judge(&t, 3, now),
+            POLICY.judge(&t, &signals(3), now),
             Verdict::Ping,
             "outside the window"
         );
     }
 
     #[test]
+    fn retires_what_was_idle_before_a_link_was_cut() {
+        let s = Signals::default();
+        let before = Instant::now();
+        std::thread::sleep(Duration::from_millis(2));
+        s.link_cut();
+        let (mut t, _) = tracked(Duration::ZERO, Duration::ZERO, Duration::ZERO, 0);
+        t.created = Instant::now();
+        t.last_release = Instant::now();
+        t.last_ok = before;
+        assert_eq!(
+            POLICY.judge(&t, &s, Instant::now()),
+            Verdict::Retire("idle since before a link stopped answering")
+        );
+        t.last_ok = Instant::now();
+        assert_eq!(POLICY.judge(&t, &s, Instant::now()), Verdict::Trust);
+    }
+
+    #[test]
     fn retires_before_the_limits_and_never_reuses_a_broken_one() {
         let s = Duration::from_secs;
+        let none = Signals::default();
         let (t, now) = tracked(s(100), s(55), s(55), 0);
         assert_eq!(
-            POLICY.judge(&t, 0, now),
+            POLICY.judge(&t, &none, now),
             Verdict::Retire("idle close to the server's wait_timeout")
         );
         let (t, now) = tracked(s(2000), s(1), s(1), 0);
         assert_eq!(
-            POLICY.judge(&t, 0, now),
+            POLICY.judge(&t, &none, now),
             Verdict::Retire("older than max_lifetime")
         );
         let (t, now) = tracked(s(100), s(1), s(0), 0);
         t.flags.set_disconnect(Disconnect::Lost, None);
-        assert_eq!(POLICY.judge(&t, 0, now), Verdict::Broken);
+        assert_eq!(POLICY.judge(&t, &none, now), Verdict::Broken);
     }
 }

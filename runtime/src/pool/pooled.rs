@@ -1,5 +1,6 @@
 //! The handle of a checked-out connection.
 
+use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
 
 use super::child::ChildConnection;
@@ -11,7 +12,10 @@ use crate::backend::TxnConnection;
 /// and goes back to the pool when dropped (or is closed, if it was found
 /// broken).
 pub struct PooledConnection<C: TxnConnection> {
-    inner: Checked<C>,
+    /// `ManuallyDrop`: in a forked child, a connection checked out by the
+    /// parent is neither returned to the parent's pool nor closed.
+    inner: ManuallyDrop<Checked<C>>,
+    generation: u64,
 }
 
 pub(super) enum Checked<C: TxnConnection> {
@@ -20,19 +24,22 @@ pub(super) enum Checked<C: TxnConnection> {
 }
 
 impl<C: TxnConnection> PooledConnection<C> {
-    pub(super) fn new(inner: Checked<C>) -> Self {
-        PooledConnection { inner }
+    pub(super) fn new(inner: Checked<C>, generation: u64) -> Self {
+        PooledConnection {
+            inner: ManuallyDrop::new(inner),
+            generation,
+        }
     }
 
     pub(crate) fn tracked(&mut self) -> &mut Tracked<C> {
-        match &mut self.inner {
+        match &mut *self.inner {
             Checked::R2d2(conn) => conn,
             Checked::Child(conn) => conn.tracked(),
         }
     }
 
     fn tracked_ref(&self) -> &Tracked<C> {
-        match &self.inner {
+        match &*self.inner {
             Checked::R2d2(conn) => conn,
             Checked::Child(conn) => conn.tracked_ref(),
         }
@@ -41,9 +48,17 @@ impl<C: TxnConnection> PooledConnection<C> {
 
 impl<C: TxnConnection> Drop for PooledConnection<C> {
     fn drop(&mut self) {
+        if super::fork::generation() != self.generation {
+            // Held across a fork, dropped in the child: the parent's pool
+            // state cannot be touched here (its locks may be held by threads
+            // that do not exist in this process), nor its socket closed.
+            return;
+        }
         if let Some(watch) = &self.tracked().watch {
             watch.checked_in();
         }
+        // SAFETY: dropped once, here, and never used again.
+        unsafe { ManuallyDrop::drop(&mut self.inner) };
     }
 }
 

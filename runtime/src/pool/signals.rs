@@ -1,16 +1,50 @@
-//! State shared by every connection of one pool: the disconnect epoch and
-//! the counters behind [`PoolStats`](crate::PoolStats).
+//! State shared by every connection of one pool: the disconnect epoch, the
+//! moment a link was last cut, the warnings already given, and the counters
+//! behind [`PoolStats`](crate::PoolStats).
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::time::Instant;
 
 use crate::stats::Counters;
 
-#[derive(Default)]
 pub(crate) struct Signals {
     /// Bumped on every disconnect seen on the pool: a connection last known
     /// healthy in an older epoch is pinged at its next checkout.
     pub epoch: AtomicU64,
+    /// Nanoseconds after `origin` when the watchdog last shut down a link
+    /// that stopped answering (0: never). Idle connections last known
+    /// healthy before then are retired without a ping: their path is
+    /// suspect, and a ping on a dead path would hang.
+    distrust: AtomicU64,
+    origin: Instant,
+    warned: AtomicU8,
     pub counters: Counters,
+}
+
+/// Conditions logged once per pool.
+#[derive(Debug, Clone, Copy)]
+#[repr(u8)]
+pub(crate) enum Warning {
+    /// A connection's socket could not be identified.
+    NoSocket = 1,
+    /// A connection has no server session id.
+    NoSessionId = 2,
+    /// The server refuses the liveness probe.
+    ProbeRefused = 4,
+    /// TCP keepalive could not be set.
+    NoKeepalive = 8,
+}
+
+impl Default for Signals {
+    fn default() -> Self {
+        Signals {
+            epoch: AtomicU64::new(0),
+            distrust: AtomicU64::new(0),
+            origin: Instant::now(),
+            warned: AtomicU8::new(0),
+            counters: Counters::default(),
+        }
+    }
 }
 
 impl Signals {
@@ -21,5 +55,31 @@ impl Signals {
 
     pub(crate) fn epoch(&self) -> u64 {
         self.epoch.load(Relaxed)
+    }
+
+    /// The watchdog shut a link down.
+    pub(crate) fn link_cut(&self) {
+        let nanos = u64::try_from(self.origin.elapsed().as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        self.distrust.store(nanos, Relaxed);
+        Counters::bump(&self.counters.stalls_cut);
+    }
+
+    /// A connection last known healthy at `last_ok` predates a cut link.
+    pub(crate) fn distrusts(&self, last_ok: Instant) -> bool {
+        let cut = self.distrust.load(Relaxed);
+        cut != 0
+            && u64::try_from(last_ok.saturating_duration_since(self.origin).as_nanos())
+                .unwrap_or(u64::MAX)
+                < cut
+    }
+
+    /// Log `message` at WARN, the first time only.
+    pub(crate) fn warn_once(&self, what: Warning, message: &'static str) {
+        let bit = what as u8;
+        if self.warned.fetch_or(bit, Relaxed) & bit == 0 {
+            tracing::warn!(target: "db_txn", "{message}");
+        }
     }
 }

@@ -1,10 +1,12 @@
 //! A pooled connection with what the checkout policy knows about it (as
 //! deadpool keeps a small metrics struct per object).
 
+use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::flags::Flags;
+use super::fork::Protected;
 use super::signals::Signals;
 use super::watchdog::Watch;
 use crate::backend::ServerInfo;
@@ -23,6 +25,10 @@ pub struct Tracked<C> {
     pub(super) epoch: u64,
     pub(super) signals: Arc<Signals>,
     pub(crate) watch: Option<Arc<Watch>>,
+    /// The connection's socket, when it was identified.
+    pub(crate) fd: Option<RawFd>,
+    /// Keeps a forked child off the socket.
+    pub(super) protected: Option<Protected>,
 }
 
 impl<C> Tracked<C> {
@@ -35,10 +41,12 @@ impl<C> Tracked<C> {
 
 impl<C> Drop for Tracked<C> {
     fn drop(&mut self) {
-        // Before `conn` drops and closes its socket.
+        // Before `conn` drops and closes its socket: the descriptor may be
+        // reused from then on.
         if let Some(watch) = &self.watch {
             watch.closing();
         }
+        drop(self.protected.take());
         Counters::bump(&self.signals.counters.closed);
     }
 }

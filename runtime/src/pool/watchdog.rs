@@ -1,54 +1,98 @@
 //! A thread per pool that watches what the database driver cannot: a
-//! statement that gets no answer (a frozen server, a black-holed link), and a
-//! connection held too long (a leak).
+//! statement that gets no answer (a frozen server, a link that died
+//! silently), and a connection held too long (a leak).
 //!
-//! diesel offers no client-side read timeout for MySQL, so a statement on a
-//! frozen server blocks until TCP gives up, which can take many minutes. When
-//! `stall_timeout` is set, the pool finds each connection's socket at connect
-//! (the server reports the client's port; the socket whose local port and peer
-//! port match is the one) and the watchdog shuts it down once a statement has
-//! waited longer than the limit. The client library then reports a lost
-//! connection, which the runner treats like any other: a retry before COMMIT,
-//! `CommitUnknown` during it. The descriptor is only shut down, never closed,
-//! and never after the connection was dropped (both take `Watch::guard`), so
-//! the watchdog cannot touch a descriptor that was reused.
+//! diesel offers no client-side read timeout, so a statement on a frozen
+//! server or a black-holed link blocks until TCP gives up, which can take
+//! many minutes. Every pooled connection whose socket was found (see
+//! `socket.rs`) is watched, by default:
 //!
-//! Connections reached through a unix socket, or through a proxy or NAT that
-//! shows the server a different client address, have no socket the pool can
-//! identify; for them only the server-side `timeout` option and TCP itself
-//! bound a stall.
+//! * A statement still waiting after `liveness_check_after` (500 ms for the
+//!   checkout ping) makes the watchdog ask the server, over a connection of
+//!   its own, whether the session is busy (`probe.rs`). Busy: a long
+//!   statement, left alone and asked about again later. Idle or unknown to
+//!   the server: its answer was lost, so the socket is shut down (after a
+//!   short grace, in case the answer was on its way). No answer within
+//!   `liveness_probe_timeout`, or nobody listening: the server is frozen or
+//!   unreachable, and the socket is shut down.
+//! * With `stall_timeout` set, a statement waiting longer is cut without
+//!   asking.
+//!
+//! A shut-down socket makes the client library report a lost connection,
+//! which the runner treats like any other: a retry before COMMIT, the commit
+//! outcome otherwise. The descriptor is only shut down, never closed, and
+//! never after the connection dropped it (both take `Watch::guard`).
+//!
+//! Statements are stamped with the watchdog's tick, not a clock: two relaxed
+//! atomic operations per statement.
 
+use std::collections::HashMap;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::signals::Signals;
+use super::probe::{ProbeError, SessionProbe, SessionState};
+use super::signals::{Signals, Warning};
+use super::socket;
 use crate::stats::Counters;
+
+/// How long the checkout ping may wait before the server is asked about it.
+const PING_CHECK_AFTER: Duration = Duration::from_millis(500);
+/// After an "idle" answer, how long the statement may still get its answer
+/// (it may have been on its way) before it is cut.
+const IDLE_GRACE: Duration = Duration::from_millis(500);
+/// A busy statement is asked about again after this long.
+const BUSY_RECHECK: Duration = Duration::from_secs(5);
+
+/// Limits the watchdog enforces.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Cut a statement waiting this long, without asking.
+    pub stall: Option<Duration>,
+    /// Ask the server about a statement waiting this long.
+    pub check_after: Option<Duration>,
+    /// How long the server may take to answer that question.
+    pub probe_timeout: Duration,
+    /// Report a connection held this long.
+    pub leak: Option<Duration>,
+}
 
 /// What the watchdog knows about one connection.
 pub(crate) struct Watch {
-    /// Nanoseconds since the watchdog's start when the statement in flight
-    /// began; 0 when none is.
-    statement_since: AtomicU64,
-    /// When the connection was checked out (0 while idle), and by whom.
+    /// The statement in flight: `seq << 32 | tick << 1 | 1`; the low bit is
+    /// clear when none is.
+    statement: AtomicU64,
+    /// The statement in flight is the checkout ping.
+    pinging: AtomicBool,
+    clock: Arc<AtomicU32>,
+    /// When the connection was checked out (None while idle), and by whom.
     held: Mutex<Option<(Instant, &'static str)>>,
     leak_reported: AtomicBool,
-    /// The socket, and whether the connection still owns it.
+    /// The socket, while the connection owns it.
     guard: Mutex<Option<RawFd>>,
-    origin: Instant,
+    /// The server's id of this session, when known.
+    session: AtomicU64,
+    /// What was last learnt about the statement in flight: (seq, tick, busy).
+    judged: Mutex<Option<(u32, u32, bool)>>,
 }
 
 impl Watch {
-    pub(crate) fn statement_started(&self) {
-        let nanos = self.origin.elapsed().as_nanos().max(1);
-        self.statement_since
-            .store(u64::try_from(nanos).unwrap_or(u64::MAX), Relaxed);
+    /// Stamp a new statement; `seq` is the connection's statement counter.
+    pub(crate) fn statement_started(&self, seq: u32) {
+        let tick = self.clock.load(Relaxed) & 0x7fff_ffff;
+        self.statement
+            .store(u64::from(seq) << 32 | u64::from(tick) << 1 | 1, Relaxed);
     }
 
     pub(crate) fn statement_finished(&self) {
-        self.statement_since.store(0, Relaxed);
+        self.statement.store(0, Relaxed);
+    }
+
+    pub(crate) fn pinging(&self, on: bool) {
+        self.pinging.store(on, Relaxed);
     }
 
     pub(crate) fn checked_out(&self, by: &'static str) {
@@ -68,13 +112,35 @@ impl Watch {
     pub(crate) fn set_socket(&self, fd: RawFd) {
         *self.guard.lock().unwrap_or_else(PoisonError::into_inner) = Some(fd);
     }
-}
 
-/// Limits the watchdog enforces.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Limits {
-    pub stall: Option<Duration>,
-    pub leak: Option<Duration>,
+    pub(crate) fn set_session(&self, id: Option<u64>) {
+        self.session.store(id.map_or(0, |id| id + 1), Relaxed);
+    }
+
+    fn session(&self) -> Option<u64> {
+        self.session.load(Relaxed).checked_sub(1)
+    }
+
+    fn has_socket(&self) -> bool {
+        self.guard
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
+    /// Shut the socket down if statement `seq` is still the one in flight.
+    fn cut(&self, seq: u32) -> bool {
+        let guard = self.guard.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = self.statement.load(Relaxed);
+        match *guard {
+            Some(fd) if now & 1 == 1 && (now >> 32) as u32 == seq => {
+                socket::shut_down(fd);
+                self.statement.store(0, Relaxed);
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 /// The watchdog of one pool generation; its thread ends when this drops.
@@ -85,26 +151,56 @@ pub(crate) struct Watchdog {
 struct Shared {
     watched: Mutex<Vec<Weak<Watch>>>,
     limits: Limits,
-    origin: Instant,
+    period: Duration,
+    clock: Arc<AtomicU32>,
     signals: Arc<Signals>,
+    probe: Option<Arc<dyn SessionProbe>>,
+    asking: Mutex<Option<Asking>>,
+}
+
+/// A probe in flight.
+struct Asking {
+    since: u32,
+    about: Vec<(Weak<Watch>, u32, u64)>,
+    answer: Receiver<Result<Vec<(u64, SessionState)>, ProbeError>>,
 }
 
 impl Watchdog {
     /// `None` when there is nothing to watch.
-    pub(crate) fn start(limits: Limits, signals: Arc<Signals>) -> Option<Watchdog> {
-        let shortest = [limits.stall, limits.leak].into_iter().flatten().min()?;
+    pub(crate) fn start(
+        limits: Limits,
+        signals: Arc<Signals>,
+        probe: Option<Arc<dyn SessionProbe>>,
+    ) -> Option<Watchdog> {
+        let check = limits.check_after.filter(|_| probe.is_some());
+        let shortest = [
+            limits.stall,
+            limits.leak,
+            check,
+            check.map(|c| c.min(PING_CHECK_AFTER)),
+        ]
+        .into_iter()
+        .flatten()
+        .min()?;
+        let period = (shortest / 5).clamp(Duration::from_millis(20), Duration::from_secs(1));
         let shared = Arc::new(Shared {
             watched: Mutex::new(Vec::new()),
-            limits,
-            origin: Instant::now(),
+            limits: Limits {
+                check_after: check,
+                ..limits
+            },
+            period,
+            clock: Arc::new(AtomicU32::new(1)),
             signals,
+            probe,
+            asking: Mutex::new(None),
         });
-        let period = (shortest / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
         let weak = Arc::downgrade(&shared);
         thread::Builder::new()
             .name("db_txn-watchdog".into())
             .spawn(move || {
                 while let Some(shared) = weak.upgrade() {
+                    shared.clock.fetch_add(1, Relaxed);
                     shared.inspect();
                     drop(shared);
                     thread::sleep(period);
@@ -116,11 +212,14 @@ impl Watchdog {
 
     pub(crate) fn watch(&self) -> Arc<Watch> {
         let watch = Arc::new(Watch {
-            statement_since: AtomicU64::new(0),
+            statement: AtomicU64::new(0),
+            pinging: AtomicBool::new(false),
+            clock: self.shared.clock.clone(),
             held: Mutex::new(None),
             leak_reported: AtomicBool::new(false),
             guard: Mutex::new(None),
-            origin: self.shared.origin,
+            session: AtomicU64::new(0),
+            judged: Mutex::new(None),
         });
         let mut watched = self
             .shared
@@ -132,45 +231,179 @@ impl Watchdog {
         watch
     }
 
-    pub(crate) fn limits(&self) -> Limits {
-        self.shared.limits
+    /// Whether statements must be stamped (a stall is watched for).
+    pub(crate) fn times_statements(&self) -> bool {
+        self.shared.limits.stall.is_some() || self.shared.limits.check_after.is_some()
     }
 }
 
 impl Shared {
+    fn ticks(&self, d: Duration) -> u32 {
+        let n = d.as_nanos() / self.period.as_nanos().max(1);
+        u32::try_from(n).unwrap_or(u32::MAX).max(1)
+    }
+
     fn inspect(&self) {
         let watched: Vec<Arc<Watch>> = {
             let list = self.watched.lock().unwrap_or_else(PoisonError::into_inner);
             list.iter().filter_map(Weak::upgrade).collect()
         };
-        let now = self.origin.elapsed();
-        for watch in watched {
-            if let Some(stall) = self.limits.stall {
-                self.check_stall(&watch, now, stall);
-            }
+        let now = self.clock.load(Relaxed) & 0x7fff_ffff;
+        self.collect_answer(now);
+        let mut ask = Vec::new();
+        for watch in &watched {
             if let Some(leak) = self.limits.leak {
-                self.check_leak(&watch, leak);
+                self.check_leak(watch, leak);
             }
+            let state = watch.statement.load(Relaxed);
+            if state & 1 == 0 {
+                continue;
+            }
+            let (seq, started) = ((state >> 32) as u32, (state as u32) >> 1);
+            let age = now.wrapping_sub(started) & 0x7fff_ffff;
+            if let Some(stall) = self.limits.stall {
+                if age >= self.ticks(stall) {
+                    self.cut(watch, seq, "no answer within stall_timeout");
+                    continue;
+                }
+            }
+            let Some(check) = self.limits.check_after else {
+                continue;
+            };
+            let check = if watch.pinging.load(Relaxed) {
+                check.min(PING_CHECK_AFTER)
+            } else {
+                check
+            };
+            if age < self.ticks(check) || !watch.has_socket() {
+                continue;
+            }
+            let judged = *watch.judged.lock().unwrap_or_else(PoisonError::into_inner);
+            match judged {
+                Some((s, at, false)) if s == seq => {
+                    if now.wrapping_sub(at) >= self.ticks(IDLE_GRACE) {
+                        self.cut(watch, seq, "the server no longer runs the statement");
+                    }
+                }
+                Some((s, at, true))
+                    if s == seq && now.wrapping_sub(at) < self.ticks(BUSY_RECHECK) => {}
+                _ => ask.push((Arc::downgrade(watch), seq, watch.session())),
+            }
+        }
+        if !ask.is_empty() {
+            self.ask(now, ask);
         }
     }
 
-    fn check_stall(&self, watch: &Watch, now: Duration, stall: Duration) {
-        let since = watch.statement_since.load(Relaxed);
-        if since == 0 || now.saturating_sub(Duration::from_nanos(since)) < stall {
-            return;
-        }
-        let guard = watch.guard.lock().unwrap_or_else(PoisonError::into_inner);
-        // Re-check under the guard: the statement may have just finished.
-        if let (Some(fd), true) = (*guard, watch.statement_since.load(Relaxed) == since) {
-            // SAFETY: `fd` belongs to a live connection (the guard is taken
-            // before the connection closes it); shutdown() does not free it.
-            unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
-            watch.statement_since.store(0, Relaxed);
+    fn cut(&self, watch: &Watch, seq: u32, why: &'static str) {
+        if watch.cut(seq) {
+            self.signals.link_cut();
             tracing::warn!(
                 target: "db_txn",
-                stalled_ms = u64::try_from(stall.as_millis()).unwrap_or(u64::MAX),
-                "no answer from the server: connection shut down (stall_timeout)"
+                reason = why,
+                "connection shut down: its statement was not getting an answer"
             );
+        }
+    }
+
+    /// Send one probe about `about` unless one is in flight.
+    fn ask(&self, now: u32, about: Vec<(Weak<Watch>, u32, Option<u64>)>) {
+        let Some(probe) = &self.probe else { return };
+        let mut asking = self.asking.lock().unwrap_or_else(PoisonError::into_inner);
+        if asking.is_some() {
+            return;
+        }
+        let mut known = Vec::new();
+        for (watch, seq, session) in about {
+            match session {
+                Some(id) => known.push((watch, seq, id)),
+                None => {
+                    // Only "does the server answer at all" can be asked.
+                    self.signals.warn_once(
+                        Warning::NoSessionId,
+                        "a watched connection has no server session id: a stall is cut only \
+                         when the server does not answer",
+                    );
+                    known.push((watch, seq, u64::MAX));
+                }
+            }
+        }
+        let ids: Vec<u64> = known
+            .iter()
+            .map(|(_, _, id)| *id)
+            .filter(|id| *id != u64::MAX)
+            .collect();
+        let (tx, rx) = mpsc::channel();
+        let probe = probe.clone();
+        let spawned = thread::Builder::new()
+            .name("db_txn-probe".into())
+            .spawn(move || {
+                let _ = tx.send(probe.states(&ids));
+            });
+        if spawned.is_ok() {
+            *asking = Some(Asking {
+                since: now,
+                about: known,
+                answer: rx,
+            });
+        }
+    }
+
+    fn collect_answer(&self, now: u32) {
+        let mut asking = self.asking.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(current) = asking.as_ref() else {
+            return;
+        };
+        let answer = match current.answer.try_recv() {
+            Ok(answer) => answer,
+            Err(TryRecvError::Empty)
+                if now.wrapping_sub(current.since) < self.ticks(self.limits.probe_timeout) =>
+            {
+                return
+            }
+            // The probe hangs (a frozen server, a black hole): abandoned.
+            Err(_) => Err(ProbeError::Unreachable("no answer in time".into())),
+        };
+        let Some(current) = asking.take() else { return };
+        drop(asking);
+        match answer {
+            Ok(states) => {
+                let states: HashMap<u64, SessionState> = states.into_iter().collect();
+                for (watch, seq, id) in current.about {
+                    let Some(watch) = watch.upgrade() else {
+                        continue;
+                    };
+                    let busy = match states.get(&id) {
+                        Some(SessionState::Idle) => false,
+                        // Busy, or no id to ask about: the server answers.
+                        _ => true,
+                    };
+                    *watch.judged.lock().unwrap_or_else(PoisonError::into_inner) =
+                        Some((seq, now, busy));
+                }
+            }
+            Err(ProbeError::Answered(e)) => {
+                self.signals.warn_once(
+                    Warning::ProbeRefused,
+                    "the server answers but refuses the liveness probe; stalled statements are \
+                     cut only by stall_timeout",
+                );
+                tracing::debug!(target: "db_txn", error = %e, "liveness probe refused");
+                for (watch, seq, _) in current.about {
+                    if let Some(watch) = watch.upgrade() {
+                        *watch.judged.lock().unwrap_or_else(PoisonError::into_inner) =
+                            Some((seq, now, true));
+                    }
+                }
+            }
+            Err(ProbeError::Unreachable(e)) => {
+                tracing::debug!(target: "db_txn", error = %e, "liveness probe: no server");
+                for (watch, seq, _) in current.about {
+                    if let Some(watch) = watch.upgrade() {
+                        self.cut(&watch, seq, "the server does not answer");
+                    }
+                }
+            }
         }
     }
 
@@ -188,82 +421,5 @@ impl Shared {
                 );
             }
         }
-    }
-}
-
-/// The socket of a TCP connection whose local port is `local_port` and whose
-/// peer port is `peer_port`, among this process's descriptors.
-pub(crate) fn find_socket(local_port: u16, peer_port: u16) -> Option<RawFd> {
-    let dir = std::fs::read_dir("/proc/self/fd").ok()?;
-    let mut found = None;
-    for entry in dir.flatten() {
-        let Some(fd) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<RawFd>().ok())
-        else {
-            continue;
-        };
-        if port_of(fd, libc::getsockname) == Some(local_port)
-            && port_of(fd, libc::getpeername) == Some(peer_port)
-        {
-            if found.is_some() {
-                // Ambiguous (two sockets between the same ports): watch none.
-                return None;
-            }
-            found = Some(fd);
-        }
-    }
-    found
-}
-
-type NameFn =
-    unsafe extern "C" fn(libc::c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> libc::c_int;
-
-fn port_of(fd: RawFd, name: NameFn) -> Option<u16> {
-    // SAFETY: an all-zero sockaddr_storage is valid; the call writes at most `len` bytes.
-    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    // SAFETY: as above; a descriptor that is not a socket makes the call fail.
-    if unsafe {
-        name(
-            fd,
-            (&mut addr as *mut libc::sockaddr_storage).cast(),
-            &mut len,
-        )
-    } != 0
-    {
-        return None;
-    }
-    match i32::from(addr.ss_family) {
-        libc::AF_INET => {
-            // SAFETY: the family says this is a sockaddr_in.
-            let v4: &libc::sockaddr_in =
-                unsafe { &*(&addr as *const libc::sockaddr_storage).cast() };
-            Some(u16::from_be(v4.sin_port))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the family says this is a sockaddr_in6.
-            let v6: &libc::sockaddr_in6 =
-                unsafe { &*(&addr as *const libc::sockaddr_storage).cast() };
-            Some(u16::from_be(v6.sin6_port))
-        }
-        _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_the_socket_of_a_tcp_connection() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let local = client.local_addr().unwrap().port();
-        let peer = client.peer_addr().unwrap().port();
-        use std::os::fd::AsRawFd;
-        assert_eq!(find_socket(local, peer), Some(client.as_raw_fd()));
-        assert_eq!(find_socket(local, peer.wrapping_add(1)), None);
     }
 }

@@ -21,7 +21,7 @@ use crate::backend::{txn_sql, TxnConnection, TxnSql};
 use crate::classify::{Disconnect, ErrorClass};
 use crate::error::Step;
 use crate::pool::flags::Flags;
-use crate::pool::PooledConnection;
+use crate::pool::{self, PooledConnection};
 use crate::session::{self, Lookup, Settings};
 use crate::stats::Counters;
 use crate::{registry, Error, Options, Pool};
@@ -88,6 +88,10 @@ enum Attempt<T, E> {
     Conflict(Result<T, E>),
     /// The body panicked; the transaction was rolled back.
     Panicked(Box<dyn std::any::Any + Send>),
+    /// This is a child forked inside the body: the transaction and the
+    /// connection are the parent's, left untouched. Holds the body's panic,
+    /// if it panicked.
+    Forked(Option<Box<dyn std::any::Any + Send>>),
 }
 
 fn outermost<C, T, E, F>(pool: &Pool<C>, options: &Options, body: &mut F) -> Result<T, E>
@@ -125,6 +129,23 @@ where
                 // Give the connection back (healthy, rolled back) before unwinding.
                 drop(conn);
                 resume_unwind(payload)
+            }
+            Attempt::Forked(panic) => {
+                // Neither returned to the parent's pool nor closed: both are
+                // the parent's.
+                std::mem::forget(conn);
+                tracing::warn!(
+                    target: "db_txn",
+                    pid = std::process::id(),
+                    "forked inside a transaction: the child leaves the parent's transaction alone"
+                );
+                if let Some(payload) = panic {
+                    resume_unwind(payload)
+                }
+                return Err(Error::Forked {
+                    function: options.name,
+                }
+                .into());
             }
             Attempt::Lost { kind, source } => {
                 tracing::warn!(
@@ -207,10 +228,16 @@ where
         isolation: options.isolation,
         timeout: options.timeout,
     };
+    let generation = pool::fork_generation();
     let outcome = {
         let _session = session::enter(pool.id(), &tracked.conn, options.name, settings);
         catch_unwind(AssertUnwindSafe(|| body(&mut tracked.conn)))
     };
+    if pool::fork_generation() != generation {
+        // The body forked and this is the child: COMMIT or ROLLBACK here
+        // would end the parent's transaction.
+        return Attempt::Forked(outcome.err());
+    }
     match &outcome {
         Ok(Ok(_)) => {}
         Ok(Err(_)) => {
@@ -224,8 +251,17 @@ where
     }
     match outcome {
         Ok(Ok(value)) => {
+            if flags.disconnect().is_none() && tracked.fd.is_some_and(pool::hung_up) {
+                // The server closed the connection before COMMIT was sent
+                // (a KILL, a restart, an idle timeout): nothing can have
+                // committed, so this is a loss before COMMIT, not an unknown
+                // outcome. One poll(2) without waiting.
+                flags.set_disconnect(Disconnect::Closed, None);
+                pool.signals_disconnect();
+            }
             if let Some(kind) = flags.disconnect() {
-                // The body swallowed a lost connection: the transaction is gone.
+                // The transaction is gone (the body may have swallowed the
+                // error that revealed it).
                 return Attempt::Lost {
                     kind,
                     source: flags.lost_error(),

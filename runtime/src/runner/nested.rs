@@ -23,6 +23,13 @@ where
     E: From<Error>,
     F: FnMut(&mut C) -> Result<T, E>,
 {
+    if lent.inherited {
+        // Lent in the parent, before a fork: the parent's connection.
+        return Err(Error::Forked {
+            function: options.name,
+        }
+        .into());
+    }
     if let Some(joined) = lent.settings {
         let mismatch = if options.isolation.is_some() && options.isolation != joined.isolation {
             Some(Setting::Isolation)

@@ -6,7 +6,7 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{MysqlConnection, QueryResult, QueryableByName, RunQueryDsl};
 
 use super::super::{Backend, Driver, Flavor, ServerInfo, TxnConnection};
-use super::Mysql;
+use super::{busy_sessions_sql, Mysql, SERVER_INFO_SQL};
 
 #[derive(QueryableByName)]
 struct Session {
@@ -14,6 +14,14 @@ struct Session {
     wait_timeout: i64,
     #[diesel(sql_type = Text)]
     version: String,
+    #[diesel(sql_type = BigInt)]
+    session_id: i64,
+}
+
+#[derive(QueryableByName)]
+struct Id {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
 }
 
 #[derive(QueryableByName)]
@@ -34,10 +42,7 @@ impl Driver for MysqlConnection {
     fn server_info(&mut self) -> QueryResult<ServerInfo> {
         // The server closes this connection after `wait_timeout` seconds idle;
         // the pool retires it before then instead of finding out the hard way.
-        let s: Session = diesel::sql_query(
-            "SELECT CAST(@@SESSION.wait_timeout AS SIGNED) AS wait_timeout, VERSION() AS version",
-        )
-        .get_result(self)?;
+        let s: Session = diesel::sql_query(SERVER_INFO_SQL).get_result(self)?;
         Ok(ServerInfo {
             idle_limit: u64::try_from(s.wait_timeout).ok().map(Duration::from_secs),
             flavor: if s.version.contains("MariaDB") {
@@ -45,7 +50,16 @@ impl Driver for MysqlConnection {
             } else {
                 Flavor::Mysql
             },
+            session_id: u64::try_from(s.session_id).ok(),
         })
+    }
+
+    fn busy_sessions(&mut self, ids: &[u64]) -> QueryResult<Vec<u64>> {
+        let rows: Vec<Id> = diesel::sql_query(busy_sessions_sql(ids)).load(self)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| u64::try_from(r.id).ok())
+            .collect())
     }
 
     fn socket_ports(&mut self) -> QueryResult<Option<(u16, u16)>> {

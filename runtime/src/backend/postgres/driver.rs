@@ -1,10 +1,22 @@
 //! `PgConnection`: what the pool reads from the server at connect.
 
-use diesel::sql_types::{Integer, Nullable};
+use diesel::sql_types::{BigInt, Integer, Nullable};
 use diesel::{PgConnection, QueryResult, QueryableByName, RunQueryDsl};
 
-use super::super::{Backend, Driver, TxnConnection};
-use super::Postgres;
+use super::super::{Backend, Driver, ServerInfo, TxnConnection};
+use super::{busy_sessions_sql, Postgres, SERVER_INFO_SQL};
+
+#[derive(QueryableByName)]
+struct Session {
+    #[diesel(sql_type = Integer)]
+    session_id: i32,
+}
+
+#[derive(QueryableByName)]
+struct Id {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+}
 
 #[derive(QueryableByName)]
 struct Ports {
@@ -20,6 +32,22 @@ impl TxnConnection for PgConnection {
 
 impl Driver for PgConnection {
     type Dialect = Postgres;
+
+    fn server_info(&mut self) -> QueryResult<ServerInfo> {
+        let s: Session = diesel::sql_query(SERVER_INFO_SQL).get_result(self)?;
+        Ok(ServerInfo {
+            session_id: u64::try_from(s.session_id).ok(),
+            ..ServerInfo::default()
+        })
+    }
+
+    fn busy_sessions(&mut self, ids: &[u64]) -> QueryResult<Vec<u64>> {
+        let rows: Vec<Id> = diesel::sql_query(busy_sessions_sql(ids)).load(self)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| u64::try_from(r.id).ok())
+            .collect())
+    }
 
     fn socket_ports(&mut self) -> QueryResult<Option<(u16, u16)>> {
         // NULL over a unix socket.

@@ -17,6 +17,7 @@ pub struct Sqlite;
 
 impl Dialect for Sqlite {
     const BACKEND: Backend = Backend::Sqlite;
+    const DEFAULT_PORT: Option<u16> = None;
 
     fn txn_sql(_server: &ServerInfo, options: &Options) -> Result<TxnSql, Unsupported> {
         txn::sql(options)

@@ -1,0 +1,121 @@
+//! Asking the server, over a connection of its own, whether the sessions the
+//! watchdog is worried about are busy. A session the server reports idle (or
+//! does not know) while our client waits for its answer has lost its link;
+//! one it reports busy is a long statement that must not be cut; a server
+//! that does not answer at all is frozen or unreachable.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::backend::{Dialect, TxnConnection};
+
+/// What the server said about one session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SessionState {
+    /// Running a statement (or waiting for a lock): keep waiting.
+    Busy,
+    /// Waiting for its client, or unknown to the server: the answer will
+    /// never come.
+    Idle,
+}
+
+/// Why a probe gave no states.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ProbeError {
+    /// Nobody is listening there (the server is down or restarting).
+    Unreachable(String),
+    /// The server answered, with an error (too many connections, a denied
+    /// privilege...): it is alive, but the states are unknown.
+    Answered(String),
+}
+
+/// A probe of one pool's server.
+pub(crate) trait SessionProbe: Send + Sync {
+    /// The state of each of `ids` (server session ids). Blocking: called on
+    /// a thread of its own, which the watchdog abandons if it hangs.
+    fn states(&self, ids: &[u64]) -> Result<Vec<(u64, SessionState)>, ProbeError>;
+}
+
+/// Probes over a connection opened with the pool's URL, kept for the next
+/// probe.
+pub(crate) struct Monitor<C> {
+    url: String,
+    conn: Mutex<Option<C>>,
+}
+
+impl<C: TxnConnection> Monitor<C> {
+    pub(crate) fn new(url: String) -> Arc<Self> {
+        Arc::new(Monitor {
+            url,
+            conn: Mutex::new(None),
+        })
+    }
+
+    fn ask(conn: &mut C, ids: &[u64]) -> Result<Vec<(u64, SessionState)>, ProbeError> {
+        let busy = conn
+            .busy_sessions(ids)
+            .map_err(|e| ProbeError::Answered(e.to_string()))?;
+        Ok(ids
+            .iter()
+            .map(|id| {
+                let state = if busy.contains(id) {
+                    SessionState::Busy
+                } else {
+                    SessionState::Idle
+                };
+                (*id, state)
+            })
+            .collect())
+    }
+
+    fn open(&self) -> Result<C, ProbeError> {
+        C::establish(&self.url).map_err(|e| {
+            let text = e.to_string();
+            match &e {
+                diesel::ConnectionError::BadConnection(msg)
+                    if <C::Dialect as Dialect>::unreachable(msg) =>
+                {
+                    ProbeError::Unreachable(text)
+                }
+                _ => ProbeError::Answered(text),
+            }
+        })
+    }
+}
+
+impl<C: TxnConnection> SessionProbe for Monitor<C> {
+    fn states(&self, ids: &[u64]) -> Result<Vec<(u64, SessionState)>, ProbeError> {
+        // A previous probe still hanging holds the kept connection: use a
+        // fresh one rather than wait behind it.
+        match self.conn.try_lock() {
+            Ok(mut kept) => {
+                let mut conn = match kept.take() {
+                    Some(conn) => conn,
+                    None => self.open()?,
+                };
+                let answer = Self::ask(&mut conn, ids);
+                if answer.is_ok() {
+                    *kept = Some(conn);
+                }
+                answer
+            }
+            Err(std::sync::TryLockError::Poisoned(p)) => {
+                drop(p.into_inner().take());
+                self.conn.clear_poison();
+                Self::ask(&mut self.open()?, ids)
+            }
+            Err(std::sync::TryLockError::WouldBlock) => Self::ask(&mut self.open()?, ids),
+        }
+    }
+}
+
+impl<C> Drop for Monitor<C> {
+    fn drop(&mut self) {
+        // Closed with the pool's watchdog.
+        drop(
+            self.conn
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+    }
+}
