@@ -32,6 +32,9 @@ pub mod ports;
 pub mod process;
 pub mod proctree;
 pub mod proxy;
+pub mod proxy_process;
+
+mod faultproxy;
 
 #[cfg(any(feature = "mysql", feature = "postgres"))]
 mod admin;
@@ -51,3 +54,4 @@ pub use mariadb::MariaDb;
 #[cfg(feature = "postgres")]
 pub use postgres::Postgres;
 pub use proxy::Proxy;
+pub use proxy_process::{ProxyProcess, ProxyStats};
