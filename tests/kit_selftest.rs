@@ -503,6 +503,28 @@ fn read_end(stream: &mut TcpStream) -> Ended {
     }
 }
 
+/// The inode of the TCP socket whose local address is `local` (IPv4
+/// 127.0.0.1), from `/proc/net/tcp`.
+fn socket_inode(local: SocketAddr) -> Option<String> {
+    let want = format!("0100007F:{:04X}", local.port());
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields.get(1) == Some(&want.as_str()))
+            .then(|| fields.get(9).map(|s| s.to_string()))
+            .flatten()
+    })
+}
+
+/// Whether process `pid` has the socket `inode` open.
+fn has_socket(pid: u32, inode: &str) -> bool {
+    let target = format!("socket:[{inode}]");
+    std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+        fds.flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.to_str() == Some(&target)))
+    })
+}
+
 #[test]
 fn proxy_process_relays_from_another_process() {
     let (upstream, accepted, _) = recording_server();
@@ -517,8 +539,11 @@ fn proxy_process_relays_from_another_process() {
     );
     let mut a = TcpStream::connect(proxy.addr()).unwrap();
     assert_eq!(echo(&mut a, b"hello").unwrap(), b"hello");
+    // The server's peer is a socket of the proxy process, not of ours.
     let seen = accepted.recv_timeout(SOON).unwrap();
-    assert_ne!(seen, a.local_addr().unwrap(), "the server sees the proxy");
+    let inode = socket_inode(seen).expect("the proxy's upstream socket");
+    assert!(has_socket(pid, &inode), "held by the proxy process");
+    assert!(!has_socket(std::process::id(), &inode), "not by us");
     let mut b = TcpStream::connect(proxy.addr()).unwrap();
     assert_eq!(echo(&mut b, b"world").unwrap(), b"world");
     let s = proxy.stats();

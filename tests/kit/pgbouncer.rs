@@ -76,7 +76,9 @@ impl Pgbouncer {
 
         let mut all = vec![
             ("listen_addr".to_string(), "127.0.0.1".to_string()),
-            ("unix_socket_dir".into(), dir.display().to_string()),
+            // No unix socket: with TCP its only listener, pgbouncer exits
+            // when its port is taken instead of running without it.
+            ("unix_socket_dir".into(), String::new()),
             ("auth_type".into(), "trust".into()),
             ("auth_file".into(), userlist.display().to_string()),
             ("admin_users".into(), "postgres".into()),

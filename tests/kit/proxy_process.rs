@@ -109,40 +109,9 @@ impl ProxyProcess {
     /// `target/<profile>/deps/`, an example in `target/<profile>/examples/`,
     /// or a binary in `target/<profile>/`).
     pub fn binary() -> Result<PathBuf, KitError> {
-        let missing = |detail: String| KitError::Server {
-            server: NAME,
-            detail,
-            log_tail: String::new(),
-        };
-        if let Some(path) = std::env::var_os("DB_TXN_FAULTPROXY") {
-            let path = PathBuf::from(path);
-            return if is_executable(&path) {
-                Ok(path)
-            } else {
-                Err(missing(format!(
-                    "$DB_TXN_FAULTPROXY is {}, which is not an executable file",
-                    path.display()
-                )))
-            };
-        }
         let exe =
             std::env::current_exe().map_err(|e| KitError::io("find the running executable", e))?;
-        let dirs: Vec<&Path> = exe.ancestors().skip(1).take(2).collect();
-        for dir in &dirs {
-            let candidate = dir.join(control::PROGRAM);
-            if is_executable(&candidate) {
-                return Ok(candidate);
-            }
-        }
-        let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
-        Err(missing(format!(
-            "program `{program}` not found (searched {searched}). It is a binary of the \
-             package `db_txn_tests`, which cargo builds before that package's integration \
-             tests; elsewhere, build it with `cargo build --bin {program}` (same profile) \
-             or set $DB_TXN_FAULTPROXY to its path",
-            program = control::PROGRAM,
-            searched = searched.join(", "),
-        )))
+        find_program(std::env::var_os("DB_TXN_FAULTPROXY"), &exe)
     }
 
     /// The address clients connect to.
@@ -326,7 +295,82 @@ impl LineReader {
     }
 }
 
+/// The program named by `from_env`, else next to `exe` (in its directory
+/// or the one above).
+fn find_program(from_env: Option<std::ffi::OsString>, exe: &Path) -> Result<PathBuf, KitError> {
+    let missing = |detail: String| KitError::Server {
+        server: NAME,
+        detail,
+        log_tail: String::new(),
+    };
+    if let Some(path) = from_env {
+        let path = PathBuf::from(path);
+        return if is_executable(&path) {
+            Ok(path)
+        } else {
+            Err(missing(format!(
+                "$DB_TXN_FAULTPROXY is {}, which is not an executable file",
+                path.display()
+            )))
+        };
+    }
+    let dirs: Vec<&Path> = exe.ancestors().skip(1).take(2).collect();
+    for dir in &dirs {
+        let candidate = dir.join(control::PROGRAM);
+        if is_executable(&candidate) {
+            return Ok(candidate);
+        }
+    }
+    let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    Err(missing(format!(
+        "program `{program}` not found (searched {searched}). It is a binary of the \
+         package `db_txn_tests`, which cargo builds before that package's integration \
+         tests; elsewhere, build it with `cargo build --bin {program}` (same profile) \
+         or set $DB_TXN_FAULTPROXY to its path",
+        program = control::PROGRAM,
+        searched = searched.join(", "),
+    )))
+}
+
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_program_says_how_to_build_it() {
+        let exe = Path::new("/nonexistent/target/debug/deps/some_test-0123");
+        let msg = find_program(None, exe).unwrap_err().to_string();
+        assert!(msg.contains("cargo build --bin db_txn_faultproxy"), "{msg}");
+        assert!(
+            msg.contains("/nonexistent/target/debug/deps, /nonexistent/target/debug"),
+            "{msg}"
+        );
+        let msg = find_program(Some("/nonexistent/proxy".into()), exe)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("$DB_TXN_FAULTPROXY is /nonexistent/proxy"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn the_program_is_found_next_to_a_test() {
+        // A target/<profile>/ of its own: the program, and deps/ below.
+        let profile = std::env::temp_dir().join(format!("db_txn_kit_find-{}", std::process::id()));
+        let deps = profile.join("deps");
+        std::fs::create_dir_all(&deps).unwrap();
+        let program = profile.join(control::PROGRAM);
+        std::fs::write(&program, "#!/bin/sh\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let found = find_program(None, &deps.join("a_test-0123"));
+        std::fs::remove_dir_all(&profile).unwrap();
+        assert_eq!(found.unwrap(), program);
+    }
 }
