@@ -55,7 +55,9 @@ impl Postgres {
     ///
     /// The standby is a [`Postgres`] like any other: stop, crash, freeze,
     /// query it the same way. It keeps streaming when this server restarts
-    /// on its port.
+    /// on its port (it retries every 5 s, `wal_retrieve_retry_interval`).
+    /// It copies this server's `ALTER SYSTEM` settings, a
+    /// [fence](Self::set_read_only) included.
     pub fn start_standby(&self) -> Result<Postgres, KitError> {
         let tools = self.tools().clone();
         let basebackup = tools.tool("pg_basebackup")?;
@@ -160,7 +162,9 @@ impl Postgres {
 
     /// Pauses WAL replay on this standby (`pg_wal_replay_pause()`) and
     /// returns once it is paused: what the primary commits from now on is
-    /// received but not visible here (replication lag).
+    /// received but not visible here (replication lag). A promotion ends
+    /// the pause and replays everything received first, so it loses
+    /// nothing the standby received.
     ///
     /// # Panics
     /// If it is not a standby, or not paused within 30 s.
