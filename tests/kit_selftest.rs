@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use db_txn_tests::{MariaDb, Postgres, Proxy};
+use db_txn_tests::{proctree, MariaDb, Pgbouncer, Postgres, Proxy, ProxyProcess};
 use diesel::connection::SimpleConnection;
 use diesel::mysql::MysqlConnection;
 use diesel::pg::PgConnection;
@@ -438,4 +438,583 @@ fn wait(mut f: impl FnMut() -> bool) -> bool {
         thread::sleep(Duration::from_millis(10));
     }
     false
+}
+
+// ---------------------------------------------------- ProxyProcess (faults)
+
+/// How a connection that a [`recording_server`] accepted ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    /// The peer closed it (FIN).
+    Eof,
+    /// The peer reset it (RST).
+    Reset,
+    Other(std::io::ErrorKind),
+}
+
+/// An echo server that reports each connection it accepts (its peer's
+/// address) and how the connection ended.
+fn recording_server() -> (
+    SocketAddr,
+    mpsc::Receiver<SocketAddr>,
+    mpsc::Receiver<Ended>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (accepted_tx, accepted) = mpsc::channel();
+    let (ended_tx, ended) = mpsc::channel();
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let _ = accepted_tx.send(stream.peer_addr().unwrap());
+            let ended_tx = ended_tx.clone();
+            thread::spawn(move || {
+                let mut stream = stream;
+                let mut buf = [0u8; 1024];
+                let end = loop {
+                    match stream.read(&mut buf) {
+                        Ok(0) => break Ended::Eof,
+                        Ok(n) => {
+                            if stream.write_all(&buf[..n]).is_err() {
+                                break Ended::Other(std::io::ErrorKind::BrokenPipe);
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                            break Ended::Reset
+                        }
+                        Err(e) => break Ended::Other(e.kind()),
+                    }
+                };
+                let _ = ended_tx.send(end);
+            });
+        }
+    });
+    (addr, accepted, ended)
+}
+
+/// How reading `stream` ends now (with a time limit).
+fn read_end(stream: &mut TcpStream) -> Ended {
+    stream.set_read_timeout(Some(SOON)).unwrap();
+    let mut buf = [0u8; 64];
+    match stream.read(&mut buf) {
+        Ok(0) => Ended::Eof,
+        Ok(n) => panic!("unexpected {n} bytes"),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ended::Reset,
+        Err(e) => Ended::Other(e.kind()),
+    }
+}
+
+/// The inode of the TCP socket whose local address is `local` (IPv4
+/// 127.0.0.1), from `/proc/net/tcp`.
+fn socket_inode(local: SocketAddr) -> Option<String> {
+    let want = format!("0100007F:{:04X}", local.port());
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields.get(1) == Some(&want.as_str()))
+            .then(|| fields.get(9).map(|s| s.to_string()))
+            .flatten()
+    })
+}
+
+/// Whether process `pid` has the socket `inode` open.
+fn has_socket(pid: u32, inode: &str) -> bool {
+    let target = format!("socket:[{inode}]");
+    std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+        fds.flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.to_str() == Some(&target)))
+    })
+}
+
+#[test]
+fn proxy_process_relays_from_another_process() {
+    let (upstream, accepted, _) = recording_server();
+    let proxy = timed("ProxyProcess::start", || {
+        ProxyProcess::start(upstream).expect("start the proxy process")
+    });
+    let pid = proxy.pid();
+    assert_ne!(pid, std::process::id());
+    assert!(
+        proctree::proc_info(pid).is_some(),
+        "the proxy runs as pid {pid}"
+    );
+    let mut a = TcpStream::connect(proxy.addr()).unwrap();
+    assert_eq!(echo(&mut a, b"hello").unwrap(), b"hello");
+    // The server's peer is a socket of the proxy process, not of ours.
+    let seen = accepted.recv_timeout(SOON).unwrap();
+    let inode = socket_inode(seen).expect("the proxy's upstream socket");
+    assert!(has_socket(pid, &inode), "held by the proxy process");
+    assert!(!has_socket(std::process::id(), &inode), "not by us");
+    let mut b = TcpStream::connect(proxy.addr()).unwrap();
+    assert_eq!(echo(&mut b, b"world").unwrap(), b"world");
+    let s = proxy.stats();
+    assert_eq!((s.open, s.accepted, s.blackholed), (2, 2, 0), "{s:?}");
+    assert_eq!(s.upstream, upstream);
+    drop(a);
+    assert!(wait(|| proxy.live_connections() == 1));
+    drop(proxy);
+    assert!(
+        wait(|| proctree::proc_info(pid).is_none()),
+        "the proxy process is gone with its handle"
+    );
+}
+
+#[test]
+fn proxy_process_cuts_with_fin_or_reset() {
+    let (upstream, _, ended) = recording_server();
+    let proxy = ProxyProcess::start(upstream).unwrap();
+    let mut a = TcpStream::connect(proxy.addr()).unwrap();
+    assert_eq!(echo(&mut a, b"a").unwrap(), b"a");
+    assert_eq!(proxy.cut_all(), 1);
+    assert_eq!(proxy.live_connections(), 0, "closed when cut_all returns");
+    assert_eq!(read_end(&mut a), Ended::Eof, "client side");
+    assert_eq!(ended.recv_timeout(SOON).unwrap(), Ended::Eof, "server side");
+
+    let mut b = TcpStream::connect(proxy.addr()).unwrap();
+    assert_eq!(echo(&mut b, b"b").unwrap(), b"b", "new connections work");
+    assert_eq!(proxy.reset_all(), 1);
+    assert_eq!(read_end(&mut b), Ended::Reset, "client side");
+    assert_eq!(
+        ended.recv_timeout(SOON).unwrap(),
+        Ended::Reset,
+        "server side"
+    );
+}
+
+#[test]
+fn proxy_process_blackholes_existing_connections_until_lifted() {
+    let (upstream, accepted, _) = recording_server();
+    let proxy = ProxyProcess::start(upstream).unwrap();
+    let mut old = TcpStream::connect(proxy.addr()).unwrap();
+    assert_eq!(echo(&mut old, b"before").unwrap(), b"before");
+    accepted.recv_timeout(SOON).unwrap();
+    assert_eq!(proxy.blackhole_existing(), 1);
+    let held = background(move || echo(&mut old, b"held").map(|r| (r, old)));
+    assert!(held.recv_timeout(STALL).is_err(), "nothing crosses");
+    let mut fresh = TcpStream::connect(proxy.addr()).unwrap();
+    assert_eq!(echo(&mut fresh, b"new").unwrap(), b"new", "new ones work");
+    let s = proxy.stats();
+    assert_eq!((s.open, s.blackholed), (2, 1), "{s:?}");
+    proxy.lift_blackhole();
+    let (reply, _old) = held.recv_timeout(SOON).unwrap().unwrap();
+    assert_eq!(reply, b"held", "held bytes are delivered once lifted");
+}
+
+#[test]
+fn proxy_process_blackhole_all_holds_new_connections() {
+    let (upstream, accepted, _) = recording_server();
+    let proxy = ProxyProcess::start(upstream).unwrap();
+    let mut old = TcpStream::connect(proxy.addr()).unwrap();
+    assert_eq!(echo(&mut old, b"x").unwrap(), b"x");
+    accepted.recv_timeout(SOON).unwrap();
+    proxy.blackhole_all();
+    let mut fresh = TcpStream::connect(proxy.addr()).expect("accepted all the same");
+    let fresh_echo = background(move || echo(&mut fresh, b"y"));
+    let old_echo = background(move || echo(&mut old, b"z"));
+    assert!(fresh_echo.recv_timeout(STALL).is_err(), "new: no answer");
+    assert!(old_echo.recv_timeout(STALL).is_err(), "old: no answer");
+    assert!(
+        accepted.try_recv().is_err(),
+        "the new connection did not reach the server"
+    );
+    assert_eq!(proxy.stats().blackholed, 2);
+
+    // A database client: MariaDB speaks first, so the client waits.
+    let db = MariaDb::shared();
+    let url = db.create_database("pp_blackhole_all");
+    let proxy = ProxyProcess::start(addr(db.port())).unwrap();
+    proxy.blackhole_all();
+    let proxied = via(&url, db.port(), proxy.port());
+    let connecting = background(move || MysqlConnection::establish(&proxied).map(drop));
+    assert!(connecting.recv_timeout(STALL).is_err(), "connect hangs");
+    proxy.lift_blackhole();
+    connecting
+        .recv_timeout(SOON)
+        .unwrap()
+        .expect("connects once lifted");
+}
+
+#[test]
+fn proxy_process_retargets_new_connections() {
+    let a = MariaDb::shared();
+    let b = MariaDb::start().unwrap();
+    let proxy = ProxyProcess::start(addr(a.port())).unwrap();
+    let url = format!("mysql://root@127.0.0.1:{}/test", proxy.port());
+    let port_of = |c: &mut MysqlConnection| one(c, "SELECT CAST(@@port AS SIGNED) AS v").unwrap();
+    let mut before = MysqlConnection::establish(&url).unwrap();
+    assert_eq!(port_of(&mut before), i64::from(a.port()));
+    proxy.retarget(addr(b.port()));
+    let mut after = MysqlConnection::establish(&url).unwrap();
+    assert_eq!(
+        port_of(&mut after),
+        i64::from(b.port()),
+        "new: other server"
+    );
+    assert_eq!(port_of(&mut before), i64::from(a.port()), "old: stays");
+    assert_eq!(proxy.stats().upstream, addr(b.port()));
+}
+
+/// Runs `INSERT INTO t VALUES (id)` and a COMMIT on `conn`; with
+/// `extended`, the COMMIT goes through PostgreSQL's extended protocol.
+fn insert_and_commit<C: Connection>(
+    conn: &mut C,
+    id: i64,
+    extended: bool,
+) -> diesel::QueryResult<()>
+where
+    diesel::query_builder::SqlQuery: diesel::query_dsl::methods::ExecuteDsl<C>,
+{
+    conn.batch_execute("BEGIN")?;
+    conn.batch_execute(&format!("INSERT INTO t VALUES ({id})"))?;
+    if extended {
+        diesel::sql_query("COMMIT").execute(conn).map(drop)
+    } else {
+        conn.batch_execute("COMMIT")
+    }
+}
+
+#[test]
+fn proxy_process_commit_faults_mariadb() {
+    let db = MariaDb::shared();
+    let url = db.create_database("pp_commit");
+    db.exec("CREATE TABLE pp_commit.t (id INT PRIMARY KEY) ENGINE=InnoDB");
+    let proxy = ProxyProcess::start(addr(db.port())).unwrap();
+    let proxied = via(&url, db.port(), proxy.port());
+    let count =
+        |id: i64| db.query_i64(&format!("SELECT COUNT(*) FROM pp_commit.t WHERE id = {id}"));
+
+    let mut conn = MysqlConnection::establish(&proxied).unwrap();
+    proxy.drop_commit();
+    assert!(proxy.commit_fault_pending());
+    assert!(insert_and_commit(&mut conn, 1, false).is_err(), "link cut");
+    assert!(!proxy.commit_fault_pending());
+    assert_eq!(db.wait_connection_count("pp_commit", 0, SOON), 0);
+    assert_eq!(count(1), 0, "the COMMIT never arrived: rolled back");
+
+    let mut conn = MysqlConnection::establish(&proxied).unwrap();
+    proxy.cut_after_commit();
+    assert!(insert_and_commit(&mut conn, 2, false).is_err(), "no reply");
+    assert!(!proxy.commit_fault_pending());
+    assert_eq!(count(2), 1, "the COMMIT arrived: committed");
+
+    let mut conn = MysqlConnection::establish(&proxied).unwrap();
+    insert_and_commit(&mut conn, 3, false).expect("disarmed: works");
+    assert_eq!(count(3), 1);
+}
+
+#[test]
+fn proxy_process_commit_faults_postgres() {
+    let db = Postgres::shared();
+    let url = db.create_database("pp_commit");
+    db.exec_in("pp_commit", "CREATE TABLE t (id INT PRIMARY KEY)");
+    let proxy = ProxyProcess::start(addr(db.port())).unwrap();
+    let proxied = via(&url, db.port(), proxy.port());
+    let count = |id: i64| {
+        db.query_i64_in(
+            "pp_commit",
+            &format!("SELECT COUNT(*) FROM t WHERE id = {id}"),
+        )
+    };
+
+    for (id, extended) in [(10, false), (20, true)] {
+        let mut conn = PgConnection::establish(&proxied).unwrap();
+        proxy.drop_commit();
+        assert!(insert_and_commit(&mut conn, id, extended).is_err());
+        assert!(!proxy.commit_fault_pending(), "extended: {extended}");
+        assert_eq!(db.wait_connection_count("pp_commit", 0, SOON), 0);
+        assert_eq!(count(id), 0, "dropped COMMIT rolled back ({extended})");
+
+        let mut conn = PgConnection::establish(&proxied).unwrap();
+        proxy.cut_after_commit();
+        assert!(insert_and_commit(&mut conn, id + 1, extended).is_err());
+        assert!(!proxy.commit_fault_pending(), "extended: {extended}");
+        assert_eq!(count(id + 1), 1, "cut-after COMMIT committed ({extended})");
+    }
+    // Other extended-protocol statements do not set it off.
+    let mut conn = PgConnection::establish(&proxied).unwrap();
+    proxy.drop_commit();
+    assert_eq!(one(&mut conn, "SELECT 1::bigint AS v").unwrap(), 1);
+    assert!(proxy.commit_fault_pending(), "a SELECT is not a COMMIT");
+    assert!(
+        insert_and_commit(&mut conn, 30, false).is_err(),
+        "the COMMIT is the one dropped"
+    );
+    assert_eq!(count(30), 0);
+}
+
+/// Under `DB_TXN_KIT_CHILD`, the body of the child process that
+/// [`proxy_process_dies_with_the_test_process`] kills.
+fn child_starts_a_proxy_and_waits() {
+    let proxy = ProxyProcess::start(echo_server()).unwrap();
+    println!("PROXY_PID {}", proxy.pid());
+    loop {
+        thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn proxy_process_dies_with_the_test_process() {
+    if std::env::var_os("DB_TXN_KIT_CHILD").is_some() {
+        return child_starts_a_proxy_and_waits();
+    }
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "proxy_process_dies_with_the_test_process",
+            "--nocapture",
+        ])
+        .env("DB_TXN_KIT_CHILD", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let pid: u32 = std::io::BufRead::lines(out)
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("PROXY_PID ").map(|p| p.parse().unwrap()))
+        .expect("the child reports its proxy's pid");
+    assert!(proctree::proc_info(pid).is_some(), "proxy {pid} runs");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        wait(|| proctree::proc_info(pid).is_none()),
+        "proxy {pid} is gone with the SIGKILLed test process"
+    );
+}
+
+// ------------------------------------------- PostgreSQL primary + standby
+
+fn inet_server_port(conn: &mut PgConnection) -> i64 {
+    one(conn, "SELECT inet_server_port()::bigint AS v").unwrap()
+}
+
+fn is_read_only_error(e: &diesel::result::Error) -> bool {
+    matches!(
+        e,
+        diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::ReadOnlyTransaction,
+            _
+        )
+    )
+}
+
+#[test]
+fn postgres_standby_replicates_lags_and_is_read_only() {
+    let primary = Postgres::start().unwrap();
+    let standby = timed("Postgres::start_standby", || {
+        primary.start_standby().expect("start a standby")
+    });
+    assert!(standby.is_in_recovery() && !primary.is_in_recovery());
+    primary.exec_in("test", "CREATE TABLE t (id INT); INSERT INTO t VALUES (1)");
+    assert!(standby.wait_caught_up(&primary, SOON));
+    assert_eq!(standby.query_i64_in("test", "SELECT COUNT(*) FROM t"), 1);
+    let mut on_standby = PgConnection::establish(&standby.url()).unwrap();
+    let err = on_standby
+        .batch_execute("INSERT INTO t VALUES (9)")
+        .unwrap_err();
+    assert!(is_read_only_error(&err), "{err:?}");
+
+    standby.pause_replay();
+    primary.exec_in("test", "INSERT INTO t VALUES (2)");
+    let lsn = primary.current_wal_lsn();
+    assert!(!standby.wait_replayed(lsn, STALL), "paused: lags");
+    assert_eq!(standby.query_i64_in("test", "SELECT COUNT(*) FROM t"), 1);
+    standby.resume_replay();
+    assert!(standby.wait_replayed(lsn, SOON));
+    assert!(standby.replay_lsn() >= lsn);
+    assert_eq!(standby.query_i64_in("test", "SELECT COUNT(*) FROM t"), 2);
+
+    // A VIP moving from the primary to the standby.
+    let proxy = ProxyProcess::start(addr(primary.port())).unwrap();
+    let url = via(&primary.url(), primary.port(), proxy.port());
+    let mut before = PgConnection::establish(&url).unwrap();
+    assert_eq!(inet_server_port(&mut before), i64::from(primary.port()));
+    proxy.retarget(addr(standby.port()));
+    let mut after = PgConnection::establish(&url).unwrap();
+    assert_eq!(inet_server_port(&mut after), i64::from(standby.port()));
+    assert_eq!(inet_server_port(&mut before), i64::from(primary.port()));
+}
+
+#[test]
+fn postgres_fence_crash_and_promote() {
+    let primary = Postgres::start().unwrap();
+    let standby = primary.start_standby().unwrap();
+    primary.exec_in("test", "CREATE TABLE t (id INT)");
+    let mut client = PgConnection::establish(&primary.url()).unwrap();
+    client.batch_execute("INSERT INTO t VALUES (1)").unwrap();
+
+    timed("Postgres::set_read_only", || primary.set_read_only(true));
+    let err = client
+        .batch_execute("INSERT INTO t VALUES (2)")
+        .unwrap_err();
+    assert!(is_read_only_error(&err), "idle session fenced: {err:?}");
+    let writable = Postgres::multi_host_url(&[&primary, &standby], "test", "read-write");
+    assert!(
+        PgConnection::establish(&writable).is_err(),
+        "no writable server: both are read-only"
+    );
+    let any = Postgres::multi_host_url(&[&primary, &standby], "test", "any");
+    let mut first = PgConnection::establish(&any).unwrap();
+    assert_eq!(inet_server_port(&mut first), i64::from(primary.port()));
+    primary.set_read_only(false);
+    client.batch_execute("INSERT INTO t VALUES (3)").unwrap();
+    assert!(standby.wait_caught_up(&primary, SOON));
+
+    primary.crash();
+    assert_eq!(primary.pid(), 0);
+    timed("Postgres::promote", || standby.promote());
+    assert!(!standby.is_in_recovery());
+    let mut promoted = PgConnection::establish(&writable).expect("libpq finds the new primary");
+    assert_eq!(inet_server_port(&mut promoted), i64::from(standby.port()));
+    promoted.batch_execute("INSERT INTO t VALUES (4)").unwrap();
+    assert_eq!(
+        standby.query_i64_in("test", "SELECT COUNT(*) FROM t"),
+        3,
+        "rows 1, 3 (replicated) and 4"
+    );
+}
+
+// --------------------------------------------- MariaDB primary + replica
+
+fn server_id_of(conn: &mut MysqlConnection) -> i64 {
+    one(conn, "SELECT CAST(@@server_id AS SIGNED) AS v").unwrap()
+}
+
+fn is_read_only_1290(e: &diesel::result::Error) -> bool {
+    e.to_string().contains("--read-only option")
+}
+
+#[test]
+fn mariadb_replica_replicates_and_lags() {
+    let primary = timed("MariaDb::start_primary", || {
+        MariaDb::start_primary().expect("start a primary")
+    });
+    let replica = timed("MariaDb::start_replica", || {
+        primary.start_replica().expect("start a replica")
+    });
+    let mut on_primary = MysqlConnection::establish(&primary.url()).unwrap();
+    let mut on_replica = MysqlConnection::establish(&replica.url()).unwrap();
+    assert_eq!(
+        server_id_of(&mut on_primary),
+        i64::from(primary.server_id())
+    );
+    assert_eq!(
+        server_id_of(&mut on_replica),
+        i64::from(replica.server_id())
+    );
+    assert_ne!(primary.server_id(), replica.server_id());
+
+    on_primary
+        .batch_execute("CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1)")
+        .unwrap();
+    assert!(replica.wait_caught_up(&primary, SOON));
+    assert_eq!(replica.query_i64("SELECT COUNT(*) FROM test.t"), 1);
+    let err = on_replica
+        .batch_execute("INSERT INTO t VALUES (9)")
+        .unwrap_err();
+    assert!(is_read_only_1290(&err), "replica is read-only: {err}");
+
+    replica.stop_sql_thread();
+    on_primary
+        .batch_execute("INSERT INTO t VALUES (2)")
+        .unwrap();
+    assert!(!replica.wait_caught_up(&primary, STALL), "lags");
+    assert_eq!(replica.query_i64("SELECT COUNT(*) FROM test.t"), 1);
+    replica.start_sql_thread();
+    assert!(replica.wait_caught_up(&primary, SOON));
+    assert_eq!(replica.query_i64("SELECT COUNT(*) FROM test.t"), 2);
+}
+
+#[test]
+fn mariadb_read_only_and_switchover() {
+    let primary = MariaDb::start_primary().unwrap();
+    let replica = primary.start_replica().unwrap();
+    let mut old = MysqlConnection::establish(&primary.url()).unwrap();
+    old.batch_execute("CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1)")
+        .unwrap();
+    primary.set_read_only(true);
+    let err = old.batch_execute("INSERT INTO t VALUES (2)").unwrap_err();
+    assert!(is_read_only_1290(&err), "{err}");
+    primary.set_read_only(false);
+    old.batch_execute("INSERT INTO t VALUES (2)").unwrap();
+
+    timed("MariaDb::switchover_to", || primary.switchover_to(&replica));
+    let mut new = MysqlConnection::establish(&replica.url()).unwrap();
+    new.batch_execute("INSERT INTO t VALUES (3)")
+        .expect("the new primary takes writes");
+    let err = old.batch_execute("INSERT INTO t VALUES (4)").unwrap_err();
+    assert!(is_read_only_1290(&err), "old primary is read-only: {err}");
+    assert_eq!(replica.query_i64("SELECT COUNT(*) FROM test.t"), 3);
+
+    // The old primary follows the new one.
+    primary.replicate_from(&replica);
+    new.batch_execute("INSERT INTO t VALUES (5)").unwrap();
+    assert!(primary.wait_caught_up(&replica, SOON));
+    assert_eq!(primary.query_i64("SELECT COUNT(*) FROM test.t"), 4);
+}
+
+// --------------------------------------------------------------- pgbouncer
+
+#[test]
+fn pgbouncer_pools_in_transaction_mode() {
+    let db = Postgres::shared();
+    let url = db.create_database("bouncer");
+    db.exec_in("bouncer", "CREATE TABLE t (id INT)");
+    // One server connection for every client: only transaction pooling
+    // lets two clients take turns on it.
+    let bouncer = timed("Pgbouncer::start", || {
+        Pgbouncer::start_with(db.port(), &[("default_pool_size", "1")]).expect("pgbouncer")
+    });
+    let proxied = via(&url, db.port(), bouncer.port());
+    let mut a = PgConnection::establish(&proxied).unwrap();
+    let mut b = PgConnection::establish(&proxied).unwrap();
+    let pid = |c: &mut PgConnection| one(c, "SELECT pg_backend_pid()::bigint AS v").unwrap();
+    let (pa, pb) = (pid(&mut a), pid(&mut b));
+    assert_eq!(pa, pb, "both clients on the one server connection");
+    a.transaction::<_, diesel::result::Error, _>(|c| c.batch_execute("INSERT INTO t VALUES (1)"))
+        .unwrap();
+    assert_eq!(db.query_i64_in("bouncer", "SELECT COUNT(*) FROM t"), 1);
+
+    let config = bouncer.console("SHOW CONFIG");
+    assert!(config.contains("pool_mode|transaction"), "{config}");
+    assert!(config.contains("default_pool_size|1"), "{config}");
+
+    timed("Pgbouncer::stop", || bouncer.stop());
+    assert!(
+        PgConnection::establish(&proxied).is_err(),
+        "pgbouncer is down"
+    );
+    timed("Pgbouncer::start_again", || bouncer.start_again());
+    let mut again = PgConnection::establish(&proxied).unwrap();
+    assert_eq!(one(&mut again, "SELECT 2::bigint AS v").unwrap(), 2);
+}
+
+#[test]
+fn pgbouncer_keeps_its_defaults_and_retargets() {
+    let a = Postgres::shared();
+    let b = Postgres::start().unwrap();
+    let bouncer = Pgbouncer::start(a.port()).unwrap();
+    let config = bouncer.console("SHOW CONFIG");
+    assert!(config.contains("query_wait_timeout|120"), "{config}");
+    assert!(config.contains("pool_mode|transaction"), "{config}");
+    let pid = bouncer.pid();
+    let owner = std::fs::metadata(format!("/proc/{pid}")).map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.uid()
+    });
+    assert!(
+        owner.is_ok_and(|uid| uid != 0),
+        "pgbouncer does not run as root"
+    );
+
+    let mut conn = PgConnection::establish(&bouncer.url()).unwrap();
+    assert_eq!(inet_server_port(&mut conn), i64::from(a.port()));
+    bouncer.retarget(b.port());
+    assert!(
+        wait(|| inet_server_port(&mut conn) == i64::from(b.port())),
+        "new server connections go to the new server"
+    );
+    drop(bouncer);
+    assert!(
+        wait(|| proctree::proc_info(pid).is_none()),
+        "gone with its handle"
+    );
 }

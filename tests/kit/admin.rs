@@ -10,6 +10,14 @@ pub(crate) struct Scalar {
     pub v: i64,
 }
 
+/// One row of one text column named `v`.
+#[cfg(feature = "mysql")]
+#[derive(QueryableByName)]
+pub(crate) struct TextScalar {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub v: String,
+}
+
 /// `sql` without surrounding blanks and trailing `;`, to embed as a
 /// sub-query.
 pub(crate) fn subquery(sql: &str) -> &str {

@@ -1,5 +1,6 @@
-//! Test kit of `db_txn`: throwaway database servers and a fault-injecting
-//! TCP proxy, shared by the integration tests (`tests/*.rs`) and examples.
+//! Test kit of `db_txn`: throwaway database servers, replication, a
+//! connection pooler and fault-injecting TCP proxies, shared by the
+//! integration tests (`tests/*.rs`) and examples.
 //!
 //! * [`MariaDb`] (feature `mysql`) and [`Postgres`] (feature `postgres`) run
 //!   a private server on a free port of 127.0.0.1 with a temporary data
@@ -8,10 +9,20 @@
 //!   tests that isolate themselves with `create_database`; a test that
 //!   disrupts its server starts its own (about 0.1–0.3 s once the first
 //!   server of the process has initialized the data-directory template).
-//! * [`Proxy`] sits between a client and a server and can cut connections,
-//!   black-hole them, or cut one right after a `COMMIT` reached the server.
+//! * Replication: [`Postgres::start_standby`] (a streaming hot standby;
+//!   promote, fence, pause replay: [`pg_replication`]) and
+//!   [`MariaDb::start_primary`] / [`MariaDb::start_replica`] (GTID
+//!   replication, lag, read-only, switchover: [`mariadb_replication`]).
+//! * [`Pgbouncer`] (feature `postgres`) pools the connections to a kit
+//!   PostgreSQL server in transaction mode.
+//! * [`ProxyProcess`] is a fault-injecting TCP proxy in a process of its
+//!   own (the `db_txn_faultproxy` program), as a proxy, NAT or load
+//!   balancer is in a deployment: it cuts connections (FIN or RST),
+//!   black-holes them, cuts right after a `COMMIT` reached the server or
+//!   drops the `COMMIT`, and moves new connections to another server.
+//!   [`Proxy`] runs the same relay in the test process, with fewer faults.
 //!
-//! Every server started by the kit dies with the test process: it is
+//! Every server (and proxy) started by the kit dies with the test process: it is
 //! stopped when its handle is dropped, at `exit()` (the servers of
 //! `shared()` are never dropped), and by the kernel if the process is killed
 //! (see [`process`] and [`cleanup`]). Tests never skip: a missing server
@@ -32,6 +43,9 @@ pub mod ports;
 pub mod process;
 pub mod proctree;
 pub mod proxy;
+pub mod proxy_process;
+
+mod faultproxy;
 
 #[cfg(any(feature = "mysql", feature = "postgres"))]
 mod admin;
@@ -42,6 +56,12 @@ mod template;
 
 #[cfg(feature = "mysql")]
 pub mod mariadb;
+#[cfg(feature = "mysql")]
+pub mod mariadb_replication;
+#[cfg(feature = "postgres")]
+pub mod pg_replication;
+#[cfg(feature = "postgres")]
+pub mod pgbouncer;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 
@@ -49,5 +69,10 @@ pub use error::KitError;
 #[cfg(feature = "mysql")]
 pub use mariadb::MariaDb;
 #[cfg(feature = "postgres")]
+pub use pg_replication::Lsn;
+#[cfg(feature = "postgres")]
+pub use pgbouncer::Pgbouncer;
+#[cfg(feature = "postgres")]
 pub use postgres::Postgres;
 pub use proxy::Proxy;
+pub use proxy_process::{ProxyProcess, ProxyStats};

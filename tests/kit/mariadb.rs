@@ -25,20 +25,32 @@ const LOG_FILE_SIZE: &str = "--innodb-log-file-size=16M";
 /// A MariaDB server of its own: a temporary data directory, a free port of
 /// 127.0.0.1, user `root` without password, and a database `test`.
 ///
-/// Tuned for speed, not durability against a machine crash: no binary log,
-/// no doublewrite buffer, a small buffer pool, and the redo log written (not
+/// Tuned for speed, not durability against a machine crash: no binary log
+/// (except on the servers of [`start_primary`](Self::start_primary) and
+/// [`start_replica`](Self::start_replica)), no doublewrite buffer, a small buffer pool, and the redo log written (not
 /// synced) at each commit (`innodb_flush_log_at_trx_commit=2`), so a commit
 /// survives [`crash_restart`](Self::crash_restart), which kills the process.
 ///
 /// Dropping it stops the server and removes its directory.
 pub struct MariaDb {
     core: ServerCore,
+    /// Set on a server that can replicate (binary log on).
+    server_id: Option<u32>,
+    /// The unix socket of the kit's admin connections, if they do not go
+    /// through TCP (see [`crate::mariadb_replication`]).
+    admin_socket: Option<PathBuf>,
 }
 
 impl MariaDb {
     /// Starts a new server (a copy of this process's freshly installed data
     /// directory, start, `CREATE DATABASE test`).
     pub fn start() -> Result<Self, KitError> {
+        Self::launch(None)
+    }
+
+    /// Starts a server; with a `server_id`, one that can replicate (see
+    /// [`start_primary`](Self::start_primary)).
+    pub(crate) fn launch(server_id: Option<u32>) -> Result<Self, KitError> {
         let sbin = vec![PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")];
         let server = process::find_binary("mariadbd", &sbin, PACKAGE)?;
         let install = process::find_binary("mariadb-install-db", &sbin, PACKAGE)?;
@@ -49,14 +61,21 @@ impl MariaDb {
             install_db(&install, dir, root)
         })?;
 
-        let reg = cleanup::register("mariadb", libc::SIGKILL)?;
+        let kind = if server_id.is_some() {
+            "mariadb-repl"
+        } else {
+            "mariadb"
+        };
+        let reg = cleanup::register(kind, libc::SIGKILL)?;
         let dir = reg.dir().to_path_buf();
         let data = dir.join("data");
         template.copy_to(&data, None)?;
         let tmp = private_tmpdir(&dir)?;
+        let socket = dir.join("mysqld.sock");
 
         let log = dir.join("server.log");
         let server_log = log.clone();
+        let server_socket = socket.clone();
         let spec = Spec {
             name: "MariaDB",
             // SIGTERM: shutdown that disconnects the clients.
@@ -67,12 +86,11 @@ impl MariaDb {
                     .arg(format!("--datadir={}", data.display()))
                     .arg(format!("--port={port}"))
                     .arg("--bind-address=127.0.0.1")
-                    .arg(format!("--socket={}", dir.join("mysqld.sock").display()))
+                    .arg(format!("--socket={}", server_socket.display()))
                     .arg(format!("--pid-file={}", dir.join("mysqld.pid").display()))
                     .arg(format!("--log-error={}", server_log.display()))
                     .arg(format!("--tmpdir={}", tmp.display()))
                     .args([
-                        "--skip-log-bin",
                         "--skip-name-resolve",
                         "--performance-schema=OFF",
                         "--max-connections=500",
@@ -87,6 +105,17 @@ impl MariaDb {
                     ])
                     .env("TMPDIR", &tmp)
                     .current_dir(&dir);
+                match server_id {
+                    None => {
+                        cmd.arg("--skip-log-bin");
+                    }
+                    Some(id) => {
+                        cmd.arg(format!("--server-id={id}"))
+                            .arg(format!("--log-bin={}", dir.join("binlog").display()))
+                            .arg(format!("--relay-log={}", dir.join("relay").display()))
+                            .arg("--log-slave-updates");
+                    }
+                }
                 if root {
                     cmd.arg("--user=root");
                 }
@@ -100,8 +129,18 @@ impl MariaDb {
         };
         let db = MariaDb {
             core: ServerCore::start(spec, reg, log)?,
+            server_id,
+            admin_socket: server_id.map(|_| socket),
         };
-        db.try_exec("CREATE DATABASE test")?;
+        if server_id.is_some() {
+            // Not in the binary log: each node does it for itself.
+            db.try_exec(
+                "SET sql_log_bin = 0; CREATE DATABASE test; \
+                 REVOKE READ_ONLY ADMIN ON *.* FROM 'root'@'127.0.0.1'",
+            )?;
+        } else {
+            db.try_exec("CREATE DATABASE test")?;
+        }
         Ok(db)
     }
 
@@ -177,6 +216,12 @@ impl MariaDb {
         self.core.crash_restart();
     }
 
+    /// `SIGKILL`, as a machine crash would; the server stays down until
+    /// [`start_again`](Self::start_again) (which recovers).
+    pub fn crash(&self) {
+        self.core.crash();
+    }
+
     /// `SIGSTOP` of the server: connections stay open, nothing answers.
     pub fn freeze(&self) {
         self.core.freeze();
@@ -217,7 +262,7 @@ impl MariaDb {
     /// Runs `sql` (one or more `;`-separated statements) on a fresh
     /// connection to `database`.
     pub fn try_exec_in(&self, database: &str, sql: &str) -> Result<(), KitError> {
-        self.connect(&self.url_for(database))?
+        self.connect(&self.admin_url_for(database))?
             .batch_execute(sql)
             .map_err(|e| sql_error(sql, e))
     }
@@ -239,7 +284,7 @@ impl MariaDb {
     /// On failure or a `NULL` result.
     pub fn query_i64_in(&self, database: &str, sql: &str) -> i64 {
         let mut conn = self
-            .connect(&self.url_for(database))
+            .connect(&self.admin_url_for(database))
             .unwrap_or_else(|e| panic!("{e}"));
         scalar(&mut conn, sql).unwrap_or_else(|e| panic!("{e}"))
     }
@@ -312,8 +357,24 @@ impl MariaDb {
     }
 
     /// A fresh admin connection (no default database).
-    fn admin(&self) -> Result<MysqlConnection, KitError> {
-        self.connect(&admin_url(self.port()))
+    pub(crate) fn admin(&self) -> Result<MysqlConnection, KitError> {
+        self.connect(&self.admin_url_for(""))
+    }
+
+    /// URL of the kit's admin connections to `database` (none if empty).
+    fn admin_url_for(&self, database: &str) -> String {
+        match &self.admin_socket {
+            Some(socket) => format!(
+                "mysql://root@localhost/{database}?unix_socket={}",
+                socket.display()
+            ),
+            None => format!("mysql://root@127.0.0.1:{}/{database}", self.port()),
+        }
+    }
+
+    /// The server id of a server that can replicate.
+    pub(crate) fn replication_id(&self) -> Option<u32> {
+        self.server_id
     }
 
     /// A fresh connection to `url`.
@@ -362,7 +423,7 @@ fn admin_url(port: u16) -> String {
     format!("mysql://root@127.0.0.1:{port}/")
 }
 
-fn scalar(conn: &mut MysqlConnection, sql: &str) -> Result<i64, KitError> {
+pub(crate) fn scalar(conn: &mut MysqlConnection, sql: &str) -> Result<i64, KitError> {
     let sql = format!("SELECT CAST(({}) AS SIGNED) AS v", subquery(sql));
     diesel::sql_query(&sql)
         .get_result::<Scalar>(conn)
@@ -370,7 +431,7 @@ fn scalar(conn: &mut MysqlConnection, sql: &str) -> Result<i64, KitError> {
         .map_err(|e| sql_error(&sql, e))
 }
 
-fn sql_error(sql: &str, e: diesel::result::Error) -> KitError {
+pub(crate) fn sql_error(sql: &str, e: diesel::result::Error) -> KitError {
     KitError::Sql {
         what: sql.to_string(),
         detail: e.to_string(),

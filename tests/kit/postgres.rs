@@ -38,6 +38,40 @@ const PACKAGE: &str = "postgresql";
 /// Dropping it stops the server and removes its directory.
 pub struct Postgres {
     core: ServerCore,
+    tools: Tools,
+}
+
+/// Where the PostgreSQL programs are, and whom the server runs as.
+#[derive(Clone)]
+pub(crate) struct Tools {
+    /// The `postgres` binary.
+    pub server: PathBuf,
+    /// `Some((uid, gid))` of the user `postgres` if we are root.
+    pub owner: Option<(u32, u32)>,
+}
+
+impl Tools {
+    pub(crate) fn find() -> Result<Self, KitError> {
+        Ok(Tools {
+            server: process::find_binary("postgres", &bin_dirs(), PACKAGE)?,
+            owner: server_user()?,
+        })
+    }
+
+    /// Another program of the server's version (`initdb`, `pg_ctl`...).
+    pub(crate) fn tool(&self, name: &str) -> Result<PathBuf, KitError> {
+        let bin = self
+            .server
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        process::find_binary(name, &[bin], PACKAGE)
+    }
+
+    /// `cmd` set to run as the server's user.
+    pub(crate) fn as_owner(&self, cmd: &mut Command) {
+        as_user(cmd, self.owner);
+    }
 }
 
 impl Postgres {
@@ -45,23 +79,32 @@ impl Postgres {
     /// directory (`initdb` and `CREATE DATABASE test`, done once), then
     /// start.
     pub fn start() -> Result<Self, KitError> {
-        let server = process::find_binary("postgres", &bin_dirs(), PACKAGE)?;
-        let bin = server.parent().map(Path::to_path_buf).unwrap_or_default();
-        let initdb = process::find_binary("initdb", &[bin], PACKAGE)?;
-        let owner = server_user()?;
+        let tools = Tools::find()?;
+        let initdb = tools.tool("initdb")?;
+        let owner = tools.owner;
         static TEMPLATE: OnceLock<Result<Template, String>> = OnceLock::new();
         let template = Template::get(&TEMPLATE, "PostgreSQL", "postgres-template", |dir| {
-            build_template(&initdb, &server, dir, owner)
+            build_template(&initdb, &tools.server, dir, owner)
         })?;
+        Self::launch(tools, "postgres", |data| template.copy_to(data, owner))
+    }
 
+    /// Starts a server whose data directory `fill` creates (it gets the
+    /// path, in a fresh kit directory owned by the server's user).
+    pub(crate) fn launch(
+        tools: Tools,
+        kind: &str,
+        fill: impl FnOnce(&Path) -> Result<(), KitError>,
+    ) -> Result<Self, KitError> {
         // SIGQUIT (immediate shutdown) at drop and exit: quick, and it still
         // frees the System V shared memory segment.
-        let reg = cleanup::register("postgres", libc::SIGQUIT)?;
+        let reg = cleanup::register(kind, libc::SIGQUIT)?;
         let dir = reg.dir().to_path_buf();
-        chown(&dir, owner)?;
+        chown(&dir, tools.owner)?;
         let data = dir.join("data");
-        template.copy_to(&data, owner)?;
+        fill(&data)?;
 
+        let (server, owner) = (tools.server.clone(), tools.owner);
         let spec = Spec {
             name: "PostgreSQL",
             // SIGINT: "fast" shutdown, which disconnects the clients
@@ -107,6 +150,7 @@ impl Postgres {
         let log = reg.dir().join("server.log");
         Ok(Postgres {
             core: ServerCore::start(spec, reg, log)?,
+            tools,
         })
     }
 
@@ -179,6 +223,22 @@ impl Postgres {
     /// (WAL recovery); returns once the server accepts connections.
     pub fn crash_restart(&self) {
         self.core.crash_restart();
+    }
+
+    /// `SIGKILL` of the postmaster and all its processes, as a machine
+    /// crash would; the server stays down until
+    /// [`start_again`](Self::start_again) (which recovers from the WAL).
+    pub fn crash(&self) {
+        self.core.crash();
+    }
+
+    /// The temporary directory (the data directory is its `data`).
+    pub(crate) fn dir(&self) -> &Path {
+        self.core.dir()
+    }
+
+    pub(crate) fn tools(&self) -> &Tools {
+        &self.tools
     }
 
     /// `SIGSTOP` of the postmaster and all its child processes (backends
@@ -314,7 +374,7 @@ impl Postgres {
     }
 
     /// A fresh connection to `database`.
-    fn connect(&self, database: &str) -> Result<PgConnection, KitError> {
+    pub(crate) fn connect(&self, database: &str) -> Result<PgConnection, KitError> {
         PgConnection::establish(&self.url_for(database)).map_err(|e| KitError::Sql {
             what: format!("connect to {database}"),
             detail: e.to_string(),
@@ -444,7 +504,7 @@ fn as_user(cmd: &mut Command, owner: Option<(u32, u32)>) {
     }
 }
 
-fn scalar(conn: &mut PgConnection, sql: &str) -> Result<i64, KitError> {
+pub(crate) fn scalar(conn: &mut PgConnection, sql: &str) -> Result<i64, KitError> {
     let sql = format!("SELECT CAST(({}) AS BIGINT) AS v", subquery(sql));
     diesel::sql_query(&sql)
         .get_result::<Scalar>(conn)
@@ -452,7 +512,7 @@ fn scalar(conn: &mut PgConnection, sql: &str) -> Result<i64, KitError> {
         .map_err(|e| sql_error(&sql, e))
 }
 
-fn sql_error(sql: &str, e: diesel::result::Error) -> KitError {
+pub(crate) fn sql_error(sql: &str, e: diesel::result::Error) -> KitError {
     KitError::Sql {
         what: sql.to_string(),
         detail: e.to_string(),

@@ -28,7 +28,7 @@ use std::fs;
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::sync::OnceLock;
 use std::thread;
@@ -44,12 +44,19 @@ pub const POLL: Duration = Duration::from_millis(10);
 /// to `SIGKILL`, and returns the child's pid. The child must be reaped with
 /// [`wait_exit`] (or [`wait_exit_status`]).
 pub fn spawn(cmd: Command) -> io::Result<u32> {
+    spawn_child(cmd).map(|child| child.id())
+}
+
+/// [`spawn`], returning the [`Child`] for its piped standard streams.
+/// Dropping the `Child` neither kills nor reaps the process: reap it with
+/// [`wait_exit`].
+pub fn spawn_child(cmd: Command) -> io::Result<Child> {
     spawn_with_death_signal(cmd, libc::SIGKILL)
 }
 
 /// [`spawn`] with another signal sent to the child when the test process
 /// dies.
-fn spawn_with_death_signal(mut cmd: Command, death_signal: libc::c_int) -> io::Result<u32> {
+fn spawn_with_death_signal(mut cmd: Command, death_signal: libc::c_int) -> io::Result<Child> {
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: the closure runs between fork and exec and only makes
     // async-signal-safe calls (prctl, getppid) and no allocation.
@@ -84,7 +91,7 @@ fn spawn_with_death_signal(mut cmd: Command, death_signal: libc::c_int) -> io::R
 /// A command for the spawner thread, and where to send its result.
 struct Job {
     cmd: Command,
-    reply: mpsc::Sender<io::Result<u32>>,
+    reply: mpsc::Sender<io::Result<Child>>,
 }
 
 /// The pid of the process that started the spawner thread, and the
@@ -101,7 +108,7 @@ fn spawner() -> &'static (u32, mpsc::Sender<Job>) {
                 for mut job in rx {
                     // Dropping `Child` neither kills nor reaps: the pid is
                     // reaped by `wait_exit`.
-                    let _ = job.reply.send(job.cmd.spawn().map(|c| c.id()));
+                    let _ = job.reply.send(job.cmd.spawn());
                 }
             })
             .expect("start the kit's spawner thread");
@@ -276,7 +283,7 @@ pub fn start_guard(procs: &[ProcInfo]) -> io::Result<u32> {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    spawn_with_death_signal(cmd, libc::SIGTERM)
+    spawn_with_death_signal(cmd, libc::SIGTERM).map(|child| child.id())
 }
 
 /// Ends a guard from [`start_guard`] without letting it act.

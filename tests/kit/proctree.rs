@@ -129,7 +129,7 @@ pub fn thaw_tree(pid: u32) {
 
 /// Kills `pid` and all its descendants with `SIGKILL`, as a machine crash
 /// would, and returns the descendants (to wait for with [`wait_gone`]; the
-/// root is to be reaped with [`wait_exit`]).
+/// root is to be reaped with [`wait_exit`](crate::process::wait_exit)).
 pub fn kill_tree(pid: u32) -> Vec<ProcInfo> {
     // Stop the root first so it cannot fork while its children are listed.
     signal(pid, libc::SIGSTOP);

@@ -116,13 +116,14 @@ impl ServerCore {
     /// (crash recovery).
     pub fn crash_restart(&self) {
         let _guard = self.lock();
-        let pid = self.running_pid("crash");
-        self.reg.end_guard();
-        let procs = proctree::kill_tree(pid);
-        process::wait_exit(pid, STOP_LIMIT);
-        proctree::wait_gone(&procs, STOP_LIMIT);
-        self.reg.set_pid(0);
+        self.crash_locked();
         self.start_again_locked();
+    }
+
+    /// `SIGKILL` of the server and its child processes; it stays down.
+    pub fn crash(&self) {
+        let _guard = self.lock();
+        self.crash_locked();
     }
 
     /// `SIGSTOP` of the server and its child processes.
@@ -153,6 +154,15 @@ impl ServerCore {
             0 => panic!("{}: cannot {what}: the server is stopped", self.spec.name),
             pid => pid,
         }
+    }
+
+    fn crash_locked(&self) {
+        let pid = self.running_pid("crash");
+        self.reg.end_guard();
+        let procs = proctree::kill_tree(pid);
+        process::wait_exit(pid, STOP_LIMIT);
+        proctree::wait_gone(&procs, STOP_LIMIT);
+        self.reg.set_pid(0);
     }
 
     fn stop_locked(&self) {
