@@ -6,7 +6,7 @@
 mod fault;
 
 use db_txn_tests::MariaDb;
-use fault::matrix;
+use fault::{matrix, silent};
 
 fn own() -> MariaDb {
     MariaDb::start().unwrap_or_else(|e| panic!("{e}"))
@@ -112,4 +112,59 @@ fn cut_after_read_only_commit() {
 #[test]
 fn recycled_when_on_connect_sets_the_limit() {
     matrix::recycled_when_on_connect_sets_the_limit(MariaDb::shared());
+}
+
+#[test]
+fn blackholed_idle_link() {
+    silent::blackholed_idle_link(MariaDb::shared());
+}
+
+#[test]
+fn blackholed_mid_statement() {
+    silent::blackholed_mid_statement(MariaDb::shared());
+}
+
+#[test]
+fn frozen_mid_statement() {
+    silent::frozen_mid_statement(&own());
+}
+
+#[test]
+fn frozen_behind_proxy() {
+    silent::frozen_behind_proxy(&own());
+}
+
+#[test]
+fn never_answering_server() {
+    silent::never_answering_server(MariaDb::shared());
+}
+
+#[test]
+fn long_statement_is_not_cut() {
+    silent::long_statement_is_not_cut(MariaDb::shared());
+}
+
+#[test]
+fn killed_just_before_commit() {
+    silent::killed_just_before_commit(MariaDb::shared());
+}
+
+#[test]
+fn retries_run_out() {
+    silent::retries_run_out(MariaDb::shared());
+}
+
+#[test]
+fn fork_inside_transaction_parent_rolls_back() {
+    silent::fork_inside_transaction_parent_rolls_back(MariaDb::shared());
+}
+
+#[test]
+fn fork_inside_transaction_parent_commits() {
+    silent::fork_inside_transaction_parent_commits(MariaDb::shared());
+}
+
+#[test]
+fn forked_child_connects_within_the_checkout_timeout() {
+    silent::forked_child_connects_within_the_checkout_timeout(MariaDb::shared());
 }

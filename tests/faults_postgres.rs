@@ -6,7 +6,7 @@
 mod fault;
 
 use db_txn_tests::Postgres;
-use fault::matrix;
+use fault::{matrix, silent};
 
 fn own() -> Postgres {
     Postgres::start().unwrap_or_else(|e| panic!("{e}"))
@@ -175,4 +175,59 @@ fn url_keepalive_and_user_timeout_reach_the_socket() {
 #[test]
 fn cut_after_read_only_commit() {
     matrix::cut_after_read_only_commit(Postgres::shared());
+}
+
+#[test]
+fn blackholed_idle_link() {
+    silent::blackholed_idle_link(Postgres::shared());
+}
+
+#[test]
+fn blackholed_mid_statement() {
+    silent::blackholed_mid_statement(Postgres::shared());
+}
+
+#[test]
+fn frozen_mid_statement() {
+    silent::frozen_mid_statement(&own());
+}
+
+#[test]
+fn frozen_behind_proxy() {
+    silent::frozen_behind_proxy(&own());
+}
+
+#[test]
+fn never_answering_server() {
+    silent::never_answering_server(Postgres::shared());
+}
+
+#[test]
+fn long_statement_is_not_cut() {
+    silent::long_statement_is_not_cut(Postgres::shared());
+}
+
+#[test]
+fn killed_just_before_commit() {
+    silent::killed_just_before_commit(Postgres::shared());
+}
+
+#[test]
+fn retries_run_out() {
+    silent::retries_run_out(Postgres::shared());
+}
+
+#[test]
+fn fork_inside_transaction_parent_rolls_back() {
+    silent::fork_inside_transaction_parent_rolls_back(Postgres::shared());
+}
+
+#[test]
+fn fork_inside_transaction_parent_commits() {
+    silent::fork_inside_transaction_parent_commits(Postgres::shared());
+}
+
+#[test]
+fn forked_child_connects_within_the_checkout_timeout() {
+    silent::forked_child_connects_within_the_checkout_timeout(Postgres::shared());
 }

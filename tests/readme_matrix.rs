@@ -1,7 +1,8 @@
 //! README's "what survives what" table is generated from the fault matrix's
-//! test names (`tests/faults_*.rs`) and each case's doc comment
-//! (`tests/fault/matrix.rs`). This test fails when the README is out
-//! of date; `UPDATE_README=1 cargo test --test readme_matrix` rewrites it.
+//! test names (`tests/faults_*.rs`) and each case's doc comment (the `pub
+//! fn`s of `tests/fault/*.rs`: `matrix.rs` first, then the others by name).
+//! This test fails when the README is out of date; `UPDATE_README=1 cargo
+//! test --test readme_matrix` rewrites it.
 
 use std::fs;
 
@@ -25,9 +26,33 @@ fn tests_in(path: &str) -> Vec<String> {
     names
 }
 
+/// The files that hold fault cases: matrix.rs, then the others by name.
+fn case_files() -> Vec<String> {
+    let mut files: Vec<String> = fs::read_dir("tests/fault")
+        .expect("tests/fault")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| {
+            n.ends_with(".rs") && !["mod.rs", "ledger.rs", "server.rs"].contains(&n.as_str())
+        })
+        .collect();
+    files.sort_by_key(|n| (n != "matrix.rs", n.clone()));
+    files
+        .into_iter()
+        .map(|n| format!("tests/fault/{n}"))
+        .collect()
+}
+
 /// (name, its doc comment on one line), in file order.
 fn cases() -> Vec<(String, String)> {
-    let text = fs::read_to_string("tests/fault/matrix.rs").expect("matrix.rs");
+    let mut cases = Vec::new();
+    for file in case_files() {
+        cases.extend(cases_in(&file));
+    }
+    cases
+}
+
+fn cases_in(path: &str) -> Vec<(String, String)> {
+    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let mut cases = Vec::new();
     let mut doc = String::new();
     for line in text.lines() {

@@ -90,6 +90,7 @@
 //! `begin_test_transaction`. `#[db_txn(requires_new)]` takes a connection and
 //! a transaction of its own instead.
 #![doc = include_str!("../OPTIONS.md")]
+#![doc = include_str!("../BOUNDS.md")]
 #![warn(missing_docs)]
 
 mod backend;

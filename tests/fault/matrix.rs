@@ -238,14 +238,15 @@ pub fn bad_urls<S: TestServer>(server: &S, wrong_password_url: String) {
     }
 }
 
-/// A ledger whose pool reaches the server through a fault-injecting proxy.
-fn via_proxy<'s, S: TestServer>(
+/// A ledger whose pool reaches the server through a fault-injecting proxy
+/// running in a process of its own (the server sees the proxy's address).
+pub fn via_proxy<'s, S: TestServer>(
     server: &'s S,
     name: &str,
     configure: impl FnOnce(db_txn::PoolBuilder<S::Conn>) -> db_txn::PoolBuilder<S::Conn>,
-) -> (db_txn_tests::Proxy, Ledger<'s, S>) {
+) -> (db_txn_tests::ProxyProcess, Ledger<'s, S>) {
     let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], server.port()));
-    let proxy = db_txn_tests::Proxy::start(upstream).expect("proxy");
+    let proxy = db_txn_tests::ProxyProcess::start(upstream).unwrap_or_else(|e| panic!("{e}"));
     let port = proxy.port();
     let l = Ledger::new(server, name, |url| {
         let database = url.rsplit('/').next().expect("database in url").to_owned();
@@ -428,10 +429,12 @@ fn lock_both<C: db_txn::TxnConnection>(
 /// hanging start-up; with PostgreSQL's `connect_timeout` in the URL, libpq
 /// itself gives up first.
 pub fn blackholed_server_at_start<S: TestServer>(server: &S, url_suffix: &str) -> db_txn::Error {
-    let proxy =
-        db_txn_tests::Proxy::start(std::net::SocketAddr::from(([127, 0, 0, 1], server.port())))
-            .expect("proxy");
-    proxy.set_blackhole(true);
+    let proxy = db_txn_tests::ProxyProcess::start(std::net::SocketAddr::from((
+        [127, 0, 0, 1],
+        server.port(),
+    )))
+    .unwrap_or_else(|e| panic!("{e}"));
+    proxy.blackhole_all();
     let url = format!("{}{url_suffix}", server.url_via_port("test", proxy.port()));
     let started = Instant::now();
     let err = Pool::<S::Conn>::builder(url)
@@ -504,7 +507,7 @@ pub fn cut_after_read_only_commit<S: TestServer>(server: &S) {
     proxy.cut_after_commit();
     let r = read_ledger::<S::Conn>(&l.pool);
     assert!(r.is_ok(), "{r:?}");
-    assert!(!proxy.commit_cut_pending(), "the COMMIT was cut");
+    assert!(!proxy.commit_fault_pending(), "the COMMIT was cut");
     let s = stats(&l);
     assert_eq!((s.commit_unknowns, s.retries), (0, 0), "{s:?}");
     assert!(s.disconnects >= 1, "{s:?}");

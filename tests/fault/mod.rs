@@ -12,5 +12,6 @@
 pub mod ledger;
 pub mod matrix;
 pub mod server;
+pub mod silent;
 
 pub use server::TestServer;

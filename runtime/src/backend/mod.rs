@@ -137,6 +137,12 @@ pub trait Driver: Sized {
     fn busy_sessions(&mut self, ids: &[u64]) -> QueryResult<Vec<u64>> {
         Ok(ids.to_vec())
     }
+
+    /// End the server session `id` (one of this pool's, whose link died):
+    /// its transaction rolls back and its locks are released.
+    fn end_session(&mut self, _id: u64) -> QueryResult<()> {
+        Ok(())
+    }
 }
 
 /// Which server implementation answered, where the SQL differs.

@@ -4,7 +4,7 @@
 //! one it reports busy is a long statement that must not be cut; a server
 //! that does not answer at all is frozen or unreachable.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use crate::backend::{Dialect, TxnConnection};
 
@@ -33,38 +33,26 @@ pub(crate) trait SessionProbe: Send + Sync {
     /// The state of each of `ids` (server session ids). Blocking: called on
     /// a thread of its own, which the watchdog abandons if it hangs.
     fn states(&self, ids: &[u64]) -> Result<Vec<(u64, SessionState)>, ProbeError>;
+
+    /// End server session `id` (its link is dead: the server would keep its
+    /// transaction, and the transaction's locks, until it notices).
+    fn end_session(&self, id: u64) -> Result<(), ProbeError>;
 }
 
-/// Probes over a connection opened with the pool's URL, kept for the next
-/// probe.
+/// Probes over a connection opened with the pool's URL for each probe and
+/// closed after it: probes are rare (a statement waiting for seconds), and a
+/// kept connection would hold a server slot and show in its session counts.
 pub(crate) struct Monitor<C> {
     url: String,
-    conn: Mutex<Option<C>>,
+    _conn: std::marker::PhantomData<fn() -> C>,
 }
 
 impl<C: TxnConnection> Monitor<C> {
     pub(crate) fn new(url: String) -> Arc<Self> {
         Arc::new(Monitor {
             url,
-            conn: Mutex::new(None),
+            _conn: std::marker::PhantomData,
         })
-    }
-
-    fn ask(conn: &mut C, ids: &[u64]) -> Result<Vec<(u64, SessionState)>, ProbeError> {
-        let busy = conn
-            .busy_sessions(ids)
-            .map_err(|e| ProbeError::Answered(e.to_string()))?;
-        Ok(ids
-            .iter()
-            .map(|id| {
-                let state = if busy.contains(id) {
-                    SessionState::Busy
-                } else {
-                    SessionState::Idle
-                };
-                (*id, state)
-            })
-            .collect())
     }
 
     fn open(&self) -> Result<C, ProbeError> {
@@ -84,38 +72,26 @@ impl<C: TxnConnection> Monitor<C> {
 
 impl<C: TxnConnection> SessionProbe for Monitor<C> {
     fn states(&self, ids: &[u64]) -> Result<Vec<(u64, SessionState)>, ProbeError> {
-        // A previous probe still hanging holds the kept connection: use a
-        // fresh one rather than wait behind it.
-        match self.conn.try_lock() {
-            Ok(mut kept) => {
-                let mut conn = match kept.take() {
-                    Some(conn) => conn,
-                    None => self.open()?,
+        let mut conn = self.open()?;
+        let busy = conn
+            .busy_sessions(ids)
+            .map_err(|e| ProbeError::Answered(e.to_string()))?;
+        Ok(ids
+            .iter()
+            .map(|id| {
+                let state = if busy.contains(id) {
+                    SessionState::Busy
+                } else {
+                    SessionState::Idle
                 };
-                let answer = Self::ask(&mut conn, ids);
-                if answer.is_ok() {
-                    *kept = Some(conn);
-                }
-                answer
-            }
-            Err(std::sync::TryLockError::Poisoned(p)) => {
-                drop(p.into_inner().take());
-                self.conn.clear_poison();
-                Self::ask(&mut self.open()?, ids)
-            }
-            Err(std::sync::TryLockError::WouldBlock) => Self::ask(&mut self.open()?, ids),
-        }
+                (*id, state)
+            })
+            .collect())
     }
-}
 
-impl<C> Drop for Monitor<C> {
-    fn drop(&mut self) {
-        // Closed with the pool's watchdog.
-        drop(
-            self.conn
-                .get_mut()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take(),
-        );
+    fn end_session(&self, id: u64) -> Result<(), ProbeError> {
+        let mut conn = self.open()?;
+        conn.end_session(id)
+            .map_err(|e| ProbeError::Answered(e.to_string()))
     }
 }

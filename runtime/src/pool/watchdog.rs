@@ -281,8 +281,13 @@ impl Shared {
             let judged = *watch.judged.lock().unwrap_or_else(PoisonError::into_inner);
             match judged {
                 Some((s, at, false)) if s == seq => {
-                    if now.wrapping_sub(at) >= self.ticks(IDLE_GRACE) {
-                        self.cut(watch, seq, "the server no longer runs the statement");
+                    if now.wrapping_sub(at) >= self.ticks(IDLE_GRACE)
+                        && self.cut(watch, seq, "the server no longer runs the statement")
+                    {
+                        // The server still holds the session, and its open
+                        // transaction's locks, until it notices the dead
+                        // link: end it, so the retry does not wait on them.
+                        self.end_session(watch);
                     }
                 }
                 Some((s, at, true))
@@ -295,8 +300,9 @@ impl Shared {
         }
     }
 
-    fn cut(&self, watch: &Watch, seq: u32, why: &'static str) {
-        if watch.cut(seq) {
+    fn cut(&self, watch: &Watch, seq: u32, why: &'static str) -> bool {
+        let cut = watch.cut(seq);
+        if cut {
             self.signals.link_cut();
             tracing::warn!(
                 target: "db_txn",
@@ -304,6 +310,21 @@ impl Shared {
                 "connection shut down: its statement was not getting an answer"
             );
         }
+        cut
+    }
+
+    fn end_session(&self, watch: &Watch) {
+        let (Some(probe), Some(id)) = (&self.probe, watch.session()) else {
+            return;
+        };
+        let probe = probe.clone();
+        let _ = thread::Builder::new()
+            .name("db_txn-end-session".into())
+            .spawn(move || {
+                if let Err(e) = probe.end_session(id) {
+                    tracing::debug!(target: "db_txn", session = id, error = ?e, "could not end the dead session");
+                }
+            });
     }
 
     /// Send one probe about `about` unless one is in flight.

@@ -6,7 +6,7 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{MysqlConnection, QueryResult, QueryableByName, RunQueryDsl};
 
 use super::super::{Backend, Driver, Flavor, ServerInfo, TxnConnection};
-use super::{busy_sessions_sql, Mysql, SERVER_INFO_SQL};
+use super::{busy_sessions_sql, end_session_sql, Mysql, SERVER_INFO_SQL};
 
 #[derive(QueryableByName)]
 struct Session {
@@ -52,6 +52,11 @@ impl Driver for MysqlConnection {
             },
             session_id: u64::try_from(s.session_id).ok(),
         })
+    }
+
+    fn end_session(&mut self, id: u64) -> QueryResult<()> {
+        use diesel::connection::SimpleConnection;
+        self.batch_execute(&end_session_sql(id))
     }
 
     fn busy_sessions(&mut self, ids: &[u64]) -> QueryResult<Vec<u64>> {

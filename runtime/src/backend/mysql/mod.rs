@@ -21,6 +21,11 @@ pub struct Mysql;
 pub(crate) const SERVER_INFO_SQL: &str = "SELECT CAST(@@SESSION.wait_timeout AS SIGNED) AS \
      wait_timeout, VERSION() AS version, CAST(CONNECTION_ID() AS SIGNED) AS session_id";
 
+/// Ends a session of this user whose link died (its transaction rolls back).
+pub(crate) fn end_session_sql(id: u64) -> String {
+    format!("KILL {id}")
+}
+
 /// The sessions among `ids` that run a statement (or wait for a lock)
 /// rather than wait for their client (`Sleep`).
 pub(crate) fn busy_sessions_sql(ids: &[u64]) -> String {

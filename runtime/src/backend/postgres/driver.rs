@@ -4,7 +4,7 @@ use diesel::sql_types::{BigInt, Integer, Nullable};
 use diesel::{PgConnection, QueryResult, QueryableByName, RunQueryDsl};
 
 use super::super::{Backend, Driver, ServerInfo, TxnConnection};
-use super::{busy_sessions_sql, Postgres, SERVER_INFO_SQL};
+use super::{busy_sessions_sql, end_session_sql, Postgres, SERVER_INFO_SQL};
 
 #[derive(QueryableByName)]
 struct Session {
@@ -39,6 +39,11 @@ impl Driver for PgConnection {
             session_id: u64::try_from(s.session_id).ok(),
             ..ServerInfo::default()
         })
+    }
+
+    fn end_session(&mut self, id: u64) -> QueryResult<()> {
+        use diesel::connection::SimpleConnection;
+        self.batch_execute(&end_session_sql(id))
     }
 
     fn busy_sessions(&mut self, ids: &[u64]) -> QueryResult<Vec<u64>> {

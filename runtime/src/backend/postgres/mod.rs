@@ -18,6 +18,11 @@ pub struct Postgres;
 /// Read at connect: the session's id on the server.
 pub(crate) const SERVER_INFO_SQL: &str = "SELECT pg_backend_pid() AS session_id";
 
+/// Ends a session of this role whose link died (its transaction rolls back).
+pub(crate) fn end_session_sql(id: u64) -> String {
+    format!("SELECT pg_terminate_backend({id})")
+}
+
 /// The sessions among `ids` that run a statement (or wait for a lock)
 /// rather than wait for their client: `idle in transaction` means the server
 /// waits for us.
