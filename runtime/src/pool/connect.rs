@@ -51,7 +51,8 @@ impl<C: TxnConnection> Connector<C> {
 
     /// Open and prepare one connection.
     pub(crate) fn open(&self) -> Result<Tracked<C>, R2d2Error> {
-        let mut conn = C::establish(&self.url).map_err(R2d2Error::ConnectionError)?;
+        let mut conn =
+            crate::backend::establish::<C>(&self.url).map_err(R2d2Error::ConnectionError)?;
         let flags = Arc::new(Flags::default());
         let watch = self.watchdog.as_ref().map(Watchdog::watch);
         // Statements are timed only when a stall timeout asks for it.

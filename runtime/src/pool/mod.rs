@@ -6,7 +6,8 @@
 //! retire), [`tracked`] (per-connection state), [`flags`] (health written by
 //! the [`observer`]), [`signals`] (pool-wide epoch and counters),
 //! [`watchdog`] (stalls and leaks), [`fork`] and [`child`] (after `fork()`),
-//! [`pooled`] (the checked-out handle), [`url`] (the URL in messages).
+//! [`pooled`] (the checked-out handle), [`target`] (what the URL opens, or why it is
+//! refused), [`url`] (the URL in messages).
 
 mod builder;
 mod child;
@@ -18,6 +19,7 @@ mod observer;
 mod policy;
 mod pooled;
 mod signals;
+mod target;
 pub(crate) mod tracked;
 mod url;
 mod watchdog;
@@ -37,6 +39,7 @@ use crate::Error;
 use manager::Manager;
 use pooled::Checked;
 use signals::Signals;
+use target::{Anchor, Refusal};
 
 /// A user rule run before the built-in classification.
 pub(crate) type Classifier = dyn Fn(&diesel::result::Error) -> Option<ErrorClass> + Send + Sync;
@@ -97,6 +100,10 @@ struct Shared<C: TxnConnection> {
     /// dropped: dropping would close the parent's connections) in a forked child.
     current: AtomicPtr<Generation<C>>,
     _owns: PhantomData<Box<Generation<C>>>,
+    /// Set when no checkout can ever succeed (a bad URL given to `build_lazy`).
+    refused: Option<Refusal>,
+    /// Keeps an in-memory database alive as long as the pool.
+    _anchor: Option<Anchor>,
 }
 
 struct Generation<C: TxnConnection> {
@@ -139,8 +146,29 @@ impl<C: TxnConnection> Drop for Shared<C> {
 static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
 
 impl<C: TxnConnection> Pool<C> {
-    /// Start configuring a pool for `url` (a file path or `:memory:` for
-    /// SQLite, `mysql://user:pass@host:port/db`, `postgres://...`).
+    /// Start configuring a pool for `url`: `mysql://user:pass@host:port/db`
+    /// (MariaDB too), `postgres://...` (or libpq's `key=value` pairs), and
+    /// for SQLite a file path, a `file:` URI, `sqlite://path` or `:memory:`.
+    ///
+    /// A URL the backend does not take (another backend's, or for SQLite a
+    /// bare word such as `app` that is neither a path nor a URL: write
+    /// `./app`) is refused with [`Error::BadUrl`].
+    ///
+    /// SQLite `:memory:` is one in-memory database shared by the pool's
+    /// connections (SQLite's `memdb` VFS), kept as long as the pool lives;
+    /// each pool built from `:memory:` has its own. Outside WAL mode, its
+    /// readers and writer wait for each other within `sqlite_busy_timeout`.
+    ///
+    /// ```
+    /// use diesel::connection::SimpleConnection;
+    /// use diesel::SqliteConnection;
+    /// # fn main() -> Result<(), db_txn::Error> {
+    /// let pool = db_txn::Pool::<SqliteConnection>::builder(":memory:").max_size(4).build()?;
+    /// let (mut a, mut b) = (pool.get()?, pool.get()?);
+    /// a.batch_execute("CREATE TABLE t (n INTEGER); INSERT INTO t VALUES (1)")?;
+    /// b.batch_execute("INSERT INTO t VALUES (2)")?; // the same database
+    /// # Ok(()) }
+    /// ```
     pub fn builder(url: impl Into<String>) -> PoolBuilder<C> {
         PoolBuilder::new(url.into())
     }
@@ -150,7 +178,11 @@ impl<C: TxnConnection> Pool<C> {
         Self::builder(url).build()
     }
 
-    fn from_config(config: builder::Config<C>) -> Self {
+    fn from_config(config: builder::Config<C>, start: Result<Option<Anchor>, Refusal>) -> Self {
+        let (anchor, refused) = match start {
+            Ok(anchor) => (anchor, None),
+            Err(refusal) => (None, Some(refusal)),
+        };
         let signals = Arc::new(Signals::default());
         let generation = Box::new(Generation::new(&config, &signals));
         Pool {
@@ -160,6 +192,8 @@ impl<C: TxnConnection> Pool<C> {
                 signals,
                 current: AtomicPtr::new(Box::into_raw(generation)),
                 _owns: PhantomData,
+                refused,
+                _anchor: anchor,
             }),
         }
     }
@@ -211,6 +245,9 @@ impl<C: TxnConnection> Pool<C> {
         &self,
         function: Option<&'static str>,
     ) -> Result<PooledConnection<C>, Error> {
+        if let Some(refusal) = &self.shared.refused {
+            return Err(refusal.error::<C>(self.shared.config.server()));
+        }
         let inner = self.inner();
         let timeout = self.shared.config.checkout_timeout;
         let got = match inner {

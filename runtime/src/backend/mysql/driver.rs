@@ -45,6 +45,7 @@ impl Driver for MysqlConnection {
             } else {
                 Flavor::Mysql
             },
+            single_writer: None,
         })
     }
 

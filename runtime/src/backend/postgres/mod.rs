@@ -5,10 +5,11 @@
 mod driver;
 mod errors;
 mod txn;
+mod url;
 
 use diesel::result::DatabaseErrorKind;
 
-use super::{Backend, Dialect, ServerInfo, TxnSql, Unsupported};
+use super::{Backend, Dialect, ServerInfo, Target, TxnSql, Unsupported};
 use crate::classify::ErrorClass;
 use crate::options::Options;
 
@@ -17,6 +18,10 @@ pub struct Postgres;
 
 impl Dialect for Postgres {
     const BACKEND: Backend = Backend::Postgres;
+
+    fn target(url: &str) -> Result<Target, String> {
+        url::target(url)
+    }
 
     fn txn_sql(_server: &ServerInfo, options: &Options) -> Result<TxnSql, Unsupported> {
         Ok(txn::sql(options))
