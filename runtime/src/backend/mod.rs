@@ -113,6 +113,12 @@ pub trait Dialect {
     fn explain_connect(_url: &str, error: ConnectionError) -> ConnectionError {
         error
     }
+
+    /// Whether `message`, the error of a ROLLBACK, only says that no
+    /// transaction was open (the connection is clean).
+    fn idle_rollback(_message: &str) -> bool {
+        false
+    }
 }
 
 /// How a pool opens its connections, decided by the backend from its URL.
@@ -230,6 +236,17 @@ pub(crate) fn target<C: TxnConnection>(url: &str) -> Result<Target, String> {
 /// Open a connection of type `C`; a failure says what failed.
 pub(crate) fn establish<C: TxnConnection>(url: &str) -> ConnectionResult<C> {
     C::establish(url).map_err(|e| <C::Dialect as Dialect>::explain_connect(url, e))
+}
+
+/// Whether `err`, the error of a ROLLBACK on `C`, only says that no
+/// transaction was open.
+pub(crate) fn idle_rollback<C: TxnConnection>(err: &DieselError) -> bool {
+    match err {
+        DieselError::DatabaseError(_, info) => {
+            <C::Dialect as Dialect>::idle_rollback(info.message())
+        }
+        _ => false,
+    }
 }
 
 /// Classify `err` as seen on a connection of `backend`, by the built-in

@@ -6,7 +6,8 @@
 //! retire), [`tracked`] (per-connection state), [`flags`] (health written by
 //! the [`observer`]), [`signals`] (pool-wide epoch and counters),
 //! [`watchdog`] (stalls and leaks), [`fork`] and [`child`] (after `fork()`),
-//! [`pooled`] (the checked-out handle), [`target`] (what the URL opens, or why it is
+//! [`pooled`] (the checked-out handle) and [`reset`] (cleaning it when a
+//! raw user returns it), [`target`] (what the URL opens, or why it is
 //! refused), [`url`] (the URL in messages).
 
 mod builder;
@@ -18,6 +19,7 @@ mod manager;
 mod observer;
 mod policy;
 mod pooled;
+mod reset;
 mod signals;
 mod target;
 pub(crate) mod tracked;
@@ -236,7 +238,48 @@ impl<C: TxnConnection> Pool<C> {
 
     /// Check a connection out, waiting at most the checkout timeout.
     ///
-    /// For code outside `#[db_txn]`; the connection goes back when dropped.
+    /// For code outside `#[db_txn]`; the connection goes back when dropped,
+    /// without a transaction: if any statement ran on it, the pool sends
+    /// `ROLLBACK` (a no-op when none is open), and a transaction begun
+    /// through diesel's transaction manager (`begin_test_transaction`, a
+    /// `TransactionManager::begin_transaction` never ended) is rolled back
+    /// through it. So the next user, a `#[db_txn]` call included, never
+    /// commits work it did not do. A connection that cannot be rolled back
+    /// is closed instead. A checkout that runs nothing costs nothing more.
+    ///
+    /// ```
+    /// use diesel::connection::SimpleConnection;
+    /// use diesel::prelude::*;
+    /// # fn main() -> Result<(), db_txn::Error> {
+    /// let pool = db_txn::Pool::<SqliteConnection>::builder(":memory:").max_size(1).build()?;
+    /// pool.get()?.batch_execute("CREATE TABLE t (n INTEGER)")?;
+    /// {
+    ///     let mut conn = pool.get()?;
+    ///     conn.batch_execute("BEGIN; INSERT INTO t VALUES (1)")?;
+    ///     // Returns early: no COMMIT, no ROLLBACK.
+    /// }
+    /// let count = diesel::dsl::sql::<diesel::sql_types::BigInt>("(SELECT COUNT(*) FROM t)");
+    /// let n: i64 = diesel::select(count).get_result(&mut *pool.get()?)?;
+    /// assert_eq!(n, 0, "rolled back when the connection came back");
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Only the transaction is reset. The next user of the connection
+    /// inherits anything else a raw user leaves on it:
+    ///
+    /// * session settings: `SET SESSION ...`, `SET time_zone`, `SET
+    ///   search_path`, user variables (`@x`), SQLite `PRAGMA`s;
+    /// * temporary tables, and SQLite `ATTACH`ed databases;
+    /// * locks held by the session rather than the transaction: MariaDB's
+    ///   `GET_LOCK()`, PostgreSQL's session-level `pg_advisory_lock()`;
+    /// * prepared statements made with SQL `PREPARE`, PostgreSQL `LISTEN`.
+    ///
+    /// Put settings every connection needs in
+    /// [`on_connect`](PoolBuilder::on_connect), and undo anything else
+    /// before the connection goes back. A test transaction does not survive
+    /// its checkout (diesel's own pool keeps one on purpose): to run
+    /// annotated functions in one, keep the connection and
+    /// [`lend`](crate::lend) it.
     pub fn get(&self) -> Result<PooledConnection<C>, Error> {
         self.checkout(None)
     }
@@ -263,7 +306,8 @@ impl<C: TxnConnection> Pool<C> {
         match got {
             Ok(inner) => {
                 Counters::bump(&self.shared.signals.counters.checkouts);
-                let mut conn = PooledConnection::new(inner);
+                // A raw user's connection is cleaned when it comes back.
+                let mut conn = PooledConnection::new(inner, function.is_none());
                 if let Some(watch) = &conn.tracked().watch {
                     watch.checked_out(function.unwrap_or("db_txn::Pool::get"));
                 }

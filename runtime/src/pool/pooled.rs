@@ -12,6 +12,8 @@ use crate::backend::TxnConnection;
 /// broken).
 pub struct PooledConnection<C: TxnConnection> {
     inner: Checked<C>,
+    /// Checked out by [`Pool::get`](crate::Pool::get): cleaned on return.
+    raw: bool,
 }
 
 pub(super) enum Checked<C: TxnConnection> {
@@ -20,8 +22,13 @@ pub(super) enum Checked<C: TxnConnection> {
 }
 
 impl<C: TxnConnection> PooledConnection<C> {
-    pub(super) fn new(inner: Checked<C>) -> Self {
-        PooledConnection { inner }
+    pub(super) fn new(inner: Checked<C>, raw: bool) -> Self {
+        let mut conn = PooledConnection { inner, raw };
+        if raw {
+            // Only what this user runs counts.
+            conn.tracked().flags.take_used();
+        }
+        conn
     }
 
     pub(crate) fn tracked(&mut self) -> &mut Tracked<C> {
@@ -41,6 +48,9 @@ impl<C: TxnConnection> PooledConnection<C> {
 
 impl<C: TxnConnection> Drop for PooledConnection<C> {
     fn drop(&mut self) {
+        if self.raw {
+            super::reset::after_raw_use(self.tracked());
+        }
         if let Some(watch) = &self.tracked().watch {
             watch.checked_in();
         }

@@ -52,4 +52,8 @@ impl Dialect for Sqlite {
     fn explain_connect(url: &str, error: ConnectionError) -> ConnectionError {
         open::explain(url, error)
     }
+
+    fn idle_rollback(message: &str) -> bool {
+        message.contains("no transaction is active")
+    }
 }
