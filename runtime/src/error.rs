@@ -31,6 +31,21 @@ pub enum Error {
         /// The annotated function.
         function: &'static str,
     },
+    /// The pool's URL is not one its backend takes: another backend's URL
+    /// (`mysql://...` for a SQLite pool), or a name the driver would misread
+    /// (a SQLite pool given `not a url`). Returned by
+    /// [`PoolBuilder::build`](crate::PoolBuilder::build), and by every
+    /// checkout of a pool built with
+    /// [`build_lazy`](crate::PoolBuilder::build_lazy). Nothing is opened or
+    /// created.
+    BadUrl {
+        /// The backend of the pool.
+        backend: Backend,
+        /// The URL, without its password.
+        url: String,
+        /// Why it is refused, and what the backend takes.
+        reason: String,
+    },
     /// A new connection could not be opened (bad URL, wrong password, server
     /// down). Returned by [`PoolBuilder::build`](crate::PoolBuilder::build).
     Connect {
@@ -130,6 +145,22 @@ pub enum Error {
         /// The annotated function.
         function: &'static str,
     },
+    /// The function needs a transaction of its own (`requires_new`, or a
+    /// pool of its own) on a SQLite database that a caller on this thread is
+    /// in a transaction on, and SQLite would make it wait for that caller,
+    /// which cannot finish before it returns: it would have waited out the
+    /// busy timeout and failed with "database is locked". Refused before
+    /// anything is sent.
+    LockedByCaller {
+        /// The function that was called.
+        function: &'static str,
+        /// The caller whose transaction holds the lock.
+        holder: &'static str,
+        /// The caller's transaction writes (otherwise it is `read_only`).
+        caller_writes: bool,
+        /// The database is in WAL mode.
+        wal: bool,
+    },
     /// A joining call asked for transaction settings that differ from the
     /// transaction it joins.
     NestedMismatch {
@@ -225,6 +256,11 @@ impl fmt::Display for Error {
                  `db_txn::install(pool)`, or name it with `#[db_txn(pool = ...)]`",
                 short = short_type_name(connection),
             ),
+            Error::BadUrl {
+                backend,
+                url,
+                reason,
+            } => write!(f, "cannot use `{url}` for a {backend} pool: {reason}"),
             Error::Connect {
                 backend, server, ..
             } => write!(f, "cannot connect to {backend} at {server}"),
@@ -302,6 +338,12 @@ impl fmt::Display for Error {
                  the parent; the child neither commits nor rolls it back (open the child's own \
                  transactions with calls made outside the parent's)"
             ),
+            Error::LockedByCaller {
+                function,
+                holder,
+                caller_writes,
+                wal,
+            } => locked_by_caller(f, function, holder, *caller_writes, *wal),
             Error::NestedMismatch {
                 function,
                 holder,
@@ -369,6 +411,42 @@ impl From<Error> for diesel::result::Error {
     }
 }
 
+fn locked_by_caller(
+    f: &mut fmt::Formatter<'_>,
+    function: &str,
+    holder: &str,
+    caller_writes: bool,
+    wal: bool,
+) -> fmt::Result {
+    write!(
+        f,
+        "`{function}` needs a transaction of its own on the SQLite database that `{holder}` \
+         is in a transaction on, on this thread; "
+    )?;
+    f.write_str(if caller_writes {
+        "SQLite allows one writer at a time and that transaction holds the write lock until \
+         it commits"
+    } else {
+        "outside WAL mode, that read transaction keeps any writer from committing"
+    })?;
+    write!(
+        f,
+        ", so `{function}` would wait for its own caller. Join `{holder}`'s transaction with \
+         `db_txn::lend(conn, || ...)`, "
+    )?;
+    if wal {
+        write!(f, "make `{function}` `read_only`, ")?;
+    }
+    write!(f, "or call `{function}` after `{holder}` has committed")?;
+    if !wal {
+        f.write_str(
+            " (without WAL, as with `:memory:` or `sqlite_wal(false)`, readers and the writer \
+             block each other, so `read_only` does not help)",
+        )?;
+    }
+    Ok(())
+}
+
 fn short_type_name(full: &str) -> &str {
     full.rsplit("::").next().unwrap_or(full)
 }
@@ -427,6 +505,54 @@ mod tests {
              one (0 of 4 open, 0 idle); no answer from the server"
         );
         assert!(checkout(none_open, Some("Can't connect")).ends_with("; last error: Can't connect"));
+    }
+
+    #[test]
+    fn bad_url_names_the_url_and_the_backend() {
+        let e = Error::BadUrl {
+            backend: Backend::Sqlite,
+            url: "mysql://app@db/app".into(),
+            reason: "it is a MariaDB/MySQL URL".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot use `mysql://app@db/app` for a SQLite pool: it is a MariaDB/MySQL URL"
+        );
+    }
+
+    #[test]
+    fn locked_by_caller_gives_only_advice_that_works() {
+        let msg = |caller_writes, wal| {
+            Error::LockedByCaller {
+                function: "app::audit",
+                holder: "app::order",
+                caller_writes,
+                wal,
+            }
+            .to_string()
+        };
+        let wal_writer = msg(true, true);
+        assert!(wal_writer.contains("one writer at a time"), "{wal_writer}");
+        assert!(
+            wal_writer.contains("make `app::audit` `read_only`"),
+            "{wal_writer}"
+        );
+        assert!(wal_writer.contains("db_txn::lend"), "{wal_writer}");
+        assert!(
+            wal_writer.contains("after `app::order` has committed"),
+            "{wal_writer}"
+        );
+        let memory_writer = msg(true, false);
+        assert!(
+            !memory_writer.contains("make `app::audit` `read_only`"),
+            "{memory_writer}"
+        );
+        assert!(memory_writer.contains("without WAL"), "{memory_writer}");
+        let rollback_reader = msg(false, false);
+        assert!(
+            rollback_reader.contains("read transaction keeps any writer from committing"),
+            "{rollback_reader}"
+        );
     }
 
     #[test]

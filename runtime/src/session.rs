@@ -13,6 +13,7 @@ use std::cell::RefCell;
 use std::marker::PhantomData;
 use std::time::Duration;
 
+use crate::backend::SingleWriter;
 use crate::{Error, Isolation, TxnConnection};
 
 /// The transaction settings a joining call must agree with.
@@ -36,6 +37,17 @@ struct Entry {
     /// The fork generation the entry was made in: a child forked inside a
     /// session must not use the parent's connection.
     generation: u64,
+    /// The lock its transaction may hold on a one-writer database (SQLite).
+    held: Option<Held>,
+}
+
+/// What an entry's transaction may hold on a database that takes one writer
+/// at a time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Held {
+    pub db: SingleWriter,
+    /// Read-write (otherwise `read_only`).
+    pub writes: bool,
 }
 
 thread_local! {
@@ -142,6 +154,38 @@ pub(crate) struct Scope {
     _not_send: PhantomData<*const ()>,
 }
 
+impl Scope {
+    /// Record that the entry's transaction is on `db`, a database that takes
+    /// one writer at a time, and whether it writes.
+    pub(crate) fn holding(self, db: Option<SingleWriter>, writes: bool) -> Scope {
+        if let Some(db) = db {
+            STACK.with(|stack| {
+                if let Some(entry) = stack.borrow_mut().last_mut() {
+                    entry.held = Some(Held { db, writes });
+                }
+            });
+        }
+        self
+    }
+}
+
+/// The caller on this thread, topmost first, whose transaction on pool
+/// `pool` (or on the database `database`) makes `blocks` true: the function
+/// now using its connection, and what it holds.
+pub(crate) fn lock_holder(
+    pool: u64,
+    database: Option<u64>,
+    blocks: impl Fn(Held) -> bool,
+) -> Option<(&'static str, Held)> {
+    STACK.with(|stack| {
+        stack.borrow().iter().rev().find_map(|e| {
+            let held = e.held?;
+            let same = e.pool == Some(pool) || (database.is_some() && held.db.database == database);
+            (same && blocks(held)).then_some((e.holder, held))
+        })
+    })
+}
+
 impl Drop for Scope {
     fn drop(&mut self) {
         let _ = STACK.try_with(|stack| stack.borrow_mut().pop());
@@ -163,6 +207,7 @@ pub(crate) fn enter<C: TxnConnection>(
         settings: Some(settings),
         lent: None,
         generation: crate::pool::fork_generation(),
+        held: None,
     })
 }
 
@@ -235,6 +280,7 @@ pub fn lend<C: TxnConnection, R>(conn: &mut C, f: impl FnOnce() -> R) -> R {
             settings: None,
             lent: Some(ptr),
             generation: crate::pool::fork_generation(),
+            held: None,
         })),
     };
     f()

@@ -22,6 +22,7 @@
 pub(crate) mod mysql;
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
+pub(crate) mod url;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -30,10 +31,11 @@ use std::time::Duration;
 use diesel::connection::{AnsiTransactionManager, Connection};
 use diesel::r2d2::R2D2Connection;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel::QueryResult;
+use diesel::{ConnectionError, ConnectionResult, QueryResult};
 
 use crate::classify::{Disconnect, ErrorClass};
 use crate::options::Options;
+pub use sqlite::SingleWriter;
 
 /// The database behind a connection type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -92,6 +94,10 @@ pub trait Dialect {
     /// The TCP port when a URL names none; `None` for an embedded database
     /// (no link to lose, nothing for the watchdog to watch).
     const DEFAULT_PORT: Option<u16>;
+    /// How a pool opens its connections to `url`, or why this backend
+    /// refuses it: another backend's URL, or a name the driver would misread
+    /// (the reason says what is accepted).
+    fn target(url: &str) -> Result<Target, String>;
 
     /// The SQL that begins a top-level transaction with `options` (and
     /// undoes its session settings afterwards), or why the backend cannot
@@ -105,6 +111,40 @@ pub trait Dialect {
     /// for while it restarts), rather than a refusal such as a wrong
     /// password (not worth repeating).
     fn unreachable(message: &str) -> bool;
+
+    /// `error`, from opening `url`, in words that say what failed.
+    fn explain_connect(_url: &str, error: ConnectionError) -> ConnectionError {
+        error
+    }
+
+    /// Whether `message`, the error of a ROLLBACK, only says that no
+    /// transaction was open (the connection is clean).
+    fn idle_rollback(_message: &str) -> bool {
+        false
+    }
+
+    /// Ends whatever transaction a raw user left open, quietly when there
+    /// is none.
+    const RAW_RESET_SQL: &'static str = "ROLLBACK";
+}
+
+/// How a pool opens its connections, decided by the backend from its URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Open this instead of the URL given (SQLite `:memory:`: a database
+    /// of the pool's own, shared by its connections).
+    pub url: Option<String>,
+    /// The database lives only while a connection to it is open (in
+    /// memory): the pool keeps one open for as long as it lives.
+    pub keep_open: bool,
+}
+
+impl Target {
+    /// Connect to the URL as given.
+    pub const AS_GIVEN: Target = Target {
+        url: None,
+        keep_open: false,
+    };
 }
 
 /// What the pool and the runner do on one concrete connection type: the
@@ -168,6 +208,8 @@ pub struct ServerInfo {
     /// The server's id of this session (MariaDB/MySQL `CONNECTION_ID()`,
     /// PostgreSQL `pg_backend_pid()`).
     pub session_id: Option<u64>,
+    /// The database takes one writer at a time (SQLite): which one.
+    pub single_writer: Option<SingleWriter>,
 }
 
 /// Settings applied to every new connection.
@@ -207,6 +249,27 @@ pub(crate) fn txn_sql<C: TxnConnection>(
     options: &Options,
 ) -> Result<TxnSql, Unsupported> {
     <C::Dialect as Dialect>::txn_sql(server, options)
+}
+
+/// How a pool of `C` opens `url`, or why it refuses it.
+pub(crate) fn target<C: TxnConnection>(url: &str) -> Result<Target, String> {
+    <C::Dialect as Dialect>::target(url)
+}
+
+/// Open a connection of type `C`; a failure says what failed.
+pub(crate) fn establish<C: TxnConnection>(url: &str) -> ConnectionResult<C> {
+    C::establish(url).map_err(|e| <C::Dialect as Dialect>::explain_connect(url, e))
+}
+
+/// Whether `err`, the error of a ROLLBACK on `C`, only says that no
+/// transaction was open.
+pub(crate) fn idle_rollback<C: TxnConnection>(err: &DieselError) -> bool {
+    match err {
+        DieselError::DatabaseError(_, info) => {
+            <C::Dialect as Dialect>::idle_rollback(info.message())
+        }
+        _ => false,
+    }
 }
 
 /// Classify `err` as seen on a connection of `backend`, by the built-in

@@ -8,9 +8,10 @@ use super::manager::Manager;
 use super::policy::Policy;
 use super::probe::{Monitor, SessionProbe};
 use super::signals::Signals;
+use super::target::{Anchor, Refusal};
 use super::watchdog::{Limits, Watchdog};
 use super::{Classifier, OnConnect, Pool};
-use crate::backend::{ConnectSettings, Dialect, TxnConnection};
+use crate::backend::{self, ConnectSettings, Dialect, Target, TxnConnection};
 use crate::classify::ErrorClass;
 use crate::error::PoolState;
 use crate::Error;
@@ -22,6 +23,9 @@ pub struct PoolBuilder<C: TxnConnection> {
 
 pub(super) struct Config<C: TxnConnection> {
     url: String,
+    /// What connections open: the URL, or the backend's replacement for it
+    /// (SQLite `:memory:`: a database of the pool's own).
+    connect_url: String,
     pub(super) max_size: u32,
     min_idle: u32,
     policy: Policy,
@@ -47,7 +51,7 @@ impl<C: TxnConnection> Config<C> {
         };
         Manager {
             connector: Connector {
-                url: self.url.clone(),
+                url: self.connect_url.clone(),
                 settings: self.settings,
                 signals,
                 classifier: self.classifier.clone(),
@@ -58,6 +62,16 @@ impl<C: TxnConnection> Config<C> {
             },
             policy: self.policy,
         }
+    }
+
+    /// Open what the backend's reading of the URL asks for: the URL it
+    /// connects to instead, and the connection that keeps an in-memory
+    /// database alive.
+    fn aim(&mut self, target: &Target) -> diesel::ConnectionResult<Option<Anchor>> {
+        if let Some(url) = &target.url {
+            self.connect_url.clone_from(url);
+        }
+        Anchor::open::<C>(target, &self.connect_url)
     }
 
     /// The URL without its password, for messages.
@@ -84,6 +98,7 @@ impl<C: TxnConnection> PoolBuilder<C> {
     pub(super) fn new(url: String) -> Self {
         PoolBuilder {
             config: Config {
+                connect_url: url.clone(),
                 url,
                 max_size: 10,
                 min_idle: 0,
@@ -260,11 +275,30 @@ impl<C: TxnConnection> PoolBuilder<C> {
         self
     }
 
-    /// Build the pool, opening one connection first so that a bad URL, a
-    /// wrong password or an absent server is reported now, as
-    /// [`Error::Connect`], within the checkout timeout (a server that accepts
-    /// the TCP connection but never answers cannot hold start-up hostage).
-    pub fn build(self) -> Result<Pool<C>, Error> {
+    /// Build the pool, opening one connection first so that a wrong
+    /// password or an absent server is reported now, as [`Error::Connect`],
+    /// within the checkout timeout (a server that accepts the TCP connection
+    /// but never answers cannot hold start-up hostage). A URL the backend
+    /// does not take is refused before anything is opened, as
+    /// [`Error::BadUrl`]:
+    ///
+    /// ```
+    /// use diesel::SqliteConnection;
+    /// let err = db_txn::Pool::<SqliteConnection>::new("mysql://app@db/app").unwrap_err();
+    /// assert!(matches!(err, db_txn::Error::BadUrl { .. }));
+    /// assert!(err.to_string().contains("Pool<MysqlConnection>"), "{err}");
+    /// ```
+    pub fn build(mut self) -> Result<Pool<C>, Error> {
+        let target = backend::target::<C>(&self.config.url).map_err(|reason| Error::BadUrl {
+            backend: C::BACKEND,
+            url: self.config.server(),
+            reason,
+        })?;
+        let anchor = self.config.aim(&target).map_err(|source| Error::Connect {
+            backend: C::BACKEND,
+            server: self.config.server(),
+            source,
+        })?;
         let probe = self.config.manager(Arc::new(Signals::default()), false);
         let (tx, rx) = std::sync::mpsc::channel();
         let unanswered = |last_error: String| Error::Checkout {
@@ -285,7 +319,7 @@ impl<C: TxnConnection> PoolBuilder<C> {
             })
             .map_err(|e| unanswered(format!("cannot start the connect probe: {e}")))?;
         match rx.recv_timeout(self.config.checkout_timeout) {
-            Ok(Ok(())) => Ok(self.build_lazy()),
+            Ok(Ok(())) => Ok(Pool::from_config(self.config, Ok(anchor))),
             Ok(Err(diesel::r2d2::Error::ConnectionError(source))) => Err(Error::Connect {
                 backend: C::BACKEND,
                 server: self.config.server(),
@@ -302,8 +336,21 @@ impl<C: TxnConnection> PoolBuilder<C> {
         }
     }
 
-    /// Build the pool without connecting; the first checkout connects.
-    pub fn build_lazy(self) -> Pool<C> {
-        Pool::from_config(self.config)
+    /// Build the pool without connecting; the first checkout connects. A
+    /// URL the backend does not take makes every checkout fail at once with
+    /// [`Error::BadUrl`].
+    pub fn build_lazy(mut self) -> Pool<C> {
+        let start = match backend::target::<C>(&self.config.url) {
+            Ok(target) => self
+                .config
+                .aim(&target)
+                .map_err(|e| Refusal::Connect(e.to_string())),
+            Err(reason) => {
+                // Nothing is opened, not even in the background.
+                self.config.min_idle = 0;
+                Err(Refusal::BadUrl(reason))
+            }
+        };
+        Pool::from_config(self.config, start)
     }
 }

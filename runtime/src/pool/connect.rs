@@ -110,11 +110,11 @@ impl<C: TxnConnection> Connector<C> {
     /// URL's port (none for an embedded database).
     fn establish(&self) -> Result<(C, Vec<RawFd>), diesel::ConnectionError> {
         let Some(port) = <C::Dialect as Dialect>::DEFAULT_PORT else {
-            return Ok((C::establish(&self.url)?, Vec::new()));
+            return Ok((crate::backend::establish::<C>(&self.url)?, Vec::new()));
         };
         let _one_at_a_time = self.serial.lock().unwrap_or_else(PoisonError::into_inner);
         let before = socket::snapshot();
-        let conn = C::establish(&self.url)?;
+        let conn = crate::backend::establish::<C>(&self.url)?;
         let after = socket::snapshot();
         Ok((
             conn,

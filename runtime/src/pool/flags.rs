@@ -17,6 +17,9 @@ pub(crate) struct Flags {
     /// Set when the connection must not be reused for another reason (a
     /// failed ROLLBACK, a failed session reset).
     discard: AtomicU8,
+    /// Set when a statement starts; a raw user's connection that ran one is
+    /// rolled back when it comes back (`reset.rs`).
+    used: AtomicU8,
     /// The driver's error that revealed the disconnect, for
     /// [`Error::Disconnected`](crate::Error::Disconnected).
     lost_by: OnceLock<LostBy>,
@@ -96,6 +99,15 @@ impl Flags {
 
     pub(crate) fn take_conflict(&self) -> bool {
         self.conflict.swap(0, Relaxed) != 0
+    }
+
+    pub(crate) fn mark_used(&self) {
+        self.used.store(1, Relaxed);
+    }
+
+    /// Whether a statement ran since the last call.
+    pub(crate) fn take_used(&self) -> bool {
+        self.used.swap(0, Relaxed) != 0
     }
 
     pub(crate) fn set_discard(&self) {

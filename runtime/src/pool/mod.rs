@@ -7,7 +7,9 @@
 //! the [`observer`]), [`signals`] (pool-wide epoch and counters),
 //! [`watchdog`] (stalls and leaks) with its [`probe`], [`socket`] (the
 //! socket under a connection), [`fork`] and [`child`] (after `fork()`),
-//! [`pooled`] (the checked-out handle), [`url`] (the URL in messages).
+//! [`pooled`] (the checked-out handle) and [`reset`] (cleaning it when a
+//! raw user returns it), [`target`] (what the URL opens, or why it is
+//! refused), [`url`] (the URL in messages).
 
 mod builder;
 mod child;
@@ -19,8 +21,10 @@ mod observer;
 mod policy;
 mod pooled;
 mod probe;
+mod reset;
 mod signals;
 mod socket;
+mod target;
 pub(crate) mod tracked;
 mod url;
 mod watchdog;
@@ -40,6 +44,7 @@ use crate::Error;
 use manager::Manager;
 use pooled::Checked;
 use signals::Signals;
+use target::{Anchor, Refusal};
 
 /// A user rule run before the built-in classification.
 pub(crate) type Classifier = dyn Fn(&diesel::result::Error) -> Option<ErrorClass> + Send + Sync;
@@ -100,6 +105,10 @@ struct Shared<C: TxnConnection> {
     /// dropped: dropping would close the parent's connections) in a forked child.
     current: AtomicPtr<Generation<C>>,
     _owns: PhantomData<Box<Generation<C>>>,
+    /// Set when no checkout can ever succeed (a bad URL given to `build_lazy`).
+    refused: Option<Refusal>,
+    /// Keeps an in-memory database alive as long as the pool.
+    _anchor: Option<Anchor>,
 }
 
 struct Generation<C: TxnConnection> {
@@ -142,8 +151,29 @@ impl<C: TxnConnection> Drop for Shared<C> {
 static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
 
 impl<C: TxnConnection> Pool<C> {
-    /// Start configuring a pool for `url` (a file path or `:memory:` for
-    /// SQLite, `mysql://user:pass@host:port/db`, `postgres://...`).
+    /// Start configuring a pool for `url`: `mysql://user:pass@host:port/db`
+    /// (MariaDB too), `postgres://...` (or libpq's `key=value` pairs), and
+    /// for SQLite a file path, a `file:` URI, `sqlite://path` or `:memory:`.
+    ///
+    /// A URL the backend does not take (another backend's, or for SQLite a
+    /// bare word such as `app` that is neither a path nor a URL: write
+    /// `./app`) is refused with [`Error::BadUrl`].
+    ///
+    /// SQLite `:memory:` is one in-memory database shared by the pool's
+    /// connections (SQLite's `memdb` VFS), kept as long as the pool lives;
+    /// each pool built from `:memory:` has its own. Outside WAL mode, its
+    /// readers and writer wait for each other within `sqlite_busy_timeout`.
+    ///
+    /// ```
+    /// use diesel::connection::SimpleConnection;
+    /// use diesel::SqliteConnection;
+    /// # fn main() -> Result<(), db_txn::Error> {
+    /// let pool = db_txn::Pool::<SqliteConnection>::builder(":memory:").max_size(4).build()?;
+    /// let (mut a, mut b) = (pool.get()?, pool.get()?);
+    /// a.batch_execute("CREATE TABLE t (n INTEGER); INSERT INTO t VALUES (1)")?;
+    /// b.batch_execute("INSERT INTO t VALUES (2)")?; // the same database
+    /// # Ok(()) }
+    /// ```
     pub fn builder(url: impl Into<String>) -> PoolBuilder<C> {
         PoolBuilder::new(url.into())
     }
@@ -153,7 +183,11 @@ impl<C: TxnConnection> Pool<C> {
         Self::builder(url).build()
     }
 
-    fn from_config(config: builder::Config<C>) -> Self {
+    fn from_config(config: builder::Config<C>, start: Result<Option<Anchor>, Refusal>) -> Self {
+        let (anchor, refused) = match start {
+            Ok(anchor) => (anchor, None),
+            Err(refusal) => (None, Some(refusal)),
+        };
         let signals = Arc::new(Signals::default());
         let generation = Box::new(Generation::new(&config, &signals));
         Pool {
@@ -163,6 +197,8 @@ impl<C: TxnConnection> Pool<C> {
                 signals,
                 current: AtomicPtr::new(Box::into_raw(generation)),
                 _owns: PhantomData,
+                refused,
+                _anchor: anchor,
             }),
         }
     }
@@ -205,7 +241,48 @@ impl<C: TxnConnection> Pool<C> {
 
     /// Check a connection out, waiting at most the checkout timeout.
     ///
-    /// For code outside `#[db_txn]`; the connection goes back when dropped.
+    /// For code outside `#[db_txn]`; the connection goes back when dropped,
+    /// without a transaction: if any statement ran on it, the pool sends
+    /// `ROLLBACK` (a no-op when none is open), and a transaction begun
+    /// through diesel's transaction manager (`begin_test_transaction`, a
+    /// `TransactionManager::begin_transaction` never ended) is rolled back
+    /// through it. So the next user, a `#[db_txn]` call included, never
+    /// commits work it did not do. A connection that cannot be rolled back
+    /// is closed instead. A checkout that runs nothing costs nothing more.
+    ///
+    /// ```
+    /// use diesel::connection::SimpleConnection;
+    /// use diesel::prelude::*;
+    /// # fn main() -> Result<(), db_txn::Error> {
+    /// let pool = db_txn::Pool::<SqliteConnection>::builder(":memory:").max_size(1).build()?;
+    /// pool.get()?.batch_execute("CREATE TABLE t (n INTEGER)")?;
+    /// {
+    ///     let mut conn = pool.get()?;
+    ///     conn.batch_execute("BEGIN; INSERT INTO t VALUES (1)")?;
+    ///     // Returns early: no COMMIT, no ROLLBACK.
+    /// }
+    /// let count = diesel::dsl::sql::<diesel::sql_types::BigInt>("(SELECT COUNT(*) FROM t)");
+    /// let n: i64 = diesel::select(count).get_result(&mut *pool.get()?)?;
+    /// assert_eq!(n, 0, "rolled back when the connection came back");
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Only the transaction is reset. The next user of the connection
+    /// inherits anything else a raw user leaves on it:
+    ///
+    /// * session settings: `SET SESSION ...`, `SET time_zone`, `SET
+    ///   search_path`, user variables (`@x`), SQLite `PRAGMA`s;
+    /// * temporary tables, and SQLite `ATTACH`ed databases;
+    /// * locks held by the session rather than the transaction: MariaDB's
+    ///   `GET_LOCK()`, PostgreSQL's session-level `pg_advisory_lock()`;
+    /// * prepared statements made with SQL `PREPARE`, PostgreSQL `LISTEN`.
+    ///
+    /// Put settings every connection needs in
+    /// [`on_connect`](PoolBuilder::on_connect), and undo anything else
+    /// before the connection goes back. A test transaction does not survive
+    /// its checkout (diesel's own pool keeps one on purpose): to run
+    /// annotated functions in one, keep the connection and
+    /// [`lend`](crate::lend) it.
     pub fn get(&self) -> Result<PooledConnection<C>, Error> {
         self.checkout(None)
     }
@@ -214,6 +291,9 @@ impl<C: TxnConnection> Pool<C> {
         &self,
         function: Option<&'static str>,
     ) -> Result<PooledConnection<C>, Error> {
+        if let Some(refusal) = &self.shared.refused {
+            return Err(refusal.error::<C>(self.shared.config.server()));
+        }
         let inner = self.inner();
         let timeout = self.shared.config.checkout_timeout;
         let got = match inner {
@@ -229,7 +309,8 @@ impl<C: TxnConnection> Pool<C> {
         match got {
             Ok(inner) => {
                 Counters::bump(&self.shared.signals.counters.checkouts);
-                let mut conn = PooledConnection::new(inner, fork::generation());
+                // A raw user's connection is cleaned when it comes back.
+                let mut conn = PooledConnection::new(inner, function.is_none(), fork::generation());
                 if let Some(watch) = &conn.tracked().watch {
                     watch.checked_out(function.unwrap_or("db_txn::Pool::get"));
                 }

@@ -29,6 +29,9 @@ pub(crate) struct Observer<C> {
 
 impl<C: TxnConnection> Instrumentation for Observer<C> {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        if let InstrumentationEvent::StartQuery { .. } = &event {
+            self.flags.mark_used();
+        }
         if let Some(watch) = &self.watch {
             match &event {
                 InstrumentationEvent::StartQuery { .. } => {

@@ -16,6 +16,8 @@ pub struct PooledConnection<C: TxnConnection> {
     /// parent is neither returned to the parent's pool nor closed.
     inner: ManuallyDrop<Checked<C>>,
     generation: u64,
+    /// Checked out by [`Pool::get`](crate::Pool::get): cleaned on return.
+    raw: bool,
 }
 
 pub(super) enum Checked<C: TxnConnection> {
@@ -24,11 +26,17 @@ pub(super) enum Checked<C: TxnConnection> {
 }
 
 impl<C: TxnConnection> PooledConnection<C> {
-    pub(super) fn new(inner: Checked<C>, generation: u64) -> Self {
-        PooledConnection {
+    pub(super) fn new(inner: Checked<C>, raw: bool, generation: u64) -> Self {
+        let mut conn = PooledConnection {
             inner: ManuallyDrop::new(inner),
             generation,
+            raw,
+        };
+        if raw {
+            // Only what this user runs counts.
+            conn.tracked().flags.take_used();
         }
+        conn
     }
 
     pub(crate) fn tracked(&mut self) -> &mut Tracked<C> {
@@ -53,6 +61,9 @@ impl<C: TxnConnection> Drop for PooledConnection<C> {
             // state cannot be touched here (its locks may be held by threads
             // that do not exist in this process), nor its socket closed.
             return;
+        }
+        if self.raw {
+            super::reset::after_raw_use(self.tracked());
         }
         if let Some(watch) = &self.tracked().watch {
             watch.checked_in();

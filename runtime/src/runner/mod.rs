@@ -10,6 +10,7 @@
 //! connection run in a SAVEPOINT and never retry on their own.
 
 mod nested;
+mod single_writer;
 
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::thread;
@@ -101,6 +102,7 @@ where
     F: FnMut(&mut C) -> Result<T, E>,
 {
     let counters = pool.counters();
+    single_writer::before_checkout(pool, options)?;
     let (mut attempts, mut lost_retries, mut conflict_retries) = (0u32, 0, 0);
     loop {
         attempts += 1;
@@ -116,6 +118,7 @@ where
         let waited = tracing::enabled!(target: "db_txn", tracing::Level::DEBUG)
             .then(std::time::Instant::now);
         let mut conn = pool.checkout(Some(options.name))?;
+        single_writer::after_checkout(pool, &mut conn, options)?;
         if let Some(waited) = waited {
             tracing::debug!(
                 target: "db_txn",
@@ -230,7 +233,8 @@ where
     };
     let generation = pool::fork_generation();
     let outcome = {
-        let _session = session::enter(pool.id(), &tracked.conn, options.name, settings);
+        let _session = session::enter(pool.id(), &tracked.conn, options.name, settings)
+            .holding(tracked.server.single_writer, !options.read_only);
         catch_unwind(AssertUnwindSafe(|| body(&mut tracked.conn)))
     };
     if pool::fork_generation() != generation {

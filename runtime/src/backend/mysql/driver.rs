@@ -51,6 +51,7 @@ impl Driver for MysqlConnection {
                 Flavor::Mysql
             },
             session_id: u64::try_from(s.session_id).ok(),
+            single_writer: None,
         })
     }
 

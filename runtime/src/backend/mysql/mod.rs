@@ -6,10 +6,11 @@
 mod driver;
 mod errors;
 mod txn;
+mod url;
 
 use diesel::result::DatabaseErrorKind;
 
-use super::{Backend, Dialect, ServerInfo, TxnSql, Unsupported};
+use super::{Backend, Dialect, ServerInfo, Target, TxnSql, Unsupported};
 use crate::classify::ErrorClass;
 use crate::options::Options;
 
@@ -44,6 +45,10 @@ pub(crate) fn busy_sessions_sql(ids: &[u64]) -> String {
 impl Dialect for Mysql {
     const DEFAULT_PORT: Option<u16> = Some(3306);
     const BACKEND: Backend = Backend::Mysql;
+
+    fn target(url: &str) -> Result<Target, String> {
+        url::target(url)
+    }
 
     fn txn_sql(server: &ServerInfo, options: &Options) -> Result<TxnSql, Unsupported> {
         Ok(txn::sql(server, options))

@@ -5,10 +5,11 @@
 mod driver;
 mod errors;
 mod txn;
+mod url;
 
 use diesel::result::DatabaseErrorKind;
 
-use super::{Backend, Dialect, ServerInfo, TxnSql, Unsupported};
+use super::{Backend, Dialect, ServerInfo, Target, TxnSql, Unsupported};
 use crate::classify::ErrorClass;
 use crate::options::Options;
 
@@ -42,6 +43,16 @@ pub(crate) fn busy_sessions_sql(ids: &[u64]) -> String {
 impl Dialect for Postgres {
     const DEFAULT_PORT: Option<u16> = Some(5432);
     const BACKEND: Backend = Backend::Postgres;
+
+    fn target(url: &str) -> Result<Target, String> {
+        url::target(url)
+    }
+
+    // A bare ROLLBACK outside a transaction makes the server log a WARNING
+    // ("there is no transaction in progress") for every clean return; BEGIN
+    // then ROLLBACK is silent then, and warns only when a transaction was
+    // really left open.
+    const RAW_RESET_SQL: &'static str = "BEGIN; ROLLBACK";
 
     fn txn_sql(_server: &ServerInfo, options: &Options) -> Result<TxnSql, Unsupported> {
         Ok(txn::sql(options))

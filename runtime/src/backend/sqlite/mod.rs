@@ -1,14 +1,22 @@
-//! SQLite: transaction SQL and the options it cannot honour ([`txn`]),
-//! error classification (below: an embedded database has no link to lose),
-//! and `SqliteConnection` ([`driver`], feature `sqlite`).
+//! SQLite: transaction SQL and the options it cannot honour ([`txn`]), the
+//! names a pool takes ([`url`]), why a file could not be opened ([`open`]),
+//! its one writer at a time ([`lock`]), error classification (below: an
+//! embedded database has no link to lose), and `SqliteConnection`
+//! ([`driver`], feature `sqlite`).
 
 #[cfg(feature = "sqlite")]
 mod driver;
+mod lock;
+mod open;
 mod txn;
+mod url;
 
 use diesel::result::DatabaseErrorKind;
+use diesel::ConnectionError;
 
-use super::{Backend, Dialect, ServerInfo, TxnSql, Unsupported};
+pub use lock::SingleWriter;
+
+use super::{Backend, Dialect, ServerInfo, Target, TxnSql, Unsupported};
 use crate::classify::{Disconnect, ErrorClass};
 use crate::options::Options;
 
@@ -18,6 +26,10 @@ pub struct Sqlite;
 impl Dialect for Sqlite {
     const BACKEND: Backend = Backend::Sqlite;
     const DEFAULT_PORT: Option<u16> = None;
+
+    fn target(url: &str) -> Result<Target, String> {
+        url::target(url)
+    }
 
     fn txn_sql(_server: &ServerInfo, options: &Options) -> Result<TxnSql, Unsupported> {
         txn::sql(options)
@@ -36,5 +48,13 @@ impl Dialect for Sqlite {
     fn unreachable(_message: &str) -> bool {
         // Opening a file either works or fails for good.
         false
+    }
+
+    fn explain_connect(url: &str, error: ConnectionError) -> ConnectionError {
+        open::explain(url, error)
+    }
+
+    fn idle_rollback(message: &str) -> bool {
+        message.contains("no transaction is active")
     }
 }
