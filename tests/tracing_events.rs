@@ -11,6 +11,8 @@ use db_txn::{db_txn, Pool};
 use db_txn_tests::MariaDb;
 use diesel::connection::SimpleConnection;
 use diesel::MysqlConnection;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
 
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);
@@ -40,11 +42,11 @@ fn a_disconnect_and_its_retry_are_logged_with_the_function() {
     let capture = Capture::default();
     let writer = capture.clone();
     let subscriber = tracing_subscriber::fmt()
-        .with_env_filter("db_txn=info")
         .with_ansi(false)
         .without_time()
         .with_writer(move || writer.clone())
-        .finish();
+        .finish()
+        .with(Targets::new().with_target("db_txn", tracing::Level::INFO));
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let server = MariaDb::shared();
