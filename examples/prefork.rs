@@ -10,7 +10,7 @@
 //!
 //! `DATABASE_URL` names the database (default: a throwaway MariaDB);
 //! `WORKERS` (default 3) and `REQUESTS` (default 3, per worker) size the
-//! run; `RUST_LOG` sets the log filter (default `info`).
+//! run; `RUST_LOG` sets the log filter (`db_txn=debug,info`; default `info`).
 //!
 //! With `db_txn`, a forked worker's first call opens a connection of its
 //! own, and the worker never writes to, nor closes, the master's. The
@@ -253,12 +253,26 @@ fn env_number(name: &str, default: i64) -> Result<i64, String> {
 
 type BoxError = Box<dyn std::error::Error>;
 
-fn main() -> Result<(), BoxError> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+/// Logs through `tracing`. `RUST_LOG` is a list of `target=level` and
+/// `level` (`db_txn=debug,info`); the default is `info`.
+fn init_logs() -> Result<(), BoxError> {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(list) => list
+            .parse::<Targets>()
+            .map_err(|e| format!("RUST_LOG={list:?}: {e}"))?,
+        Err(_) => Targets::new().with_default(LevelFilter::INFO),
+    };
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer())
+        .with(filter)
         .init();
+    Ok(())
+}
+
+fn main() -> Result<(), BoxError> {
+    init_logs()?;
     let (workers, requests) = (env_number("WORKERS", 3)?, env_number("REQUESTS", 3)?);
     let (url, server) = match std::env::var("DATABASE_URL") {
         Ok(url) => (url, None),

@@ -22,8 +22,8 @@
 //!   (`PoolBuilder::on_connect`); the pool reads the limit after the hook,
 //!   so it retires those connections the same way (`recycled`).
 //!
-//! Either way every run succeeds. `RUST_LOG` sets the log filter (default
-//! `info`).
+//! Either way every run succeeds. `RUST_LOG` sets the log filter
+//! (`db_txn=debug,info`; default `info`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -253,12 +253,26 @@ fn env_number(name: &str, default: u64) -> Result<u64, String> {
 
 type BoxError = Box<dyn std::error::Error>;
 
-fn main() -> Result<(), BoxError> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+/// Logs through `tracing`. `RUST_LOG` is a list of `target=level` and
+/// `level` (`db_txn=debug,info`); the default is `info`.
+fn init_logs() -> Result<(), BoxError> {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(list) => list
+            .parse::<Targets>()
+            .map_err(|e| format!("RUST_LOG={list:?}: {e}"))?,
+        Err(_) => Targets::new().with_default(LevelFilter::INFO),
+    };
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer())
+        .with(filter)
         .init();
+    Ok(())
+}
+
+fn main() -> Result<(), BoxError> {
+    init_logs()?;
     let schedule = Schedule {
         runs: usize::try_from(env_number("JOB_RUNS", 4)?)?,
         every: Duration::from_secs(env_number("JOB_EVERY_SECS", 3)?),

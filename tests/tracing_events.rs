@@ -13,6 +13,9 @@ use db_txn::{db_txn, Pool};
 use db_txn_tests::MariaDb;
 use diesel::connection::SimpleConnection;
 use diesel::MysqlConnection;
+use tracing::Level;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
 
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);
@@ -42,12 +45,18 @@ fn record_payment(
 fn a_disconnect_and_its_retry_are_logged_with_the_function() {
     let capture = Capture::default();
     let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter("db_txn=info,tracing_events=debug")
-        .with_ansi(false)
-        .without_time()
-        .with_writer(move || writer.clone())
-        .finish();
+    let subscriber = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .without_time()
+                .with_writer(move || writer.clone()),
+        )
+        .with(
+            Targets::new()
+                .with_target("db_txn", Level::INFO)
+                .with_target("tracing_events", Level::DEBUG),
+        );
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let server = MariaDb::shared();

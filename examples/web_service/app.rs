@@ -1,6 +1,6 @@
 //! The service of `examples/web_service`: routes, handlers, and the
 //! `#[db_txn]` functions they call. `main.rs` serves it;
-//! `tests/example_web_service.rs` drives it while the database server kills
+//! `tests/web_service.rs` drives it while the database server kills
 //! its connections and restarts.
 //!
 //! | route | what |

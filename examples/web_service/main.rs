@@ -3,7 +3,7 @@
 //! request, `pool_pre_ping`, `pool_recycle` or an `auto_rollback` decorator.
 //!
 //! ```sh
-//! cargo run --example web_service --features mysql
+//! cargo run -p db_txn_web_service
 //! ```
 //!
 //! `DATABASE_URL` (`mysql://user:pass@host:port/db`) names the database; if
@@ -14,8 +14,9 @@
 //! Handlers run the blocking database calls on tokio's blocking threads
 //! (`spawn_blocking`); each call checks out a connection, runs one
 //! transaction and gives the connection back, whatever happens in between.
-//! `tests/example_web_service.rs` sends requests while the server KILLs the
-//! service's connections and restarts, and checks that none failed.
+//! `tests/web_service.rs` (`cargo test -p db_txn_web_service`) sends
+//! requests while the server KILLs the service's connections and restarts,
+//! and checks that none failed.
 
 mod app;
 

@@ -1,4 +1,4 @@
-//! `cargo bench --bench compare --all-features`: `#[db_txn]` against raw
+//! `cargo bench -p db_txn_bench`: `#[db_txn]` against raw
 //! diesel + r2d2, on SQLite, MariaDB and PostgreSQL, in one process.
 //!
 //! Contenders ([`contenders`]): (1) raw r2d2 without the checkout ping, the
@@ -187,7 +187,7 @@ fn main() -> ExitCode {
     let chart = match (&args.chart, args.smoke) {
         (Some(path), _) => path.clone(),
         (None, true) => std::env::temp_dir().join("db_txn-bench-smoke-chart.svg"),
-        (None, false) => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/bench/chart.svg"),
+        (None, false) => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("chart.svg"),
     };
     match chart::draw(&out.rows, &chart) {
         Ok(()) => println!("Chart: {}", chart.display()),

@@ -4,9 +4,8 @@
 //! match what the clients were told, every write must be in the ledger
 //! exactly once, and the pool must end all-idle with the server seeing just
 //! its connections.
-#![cfg(feature = "mysql")]
 
-#[path = "../examples/web_service/app.rs"]
+#[path = "../app.rs"]
 mod app;
 
 use std::io::{Read, Write};
