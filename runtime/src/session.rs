@@ -7,10 +7,17 @@
 //! second `&mut C` to a connection whose body still holds one would be
 //! undefined behaviour, so a call that finds the connection busy fails with
 //! [`Error::ConnectionBorrowed`] and says how to fix it.
+//!
+//! The stack is intrusive: each entry lives in the stack frame of the call
+//! (or the `lend`) that made it, linked to the one below, and the thread
+//! keeps only a pointer to the top. Entering a call is two stores; an entry
+//! is unlinked by its [`Scope`] guard, in the reverse order of entering
+//! (guards are lexically scoped, also when unwinding).
 
 use std::any::TypeId;
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::marker::PhantomData;
+use std::ptr;
 use std::time::Duration;
 
 use crate::backend::SingleWriter;
@@ -23,22 +30,25 @@ pub(crate) struct Settings {
     pub timeout: Option<Duration>,
 }
 
-struct Entry {
+/// One connection in use on this thread.
+pub(crate) struct Entry {
     type_id: TypeId,
     /// `None` for a connection lent from outside any pool.
     pool: Option<u64>,
     /// Identity of the connection (its address), never dereferenced.
     addr: usize,
-    holder: &'static str,
+    holder: Cell<&'static str>,
     /// `None` when unknown (a connection lent from outside).
     settings: Option<Settings>,
     /// Set while lent: derived from the `&mut C` that [`lend`] holds.
-    lent: Option<*mut ()>,
+    lent: Cell<Option<*mut ()>>,
     /// The fork generation the entry was made in: a child forked inside a
     /// session must not use the parent's connection.
     generation: u64,
     /// The lock its transaction may hold on a one-writer database (SQLite).
     held: Option<Held>,
+    /// The entry below this one (null at the bottom).
+    below: Cell<*const Entry>,
 }
 
 /// What an entry's transaction may hold on a database that takes one writer
@@ -51,7 +61,30 @@ pub(crate) struct Held {
 }
 
 thread_local! {
-    static STACK: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
+    /// The topmost entry (null when none): a `Cell` with no destructor is
+    /// the cheapest thread-local there is.
+    static TOP: Cell<*const Entry> = const { Cell::new(ptr::null()) };
+}
+
+/// No `#[db_txn]` call or `lend` is under way on this thread.
+#[inline]
+pub(crate) fn is_empty() -> bool {
+    TOP.with(Cell::get).is_null()
+}
+
+/// The topmost entry for which `pick` is true.
+fn find(mut pick: impl FnMut(&Entry) -> bool) -> Option<*const Entry> {
+    let mut at = TOP.with(Cell::get);
+    while !at.is_null() {
+        // SAFETY: every linked entry is alive: it is unlinked by its
+        // `Scope` before the frame that holds it ends.
+        let entry = unsafe { &*at };
+        if pick(entry) {
+            return Some(at);
+        }
+        at = entry.below.get();
+    }
+    None
 }
 
 /// What an annotated call finds for its connection type and pool.
@@ -65,7 +98,7 @@ pub(crate) enum Lookup {
 }
 
 pub(crate) struct Lent {
-    index: usize,
+    entry: *const Entry,
     ptr: *mut (),
     pub holder: &'static str,
     pub settings: Option<Settings>,
@@ -81,7 +114,9 @@ impl Lent {
     /// `C` must be the type the entry was lent as (checked by `lookup`), and
     /// the caller must not keep the reference past the claim.
     pub(crate) unsafe fn claim<'a, C>(self, holder: &'static str) -> (&'a mut C, Claim) {
-        let claim = Claim::new(self.index, None, holder);
+        // SAFETY: the entry is linked (found by `lookup` on this thread just
+        // now) and outlives the claim, which the caller drops first.
+        let claim = unsafe { Claim::new(self.entry, None, holder) };
         // SAFETY: `ptr` was derived in `lend` from a `&mut C` that `lend`
         // keeps borrowed until its closure returns, and no other reference
         // to it is handed out while this claim marks the entry busy.
@@ -91,48 +126,45 @@ impl Lent {
 
 /// Find the session a call for `C` on pool `pool` joins, topmost first.
 pub(crate) fn lookup<C: TxnConnection>(pool: Option<u64>) -> Lookup {
+    if is_empty() {
+        return Lookup::Free;
+    }
     let ty = TypeId::of::<C>();
-    STACK.with(|stack| {
-        let stack = stack.borrow();
-        let found = stack
-            .iter()
-            .enumerate()
-            .rev()
-            .find(|(_, e)| e.type_id == ty && (e.pool.is_none() || e.pool == pool));
-        match found {
-            None => Lookup::Free,
-            Some((index, e)) => match e.lent {
-                None => Lookup::Busy { holder: e.holder },
-                Some(ptr) => Lookup::Lent(Lent {
-                    index,
-                    ptr,
-                    holder: e.holder,
-                    settings: e.settings,
-                    inherited: e.generation != crate::pool::fork_generation(),
-                }),
-            },
-        }
-    })
+    let Some(at) = find(|e| e.type_id == ty && (e.pool.is_none() || e.pool == pool)) else {
+        return Lookup::Free;
+    };
+    // SAFETY: found just now among the linked entries.
+    let e = unsafe { &*at };
+    match e.lent.get() {
+        None => Lookup::Busy {
+            holder: e.holder.get(),
+        },
+        Some(ptr) => Lookup::Lent(Lent {
+            entry: at,
+            ptr,
+            holder: e.holder.get(),
+            settings: e.settings,
+            inherited: e.generation != crate::pool::fork_generation(),
+        }),
+    }
 }
 
 /// Marks a session entry busy (or lent) and restores it when dropped.
 pub(crate) struct Claim {
-    index: usize,
+    entry: *const Entry,
     saved: (Option<*mut ()>, &'static str),
     _not_send: PhantomData<*const ()>,
 }
 
 impl Claim {
-    fn new(index: usize, lent: Option<*mut ()>, holder: &'static str) -> Claim {
-        let saved = STACK.with(|stack| {
-            let entry = &mut stack.borrow_mut()[index];
-            let saved = (entry.lent, entry.holder);
-            entry.lent = lent;
-            entry.holder = holder;
-            saved
-        });
+    /// # Safety
+    /// `entry` is linked on this thread and outlives the claim.
+    unsafe fn new(entry: *const Entry, lent: Option<*mut ()>, holder: &'static str) -> Claim {
+        // SAFETY: as the caller promises.
+        let e = unsafe { &*entry };
+        let saved = (e.lent.replace(lent), e.holder.replace(holder));
         Claim {
-            index,
+            entry,
             saved,
             _not_send: PhantomData,
         }
@@ -141,31 +173,64 @@ impl Claim {
 
 impl Drop for Claim {
     fn drop(&mut self) {
-        let _ = STACK.try_with(|stack| {
-            if let Some(entry) = stack.borrow_mut().get_mut(self.index) {
-                (entry.lent, entry.holder) = self.saved;
-            }
+        // SAFETY: see `Claim::new`.
+        let e = unsafe { &*self.entry };
+        e.lent.set(self.saved.0);
+        e.holder.set(self.saved.1);
+    }
+}
+
+/// Keeps an entry linked; unlinks it when dropped.
+pub(crate) struct Scope<'e> {
+    entry: &'e Entry,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Drop for Scope<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        let below = self.entry.below.get();
+        let _ = TOP.try_with(|top| {
+            debug_assert!(ptr::eq(top.get(), self.entry), "scopes end in order");
+            top.set(below);
         });
     }
 }
 
-/// A session entry pushed for the lifetime of this guard.
-pub(crate) struct Scope {
-    _not_send: PhantomData<*const ()>,
+/// Link `entry` on top of this thread's stack for the guard's lifetime.
+#[inline]
+pub(crate) fn enter(entry: &Entry) -> Scope<'_> {
+    TOP.with(|top| {
+        entry.below.set(top.get());
+        top.set(entry);
+    });
+    Scope {
+        entry,
+        _not_send: PhantomData,
+    }
 }
 
-impl Scope {
-    /// Record that the entry's transaction is on `db`, a database that takes
-    /// one writer at a time, and whether it writes.
-    pub(crate) fn holding(self, db: Option<SingleWriter>, writes: bool) -> Scope {
-        if let Some(db) = db {
-            STACK.with(|stack| {
-                if let Some(entry) = stack.borrow_mut().last_mut() {
-                    entry.held = Some(Held { db, writes });
-                }
-            });
+impl Entry {
+    /// The entry of a connection an annotated call checked out (busy).
+    pub(crate) fn checked_out<C: TxnConnection>(
+        pool: u64,
+        conn: &C,
+        holder: &'static str,
+        settings: Settings,
+        generation: u64,
+        held: Option<Held>,
+    ) -> Entry {
+        Entry {
+            type_id: TypeId::of::<C>(),
+            pool: Some(pool),
+            addr: conn as *const C as usize,
+            holder: Cell::new(holder),
+            settings: Some(settings),
+            lent: Cell::new(None),
+            generation,
+            held,
+            below: Cell::new(ptr::null()),
         }
-        self
     }
 }
 
@@ -177,45 +242,18 @@ pub(crate) fn lock_holder(
     database: Option<u64>,
     blocks: impl Fn(Held) -> bool,
 ) -> Option<(&'static str, Held)> {
-    STACK.with(|stack| {
-        stack.borrow().iter().rev().find_map(|e| {
-            let held = e.held?;
-            let same = e.pool == Some(pool) || (database.is_some() && held.db.database == database);
-            (same && blocks(held)).then_some((e.holder, held))
-        })
-    })
-}
-
-impl Drop for Scope {
-    fn drop(&mut self) {
-        let _ = STACK.try_with(|stack| stack.borrow_mut().pop());
-    }
-}
-
-/// Push a busy entry for a connection an annotated call checked out.
-pub(crate) fn enter<C: TxnConnection>(
-    pool: u64,
-    conn: &C,
-    holder: &'static str,
-    settings: Settings,
-) -> Scope {
-    push(Entry {
-        type_id: TypeId::of::<C>(),
-        pool: Some(pool),
-        addr: conn as *const C as usize,
-        holder,
-        settings: Some(settings),
-        lent: None,
-        generation: crate::pool::fork_generation(),
-        held: None,
-    })
-}
-
-fn push(entry: Entry) -> Scope {
-    STACK.with(|stack| stack.borrow_mut().push(entry));
-    Scope {
-        _not_send: PhantomData,
-    }
+    let mut found = None;
+    find(|e| {
+        let Some(held) = e.held else { return false };
+        let same = e.pool == Some(pool) || (database.is_some() && held.db.database == database);
+        if same && blocks(held) {
+            found = Some((e.holder.get(), held));
+            true
+        } else {
+            false
+        }
+    });
+    found
 }
 
 /// Run `f` with `conn` lent to the `#[db_txn]` calls it makes: they join
@@ -260,38 +298,40 @@ pub fn lend<C: TxnConnection, R>(conn: &mut C, f: impl FnOnce() -> R) -> R {
     let ty = TypeId::of::<C>();
     let addr = conn as *const C as usize;
     let ptr = (conn as *mut C).cast::<()>();
-    let own = STACK.with(|stack| {
-        stack
-            .borrow()
-            .iter()
-            .rposition(|e| e.type_id == ty && e.addr == addr)
-    });
+    let own = find(|e| e.type_id == ty && e.addr == addr);
+    let outside;
     // Keep the guard alive while `f` runs; `conn` stays borrowed until then.
     let _guard = match own {
-        Some(index) => {
-            let holder = STACK.with(|stack| stack.borrow()[index].holder);
-            LendGuard::Own(Claim::new(index, Some(ptr), holder))
+        Some(entry) => {
+            // SAFETY: found just now, linked below this frame's scope.
+            let holder = unsafe { (*entry).holder.get() };
+            // SAFETY: the entry outlives this call, which drops the claim.
+            LendGuard::Own(unsafe { Claim::new(entry, Some(ptr), holder) })
         }
-        None => LendGuard::Outside(push(Entry {
-            type_id: ty,
-            pool: None,
-            addr,
-            holder: "db_txn::lend",
-            settings: None,
-            lent: Some(ptr),
-            generation: crate::pool::fork_generation(),
-            held: None,
-        })),
+        None => {
+            outside = Entry {
+                type_id: ty,
+                pool: None,
+                addr,
+                holder: Cell::new("db_txn::lend"),
+                settings: None,
+                lent: Cell::new(Some(ptr)),
+                generation: crate::pool::fork_generation(),
+                held: None,
+                below: Cell::new(ptr::null()),
+            };
+            LendGuard::Outside(enter(&outside))
+        }
     };
     f()
 }
 
 /// Restores the session stack when a [`lend`] ends, also on panic.
-enum LendGuard {
+enum LendGuard<'e> {
     /// The connection of an annotated call on this thread.
     Own(#[allow(dead_code)] Claim),
     /// A connection from outside any `#[db_txn]` call.
-    Outside(#[allow(dead_code)] Scope),
+    Outside(#[allow(dead_code)] Scope<'e>),
 }
 
 /// Run `f` on the connection currently lent to this thread with [`lend`], for
@@ -312,33 +352,27 @@ enum LendGuard {
 /// ```
 pub fn with_connection<C: TxnConnection, R>(f: impl FnOnce(&mut C) -> R) -> Result<R, Error> {
     let ty = TypeId::of::<C>();
-    let found = STACK.with(|stack| {
-        let stack = stack.borrow();
-        stack
-            .iter()
-            .enumerate()
-            .rev()
-            .find(|(_, e)| e.type_id == ty)
-            .map(|(index, e)| (index, e.lent, e.holder, e.generation))
-    });
-    match found {
-        None => Err(Error::NoSession {
+    let Some(at) = find(|e| e.type_id == ty) else {
+        return Err(Error::NoSession {
             connection: std::any::type_name::<C>(),
-        }),
-        Some((_, _, _, generation)) if generation != crate::pool::fork_generation() => {
-            Err(Error::Forked {
-                function: "db_txn::with_connection",
-            })
-        }
-        Some((_, None, holder, _)) => Err(Error::ConnectionBorrowed {
+        });
+    };
+    // SAFETY: found just now among the linked entries.
+    let e = unsafe { &*at };
+    if e.generation != crate::pool::fork_generation() {
+        return Err(Error::Forked {
             function: "db_txn::with_connection",
-            holder,
-        }),
-        Some((index, Some(ptr), _, _)) => {
-            let _claim = Claim::new(index, None, "db_txn::with_connection");
-            // SAFETY: as in `Lent::claim`: `ptr` comes from the `&mut C` that
-            // `lend` holds, and the entry is busy while `f` runs.
-            Ok(f(unsafe { &mut *ptr.cast::<C>() }))
-        }
+        });
     }
+    let Some(ptr) = e.lent.get() else {
+        return Err(Error::ConnectionBorrowed {
+            function: "db_txn::with_connection",
+            holder: e.holder.get(),
+        });
+    };
+    // SAFETY: the entry outlives this call, which drops the claim.
+    let _claim = unsafe { Claim::new(at, None, "db_txn::with_connection") };
+    // SAFETY: as in `Lent::claim`: `ptr` comes from the `&mut C` that `lend`
+    // holds, and the entry is busy while `f` runs.
+    Ok(f(unsafe { &mut *ptr.cast::<C>() }))
 }

@@ -60,7 +60,7 @@ impl<C: TxnConnection> Config<C> {
                 keepalive: self.keepalive,
                 serial: Default::default(),
             },
-            policy: self.policy,
+            policy: self.policy.rules(),
         }
     }
 

@@ -25,7 +25,7 @@ pub(crate) struct ChildPool<C: TxnConnection> {
 }
 
 struct State<C> {
-    idle: Vec<Tracked<C>>,
+    idle: Vec<Box<Tracked<C>>>,
     open: u32,
 }
 
@@ -105,7 +105,7 @@ impl<C: TxnConnection> ChildPool<C> {
     fn connect_within(
         self: &Arc<Self>,
         deadline: Instant,
-    ) -> Result<Tracked<C>, diesel::r2d2::Error> {
+    ) -> Result<Box<Tracked<C>>, diesel::r2d2::Error> {
         let (tx, rx) = mpsc::channel();
         let pool = self.clone();
         let spawned = thread::Builder::new()
@@ -134,14 +134,14 @@ impl<C: TxnConnection> ChildPool<C> {
         }
     }
 
-    fn lend(self: &Arc<Self>, conn: Tracked<C>) -> ChildConnection<C> {
+    fn lend(self: &Arc<Self>, conn: Box<Tracked<C>>) -> ChildConnection<C> {
         ChildConnection {
             conn: Some(conn),
             pool: self.clone(),
         }
     }
 
-    fn put_back(&self, mut conn: Tracked<C>) {
+    fn put_back(&self, mut conn: Box<Tracked<C>>) {
         let broken = self.manager.has_broken(&mut conn);
         let mut state = self.lock();
         if broken {
@@ -164,7 +164,7 @@ impl<C: TxnConnection> ChildPool<C> {
 
 /// A connection checked out of a [`ChildPool`].
 pub(crate) struct ChildConnection<C: TxnConnection> {
-    conn: Option<Tracked<C>>,
+    conn: Option<Box<Tracked<C>>>,
     pool: Arc<ChildPool<C>>,
 }
 

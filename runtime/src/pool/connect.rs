@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use diesel::r2d2::Error as R2d2Error;
 
+use super::clock;
 use super::flags::Flags;
 use super::fork;
 use super::observer::Observer;
@@ -43,7 +44,7 @@ impl<C: TxnConnection> Connector<C> {
     /// r2d2 waits 200 ms, 400 ms, 800 ms... between failed attempts, but a
     /// server coming back from a restart accepts connections within
     /// milliseconds: poll for it first (on r2d2's worker thread).
-    pub(crate) fn connect(&self) -> Result<Tracked<C>, R2d2Error> {
+    pub(crate) fn connect(&self) -> Result<Box<Tracked<C>>, R2d2Error> {
         let started = Instant::now();
         loop {
             match self.open() {
@@ -58,7 +59,7 @@ impl<C: TxnConnection> Connector<C> {
     }
 
     /// Open and prepare one connection.
-    pub(crate) fn open(&self) -> Result<Tracked<C>, R2d2Error> {
+    pub(crate) fn open(&self) -> Result<Box<Tracked<C>>, R2d2Error> {
         let (mut conn, candidates) = self.establish().map_err(R2d2Error::ConnectionError)?;
         let flags = Arc::new(Flags::default());
         let watch = self.watchdog.as_ref().map(Watchdog::watch);
@@ -90,20 +91,22 @@ impl<C: TxnConnection> Connector<C> {
             }
         }
         Counters::bump(&self.signals.counters.opened);
-        let now = Instant::now();
-        Ok(Tracked {
+        let now = clock::now();
+        Ok(Box::new(Tracked {
             conn,
             flags,
             server,
             created: now,
             last_ok: now,
+            ok: false,
             last_release: now,
+            retire_idle: super::policy::retire_before(server.idle_limit),
             epoch: self.signals.epoch(),
             signals: self.signals.clone(),
             watch,
             fd,
             protected: fd.and_then(fork::protect),
-        })
+        }))
     }
 
     /// Connect, and list the sockets that appeared meanwhile towards the

@@ -78,6 +78,7 @@ impl Flags {
         }
     }
 
+    #[inline]
     pub(crate) fn disconnect(&self) -> Option<Disconnect> {
         match self.disconnect.load(Relaxed) {
             0 => None,
@@ -97,15 +98,18 @@ impl Flags {
         self.conflict.store(1, Relaxed);
     }
 
+    #[inline]
     pub(crate) fn take_conflict(&self) -> bool {
         self.conflict.swap(0, Relaxed) != 0
     }
 
+    #[inline]
     pub(crate) fn mark_used(&self) {
         self.used.store(1, Relaxed);
     }
 
     /// Whether a statement ran since the last call.
+    #[inline]
     pub(crate) fn take_used(&self) -> bool {
         self.used.swap(0, Relaxed) != 0
     }
@@ -115,6 +119,7 @@ impl Flags {
     }
 
     /// Never hand this connection out again.
+    #[inline]
     pub(crate) fn unusable(&self) -> bool {
         self.disconnect.load(Relaxed) != 0 || self.discard.load(Relaxed) != 0
     }

@@ -63,6 +63,13 @@ fn register_handler() {
 /// generation. Installs the fork handler on first use.
 pub(crate) fn generation() -> u64 {
     register_handler();
+    current()
+}
+
+/// The same, for code that runs only after a pool (or a [`crate::lend`])
+/// installed the handler: one atomic load.
+#[inline]
+pub(crate) fn current() -> u64 {
     GENERATION.load(Ordering::Acquire)
 }
 

@@ -2,35 +2,36 @@
 //! checkout [`Policy`] in r2d2's validation and check-in hooks. The forked
 //! child's pool (`child.rs`) drives the same manager.
 
-use std::time::Instant;
-
 use diesel::r2d2::{Error as R2d2Error, ManageConnection};
 
+use super::clock;
 use super::connect::Connector;
 use super::flags::gone;
-use super::policy::{Policy, Verdict};
+use super::policy::{Rules, Verdict};
 use super::tracked::Tracked;
 use crate::backend::TxnConnection;
 use crate::stats::Counters;
 
 pub(crate) struct Manager<C: TxnConnection> {
     pub connector: Connector<C>,
-    pub policy: Policy,
+    pub policy: Rules,
 }
 
 impl<C: TxnConnection> ManageConnection for Manager<C> {
-    type Connection = Tracked<C>;
+    // Boxed: r2d2 moves its connections in and out of its idle list, and a
+    // pointer moves for less than the whole state.
+    type Connection = Box<Tracked<C>>;
     type Error = R2d2Error;
 
-    fn connect(&self) -> Result<Tracked<C>, R2d2Error> {
+    fn connect(&self) -> Result<Box<Tracked<C>>, R2d2Error> {
         self.connector.connect()
     }
 
-    fn is_valid(&self, t: &mut Tracked<C>) -> Result<(), R2d2Error> {
+    fn is_valid(&self, t: &mut Box<Tracked<C>>) -> Result<(), R2d2Error> {
         let signals = &self.connector.signals;
         let counters = &signals.counters;
         let epoch = signals.epoch();
-        match self.policy.judge(t, signals, Instant::now()) {
+        match self.policy.judge(t, signals, clock::now()) {
             Verdict::Broken => Err(R2d2Error::QueryError(gone(t.flags.disconnect()))),
             Verdict::Retire(why) => {
                 Counters::bump(&counters.recycled);
@@ -59,17 +60,17 @@ impl<C: TxnConnection> ManageConnection for Manager<C> {
                     watch.pinging(false);
                 }
                 pinged.map_err(R2d2Error::QueryError)?;
-                t.last_ok = Instant::now();
+                t.last_ok = clock::now();
                 t.epoch = epoch;
                 Ok(())
             }
         }
     }
 
-    fn has_broken(&self, t: &mut Tracked<C>) -> bool {
+    fn has_broken(&self, t: &mut Box<Tracked<C>>) -> bool {
         // Unlike diesel's manager, a panicking thread does not break the
         // connection: the runner rolls back before it unwinds further.
-        t.last_release = Instant::now();
+        t.returned(clock::now());
         let broken = t.flags.unusable() || t.conn.is_broken();
         if broken {
             tracing::info!(

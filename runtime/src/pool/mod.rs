@@ -13,6 +13,7 @@
 
 mod builder;
 mod child;
+mod clock;
 mod connect;
 pub(crate) mod flags;
 mod fork;
@@ -209,7 +210,7 @@ impl<C: TxnConnection> Pool<C> {
         // SAFETY: a generation is freed only when `Shared` drops, and one that
         // was replaced is never freed; `&self` keeps `Shared` alive.
         let generation = unsafe { &*ptr };
-        if generation.fork_generation == fork::generation() {
+        if generation.fork_generation == fork::current() {
             return &generation.inner;
         }
         tracing::info!(
@@ -310,7 +311,7 @@ impl<C: TxnConnection> Pool<C> {
             Ok(inner) => {
                 Counters::bump(&self.shared.signals.counters.checkouts);
                 // A raw user's connection is cleaned when it comes back.
-                let mut conn = PooledConnection::new(inner, function.is_none(), fork::generation());
+                let mut conn = PooledConnection::new(inner, function.is_none(), fork::current());
                 if let Some(watch) = &conn.tracked().watch {
                     watch.checked_out(function.unwrap_or("db_txn::Pool::get"));
                 }
@@ -346,10 +347,12 @@ impl<C: TxnConnection> Pool<C> {
     }
 
     /// A process-unique id; sessions join calls on the same pool only.
+    #[inline]
     pub(crate) fn id(&self) -> u64 {
         self.shared.id
     }
 
+    #[inline]
     pub(crate) fn counters(&self) -> &Counters {
         &self.shared.signals.counters
     }
@@ -365,7 +368,14 @@ pub(crate) fn fork_generation() -> u64 {
     fork::generation()
 }
 
+/// The same, once a pool exists (the fork handler is installed).
+#[inline]
+pub(crate) fn fork_current() -> u64 {
+    fork::current()
+}
+
 /// The connection's socket was closed or reset by the other end.
+#[inline]
 pub(crate) fn hung_up(fd: std::os::fd::RawFd) -> bool {
     socket::hung_up(fd)
 }

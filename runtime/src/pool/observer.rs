@@ -29,22 +29,33 @@ pub(crate) struct Observer<C> {
 
 impl<C: TxnConnection> Instrumentation for Observer<C> {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
-        if let InstrumentationEvent::StartQuery { .. } = &event {
-            self.flags.mark_used();
-        }
-        if let Some(watch) = &self.watch {
-            match &event {
-                InstrumentationEvent::StartQuery { .. } => {
+        match &event {
+            InstrumentationEvent::StartQuery { .. } => {
+                self.flags.mark_used();
+                if let Some(watch) = &self.watch {
                     self.seq = self.seq.wrapping_add(1);
                     watch.statement_started(self.seq);
                 }
-                InstrumentationEvent::FinishQuery { .. } => watch.statement_finished(),
-                _ => {}
             }
+            InstrumentationEvent::FinishQuery { error, .. } => {
+                if let Some(watch) = &self.watch {
+                    watch.statement_finished();
+                }
+                if let Some(err) = error {
+                    self.seen_error(err);
+                }
+            }
+            _ => {}
         }
-        if let InstrumentationEvent::FinishQuery {
-            error: Some(err), ..
-        } = &event
+        if let Some(inner) = &mut self.inner {
+            inner.on_connection_event(event);
+        }
+    }
+}
+
+impl<C: TxnConnection> Observer<C> {
+    #[cold]
+    fn seen_error(&self, err: &diesel::result::Error) {
         {
             let class = self
                 .classifier
@@ -67,9 +78,6 @@ impl<C: TxnConnection> Instrumentation for Observer<C> {
                 ErrorClass::Conflict => self.flags.set_conflict(),
                 ErrorClass::Other => {}
             }
-        }
-        if let Some(inner) = &mut self.inner {
-            inner.on_connection_event(event);
         }
     }
 }

@@ -13,8 +13,9 @@
 //!   `wait_timeout`, read at connect, minus a margin), `max_idle`, or older
 //!   than `max_lifetime` is retired without a ping.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use super::clock::Ms;
 use super::signals::Signals;
 use super::tracked::Tracked;
 
@@ -24,6 +25,36 @@ pub(crate) struct Policy {
     pub ping_window: Duration,
     pub max_idle: Option<Duration>,
     pub max_lifetime: Option<Duration>,
+}
+
+/// The same limits in milliseconds of the pool's clock, so that judging a
+/// checkout is a few integer comparisons.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rules {
+    ping_window: u64,
+    max_idle: u64,
+    max_lifetime: u64,
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Policy {
+    pub(crate) fn rules(&self) -> Rules {
+        Rules {
+            ping_window: ms(self.ping_window),
+            max_idle: self.max_idle.map_or(u64::MAX, ms),
+            max_lifetime: self.max_lifetime.map_or(u64::MAX, ms),
+        }
+    }
+}
+
+/// After how long idle a connection to a server that closes idle
+/// connections after `limit` is retired: 10 % before it, at least 1 s
+/// before, at most half of it (for tiny test limits).
+pub(crate) fn retire_before(limit: Option<Duration>) -> u64 {
+    limit.map_or(u64::MAX, |limit| ms(limit - idle_margin(limit)))
 }
 
 /// What to do with an idle connection at checkout.
@@ -39,8 +70,8 @@ pub(crate) enum Verdict {
     Ping,
 }
 
-impl Policy {
-    pub(crate) fn judge<C>(&self, t: &Tracked<C>, signals: &Signals, now: Instant) -> Verdict {
+impl Rules {
+    pub(crate) fn judge<C>(&self, t: &Tracked<C>, signals: &Signals, now: Ms) -> Verdict {
         if t.flags.unusable() {
             return Verdict::Broken;
         }
@@ -50,28 +81,22 @@ impl Policy {
         if signals.distrusts(t.last_ok) {
             return Verdict::Retire("idle since before a link stopped answering");
         }
-        if t.epoch == signals.epoch() && now.saturating_duration_since(t.last_ok) < self.ping_window
-        {
+        if t.epoch == signals.epoch() && now.0.saturating_sub(t.last_ok.0) < self.ping_window {
             Verdict::Trust
         } else {
             Verdict::Ping
         }
     }
 
-    fn expired<C>(&self, t: &Tracked<C>, now: Instant) -> Option<&'static str> {
-        let idle = now.saturating_duration_since(t.last_release);
-        if let Some(limit) = t.server.idle_limit {
-            if idle + idle_margin(limit) >= limit {
-                return Some("idle close to the server's wait_timeout");
-            }
+    fn expired<C>(&self, t: &Tracked<C>, now: Ms) -> Option<&'static str> {
+        let idle = now.0.saturating_sub(t.last_release.0);
+        if idle >= t.retire_idle {
+            return Some("idle close to the server's wait_timeout");
         }
-        if self.max_idle.is_some_and(|m| idle >= m) {
+        if idle >= self.max_idle {
             return Some("idle longer than max_idle");
         }
-        if self
-            .max_lifetime
-            .is_some_and(|m| now.saturating_duration_since(t.created) >= m)
-        {
+        if now.0.saturating_sub(t.created.0) >= self.max_lifetime {
             return Some("older than max_lifetime");
         }
         None
@@ -112,13 +137,8 @@ mod judge_tests {
     use crate::pool::flags::Flags;
     use crate::pool::signals::Signals;
 
-    fn tracked(
-        age: Duration,
-        idle: Duration,
-        since_ok: Duration,
-        epoch: u64,
-    ) -> (Tracked<()>, Instant) {
-        let now = Instant::now() + Duration::from_secs(3600);
+    fn tracked(age: Duration, idle: Duration, since_ok: Duration, epoch: u64) -> (Tracked<()>, Ms) {
+        let now = Ms(10_000_000);
         let t = Tracked {
             conn: (),
             flags: Arc::new(Flags::default()),
@@ -126,9 +146,11 @@ mod judge_tests {
                 idle_limit: Some(Duration::from_secs(60)),
                 ..ServerInfo::default()
             },
-            created: now - age,
-            last_ok: now - since_ok,
-            last_release: now - idle,
+            created: now.minus(age),
+            last_ok: now.minus(since_ok),
+            ok: false,
+            last_release: now.minus(idle),
+            retire_idle: retire_before(Some(Duration::from_secs(60))),
             epoch,
             signals: Arc::new(Signals::default()),
             watch: None,
@@ -138,11 +160,12 @@ mod judge_tests {
         (t, now)
     }
 
-    const POLICY: Policy = Policy {
+    const POLICY_CONFIG: Policy = Policy {
         ping_window: Duration::from_millis(500),
         max_idle: Some(Duration::from_secs(30)),
         max_lifetime: Some(Duration::from_secs(1800)),
     };
+    static POLICY: std::sync::LazyLock<Rules> = std::sync::LazyLock::new(|| POLICY_CONFIG.rules());
 
     fn signals(epoch: u64) -> Signals {
         let s = Signals::default();
@@ -171,19 +194,17 @@ mod judge_tests {
     #[test]
     fn retires_what_was_idle_before_a_link_was_cut() {
         let s = Signals::default();
-        let before = Instant::now();
-        std::thread::sleep(Duration::from_millis(2));
         s.link_cut();
+        std::thread::sleep(Duration::from_millis(20));
+        let now = crate::pool::clock::now();
         let (mut t, _) = tracked(Duration::ZERO, Duration::ZERO, Duration::ZERO, 0);
-        t.created = Instant::now();
-        t.last_release = Instant::now();
-        t.last_ok = before;
+        (t.created, t.last_release, t.last_ok) = (now, now, Ms(1));
         assert_eq!(
-            POLICY.judge(&t, &s, Instant::now()),
+            POLICY.judge(&t, &s, now),
             Verdict::Retire("idle since before a link stopped answering")
         );
-        t.last_ok = Instant::now();
-        assert_eq!(POLICY.judge(&t, &s, Instant::now()), Verdict::Trust);
+        t.last_ok = now;
+        assert_eq!(POLICY.judge(&t, &s, now), Verdict::Trust);
     }
 
     #[test]

@@ -56,7 +56,7 @@ impl<C: TxnConnection> PooledConnection<C> {
 
 impl<C: TxnConnection> Drop for PooledConnection<C> {
     fn drop(&mut self) {
-        if super::fork::generation() != self.generation {
+        if super::fork::current() != self.generation {
             // Held across a fork, dropped in the child: the parent's pool
             // state cannot be touched here (its locks may be held by threads
             // that do not exist in this process), nor its socket closed.

@@ -3,20 +3,19 @@
 //! behind [`PoolStats`](crate::PoolStats).
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
-use std::time::Instant;
 
+use super::clock::{self, Ms};
 use crate::stats::Counters;
 
 pub(crate) struct Signals {
     /// Bumped on every disconnect seen on the pool: a connection last known
     /// healthy in an older epoch is pinged at its next checkout.
     pub epoch: AtomicU64,
-    /// Nanoseconds after `origin` when the watchdog last shut down a link
+    /// When the watchdog last shut down a link
     /// that stopped answering (0: never). Idle connections last known
     /// healthy before then are retired without a ping: their path is
     /// suspect, and a ping on a dead path would hang.
     distrust: AtomicU64,
-    origin: Instant,
     warned: AtomicU8,
     pub counters: Counters,
 }
@@ -40,7 +39,6 @@ impl Default for Signals {
         Signals {
             epoch: AtomicU64::new(0),
             distrust: AtomicU64::new(0),
-            origin: Instant::now(),
             warned: AtomicU8::new(0),
             counters: Counters::default(),
         }
@@ -53,26 +51,23 @@ impl Signals {
         Counters::bump(&self.counters.disconnects);
     }
 
+    #[inline]
     pub(crate) fn epoch(&self) -> u64 {
         self.epoch.load(Relaxed)
     }
 
     /// The watchdog shut a link down.
     pub(crate) fn link_cut(&self) {
-        let nanos = u64::try_from(self.origin.elapsed().as_nanos())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        self.distrust.store(nanos, Relaxed);
+        self.distrust.store(clock::now().0, Relaxed);
         Counters::bump(&self.counters.stalls_cut);
     }
 
     /// A connection last known healthy at `last_ok` predates a cut link.
-    pub(crate) fn distrusts(&self, last_ok: Instant) -> bool {
-        let cut = self.distrust.load(Relaxed);
-        cut != 0
-            && u64::try_from(last_ok.saturating_duration_since(self.origin).as_nanos())
-                .unwrap_or(u64::MAX)
-                < cut
+    #[inline]
+    pub(crate) fn distrusts(&self, last_ok: Ms) -> bool {
+        // A coarse clock: a connection used in the same millisecond as the
+        // cut is distrusted too, which only costs a reconnect.
+        last_ok.0 <= self.distrust.load(Relaxed)
     }
 
     /// Log `message` at WARN, the first time only.

@@ -3,8 +3,8 @@
 
 use std::os::fd::RawFd;
 use std::sync::Arc;
-use std::time::Instant;
 
+use super::clock::Ms;
 use super::flags::Flags;
 use super::fork::Protected;
 use super::signals::Signals;
@@ -16,11 +16,17 @@ pub struct Tracked<C> {
     pub(crate) conn: C,
     pub(crate) flags: Arc<Flags>,
     pub(crate) server: ServerInfo,
-    pub(super) created: Instant,
+    pub(super) created: Ms,
     /// Last time a transaction committed or a ping succeeded on it.
-    pub(super) last_ok: Instant,
+    pub(super) last_ok: Ms,
+    /// A transaction committed since checkout: `last_ok` moves to the
+    /// return, which reads the clock anyway.
+    pub(crate) ok: bool,
     /// Last time it went back to the pool.
-    pub(super) last_release: Instant,
+    pub(super) last_release: Ms,
+    /// Retired unpinged once idle this long (ms): before the server's own
+    /// idle limit (`wait_timeout`, read at connect).
+    pub(super) retire_idle: u64,
     /// The pool epoch when it was last known healthy.
     pub(super) epoch: u64,
     pub(super) signals: Arc<Signals>,
@@ -32,10 +38,15 @@ pub struct Tracked<C> {
 }
 
 impl<C> Tracked<C> {
-    /// Record a successful use (the ping window starts again).
-    pub(crate) fn mark_ok(&mut self) {
-        self.last_ok = Instant::now();
-        self.epoch = self.signals.epoch();
+    /// Back in the pool at `now`: a successful use starts the ping window
+    /// again.
+    #[inline]
+    pub(super) fn returned(&mut self, now: Ms) {
+        self.last_release = now;
+        if std::mem::take(&mut self.ok) {
+            self.last_ok = now;
+            self.epoch = self.signals.epoch();
+        }
     }
 }
 

@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::probe::{ProbeError, SessionProbe, SessionState};
 use super::signals::{Signals, Warning};
@@ -68,8 +68,12 @@ pub(crate) struct Watch {
     /// The statement in flight is the checkout ping.
     pinging: AtomicBool,
     clock: Arc<AtomicU32>,
-    /// When the connection was checked out (None while idle), and by whom.
-    held: Mutex<Option<(Instant, &'static str)>>,
+    /// The watchdog's tick when the connection was checked out (0 while
+    /// idle): a relaxed load, not a clock read, per checkout.
+    held_since: AtomicU32,
+    /// Who checked it out: a `&'static str` packed in one word (see
+    /// [`pack`]), so that a checkout is two plain stores, no lock.
+    held_by: AtomicU64,
     leak_reported: AtomicBool,
     /// The socket, while the connection owns it.
     guard: Mutex<Option<RawFd>>,
@@ -81,27 +85,36 @@ pub(crate) struct Watch {
 
 impl Watch {
     /// Stamp a new statement; `seq` is the connection's statement counter.
+    #[inline]
     pub(crate) fn statement_started(&self, seq: u32) {
         let tick = self.clock.load(Relaxed) & 0x7fff_ffff;
         self.statement
             .store(u64::from(seq) << 32 | u64::from(tick) << 1 | 1, Relaxed);
     }
 
+    #[inline]
     pub(crate) fn statement_finished(&self) {
         self.statement.store(0, Relaxed);
     }
 
+    #[inline]
     pub(crate) fn pinging(&self, on: bool) {
         self.pinging.store(on, Relaxed);
     }
 
+    #[inline]
     pub(crate) fn checked_out(&self, by: &'static str) {
-        *self.held.lock().unwrap_or_else(PoisonError::into_inner) = Some((Instant::now(), by));
-        self.leak_reported.store(false, Relaxed);
+        self.held_by.store(pack(by), Relaxed);
+        self.held_since
+            .store(self.clock.load(Relaxed).max(1), Relaxed);
+        if self.leak_reported.load(Relaxed) {
+            self.leak_reported.store(false, Relaxed);
+        }
     }
 
+    #[inline]
     pub(crate) fn checked_in(&self) {
-        *self.held.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        self.held_since.store(0, Relaxed);
     }
 
     /// The connection is closing: its descriptor may be reused from now on.
@@ -215,7 +228,8 @@ impl Watchdog {
             statement: AtomicU64::new(0),
             pinging: AtomicBool::new(false),
             clock: self.shared.clock.clone(),
-            held: Mutex::new(None),
+            held_since: AtomicU32::new(0),
+            held_by: AtomicU64::new(0),
             leak_reported: AtomicBool::new(false),
             guard: Mutex::new(None),
             session: AtomicU64::new(0),
@@ -429,9 +443,11 @@ impl Shared {
     }
 
     fn check_leak(&self, watch: &Watch, leak: Duration) {
-        let held = *watch.held.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((since, by)) = held {
-            let held_for = since.elapsed();
+        let since = watch.held_since.load(Relaxed);
+        if since != 0 {
+            let ticks = self.clock.load(Relaxed).wrapping_sub(since);
+            let held_for = self.period.saturating_mul(ticks);
+            let by = unpack(watch.held_by.load(Relaxed));
             if held_for >= leak && !watch.leak_reported.swap(true, Relaxed) {
                 Counters::bump(&self.signals.counters.leaks);
                 tracing::warn!(
@@ -442,5 +458,45 @@ impl Shared {
                 );
             }
         }
+    }
+}
+
+/// A `&'static str` in one word: its address (user-space addresses fit in 48
+/// bits on the 64-bit systems this runs on) and its length (up to 65535
+/// bytes). Anything else packs to 0, which reads back as "unknown".
+fn pack(s: &'static str) -> u64 {
+    let (addr, len) = (s.as_ptr() as usize as u64, s.len() as u64);
+    if addr >> 48 == 0 && len >> 16 == 0 {
+        addr << 16 | len
+    } else {
+        0
+    }
+}
+
+fn unpack(word: u64) -> &'static str {
+    let (addr, len) = ((word >> 16) as usize, (word & 0xffff) as usize);
+    if word == 0 {
+        return "unknown";
+    }
+    // SAFETY: `word` came from `pack` of a `&'static str` (one atomic
+    // word, never torn): this is that string's address and length.
+    unsafe { std::str::from_utf8_unchecked(std::slice::from_raw_parts(addr as *const u8, len)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_static_str_survives_packing() {
+        for s in ["db_txn::Pool::get", "app::orders::place_order", ""] {
+            let w = pack(s);
+            if s.is_empty() {
+                assert_eq!(unpack(w), "");
+            } else {
+                assert_eq!(unpack(w), s);
+            }
+        }
+        assert_eq!(unpack(0), "unknown");
     }
 }

@@ -213,7 +213,8 @@ where
 {
     let counters = pool.counters();
     let tracked = conn.tracked();
-    let flags = tracked.flags.clone();
+    // Fields borrowed apart: the body gets `conn` while `flags` is read.
+    let flags: &Flags = &tracked.flags;
     let sql = match txn_sql::<C>(&tracked.server, options) {
         Ok(sql) => sql,
         Err(detail) => return Attempt::Done(Err(unsupported::<C>(options, detail).into())),
@@ -231,13 +232,24 @@ where
         isolation: options.isolation,
         timeout: options.timeout,
     };
-    let generation = pool::fork_generation();
+    let generation = pool::fork_current();
+    let held = tracked.server.single_writer.map(|db| session::Held {
+        db,
+        writes: !options.read_only,
+    });
+    let entry = session::Entry::checked_out(
+        pool.id(),
+        &tracked.conn,
+        options.name,
+        settings,
+        generation,
+        held,
+    );
     let outcome = {
-        let _session = session::enter(pool.id(), &tracked.conn, options.name, settings)
-            .holding(tracked.server.single_writer, !options.read_only);
+        let _session = session::enter(&entry);
         catch_unwind(AssertUnwindSafe(|| body(&mut tracked.conn)))
     };
-    if pool::fork_generation() != generation {
+    if pool::fork_current() != generation {
         // The body forked and this is the child: COMMIT or ROLLBACK here
         // would end the parent's transaction.
         return Attempt::Forked(outcome.err());
@@ -273,8 +285,8 @@ where
             }
             match Tm::commit_transaction(&mut tracked.conn) {
                 Ok(()) => {
-                    tracked.mark_ok();
-                    reset_session(&mut tracked.conn, &flags, &sql);
+                    tracked.ok = true;
+                    reset_session(&mut tracked.conn, flags, &sql);
                     Attempt::Done(Ok(value))
                 }
                 Err(_) if options.read_only && flags.disconnect().is_some() => {
@@ -286,7 +298,7 @@ where
                     );
                     Attempt::Done(Ok(value))
                 }
-                Err(e) => commit_failed(counters, options, &flags, &mut tracked.conn, &sql, e),
+                Err(e) => commit_failed(counters, options, flags, &mut tracked.conn, &sql, e),
             }
         }
         Ok(Err(user_error)) => {
@@ -303,7 +315,7 @@ where
                 flags.set_discard();
                 return Attempt::Done(Err(user_error));
             }
-            reset_session(&mut tracked.conn, &flags, &sql);
+            reset_session(&mut tracked.conn, flags, &sql);
             if flags.take_conflict() {
                 Attempt::Conflict(Err(user_error))
             } else {
@@ -314,7 +326,7 @@ where
             if Tm::rollback_transaction(&mut tracked.conn).is_err() {
                 flags.set_discard();
             } else {
-                reset_session(&mut tracked.conn, &flags, &sql);
+                reset_session(&mut tracked.conn, flags, &sql);
             }
             Attempt::Panicked(payload)
         }

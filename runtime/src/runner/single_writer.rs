@@ -15,6 +15,9 @@ pub(super) fn before_checkout<C: TxnConnection>(
     pool: &Pool<C>,
     options: &Options,
 ) -> Result<(), Error> {
+    if !one_writer::<C>() || session::is_empty() {
+        return Ok(());
+    }
     check(pool.id(), None, options)
 }
 
@@ -24,10 +27,19 @@ pub(super) fn after_checkout<C: TxnConnection>(
     conn: &mut PooledConnection<C>,
     options: &Options,
 ) -> Result<(), Error> {
+    if !one_writer::<C>() || session::is_empty() {
+        return Ok(());
+    }
     match conn.tracked().server.single_writer {
         Some(db) if db.database.is_some() => check(pool.id(), db.database, options),
         _ => Ok(()),
     }
+}
+
+/// Only SQLite takes one writer at a time; for the others this is compiled
+/// out.
+fn one_writer<C: TxnConnection>() -> bool {
+    C::BACKEND == crate::Backend::Sqlite
 }
 
 fn check(pool: u64, database: Option<u64>, options: &Options) -> Result<(), Error> {

@@ -3,6 +3,7 @@
 use super::super::{Flavor, ServerInfo, TxnSql};
 use crate::options::Options;
 
+#[inline]
 pub(super) fn sql(server: &ServerInfo, options: &Options) -> TxnSql {
     if options.timeout.is_none() && options.isolation.is_none() {
         // The common case, without an allocation per call.

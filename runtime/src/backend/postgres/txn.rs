@@ -4,6 +4,7 @@
 use super::super::TxnSql;
 use crate::options::Options;
 
+#[inline]
 pub(super) fn sql(options: &Options) -> TxnSql {
     if options.timeout.is_none() && options.isolation.is_none() {
         return TxnSql::plain(if options.read_only {

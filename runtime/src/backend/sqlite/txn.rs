@@ -3,6 +3,7 @@
 use super::super::{TxnSql, Unsupported};
 use crate::options::Options;
 
+#[inline]
 pub(super) fn sql(options: &Options) -> Result<TxnSql, Unsupported> {
     match options.isolation {
         None | Some(crate::Isolation::Serializable) => {}
