@@ -101,8 +101,20 @@ pub trait Dialect {
 
     /// The SQL that begins a top-level transaction with `options` (and
     /// undoes its session settings afterwards), or why the backend cannot
-    /// honour an option.
-    fn txn_sql(server: &ServerInfo, options: &Options) -> Result<TxnSql, Unsupported>;
+    /// honour an option. `upfront`: take the write lock at BEGIN (only a
+    /// database with one writer at a time, SQLite, distinguishes).
+    fn txn_sql(
+        server: &ServerInfo,
+        options: &Options,
+        upfront: bool,
+    ) -> Result<TxnSql, Unsupported>;
+
+    /// A statement failed because another connection holds the lock it
+    /// needed (SQLite's `SQLITE_BUSY`): in a transaction that did not take
+    /// the write lock up front, the sign to begin again with it.
+    fn lock_busy(_kind: DatabaseErrorKind, _message: &str) -> bool {
+        false
+    }
 
     /// What an error of this backend's client library or server means.
     fn classify(kind: DatabaseErrorKind, message: &str) -> ErrorClass;
@@ -247,8 +259,9 @@ pub type Unsupported = &'static str;
 pub(crate) fn txn_sql<C: TxnConnection>(
     server: &ServerInfo,
     options: &Options,
+    upfront: bool,
 ) -> Result<TxnSql, Unsupported> {
-    <C::Dialect as Dialect>::txn_sql(server, options)
+    <C::Dialect as Dialect>::txn_sql(server, options, upfront)
 }
 
 /// How a pool of `C` opens `url`, or why it refuses it.

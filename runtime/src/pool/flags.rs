@@ -14,6 +14,8 @@ pub(crate) struct Flags {
     /// 0: healthy; otherwise 1 + the index of the `Disconnect` seen.
     disconnect: AtomicU8,
     conflict: AtomicU8,
+    /// A statement met a lock another connection holds (SQLite BUSY).
+    busy: AtomicU8,
     /// Set when the connection must not be reused for another reason (a
     /// failed ROLLBACK, a failed session reset).
     discard: AtomicU8,
@@ -92,6 +94,15 @@ impl Flags {
             Some(by) => by.to_diesel(),
             None => gone(self.disconnect()),
         }
+    }
+
+    pub(crate) fn set_busy(&self) {
+        self.busy.store(1, Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn take_busy(&self) -> bool {
+        self.busy.load(Relaxed) != 0 && self.busy.swap(0, Relaxed) != 0
     }
 
     pub(crate) fn set_conflict(&self) {

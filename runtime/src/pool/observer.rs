@@ -11,7 +11,7 @@ use super::flags::Flags;
 use super::signals::Signals;
 use super::watchdog::Watch;
 use super::Classifier;
-use crate::backend::TxnConnection;
+use crate::backend::{Dialect, TxnConnection};
 use crate::classify::ErrorClass;
 
 pub(crate) struct Observer<C> {
@@ -57,6 +57,11 @@ impl<C: TxnConnection> Observer<C> {
     #[cold]
     fn seen_error(&self, err: &diesel::result::Error) {
         {
+            if let diesel::result::Error::DatabaseError(kind, info) = err {
+                if <C::Dialect as Dialect>::lock_busy(*kind, info.message()) {
+                    self.flags.set_busy();
+                }
+            }
             let class = self
                 .classifier
                 .as_ref()

@@ -11,6 +11,7 @@
 
 mod nested;
 mod single_writer;
+mod upfront;
 
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::thread;
@@ -87,6 +88,10 @@ enum Attempt<T, E> {
     },
     /// A deadlock or serialization failure: rolled back, may be retried.
     Conflict(Result<T, E>),
+    /// SQLite: a transaction begun without the write lock could not take it
+    /// (another connection wrote since it read): rolled back, to begin again
+    /// with the lock.
+    Upgrade,
     /// The body panicked; the transaction was rolled back.
     Panicked(Box<dyn std::any::Any + Send>),
     /// This is a child forked inside the body: the transaction and the
@@ -104,6 +109,9 @@ where
     let counters = pool.counters();
     single_writer::before_checkout(pool, options)?;
     let (mut attempts, mut lost_retries, mut conflict_retries) = (0u32, 0, 0);
+    // Take the write lock at BEGIN (SQLite; see `upfront.rs`): a function
+    // that cannot run twice always does.
+    let mut lock_upfront = options.retry == 0 && options.retry_conflicts == 0;
     loop {
         attempts += 1;
         // The events of this attempt (the body's own included) nest in its span.
@@ -126,7 +134,9 @@ where
                 "checkout"
             );
         }
-        match attempt(pool, &mut conn, options, body) {
+        let upfront =
+            lock_upfront || (single_writer::one_writer::<C>() && upfront::needed(options.name));
+        match attempt(pool, &mut conn, options, body, upfront) {
             Attempt::Done(result) => return result,
             Attempt::Panicked(payload) => {
                 // Give the connection back (healthy, rolled back) before unwinding.
@@ -181,6 +191,18 @@ where
                 }
                 .into());
             }
+            Attempt::Upgrade => {
+                drop(conn);
+                upfront::remember(options.name);
+                lock_upfront = true;
+                Counters::bump(&counters.retries);
+                tracing::debug!(
+                    target: "db_txn",
+                    "SQLite: the first write found the database locked since the transaction read; \
+                     beginning again with BEGIN IMMEDIATE"
+                );
+                continue;
+            }
             Attempt::Conflict(result) => {
                 drop(conn);
                 if conflict_retries < options.retry_conflicts {
@@ -205,6 +227,7 @@ fn attempt<C, T, E, F>(
     conn: &mut PooledConnection<C>,
     options: &Options,
     body: &mut F,
+    upfront: bool,
 ) -> Attempt<T, E>
 where
     C: TxnConnection,
@@ -215,11 +238,12 @@ where
     let tracked = conn.tracked();
     // Fields borrowed apart: the body gets `conn` while `flags` is read.
     let flags: &Flags = &tracked.flags;
-    let sql = match txn_sql::<C>(&tracked.server, options) {
+    let sql = match txn_sql::<C>(&tracked.server, options, upfront) {
         Ok(sql) => sql,
         Err(detail) => return Attempt::Done(Err(unsupported::<C>(options, detail).into())),
     };
     flags.take_conflict();
+    flags.take_busy();
     if let Err(e) = Tm::begin_transaction_sql(&mut tracked.conn, &sql.begin) {
         if let Some(kind) = flags.disconnect() {
             return Attempt::Lost { kind, source: e };
@@ -264,6 +288,17 @@ where
             Counters::bump(&counters.rollbacks);
             tracing::warn!(target: "db_txn", cause = "panic", "rollback");
         }
+    }
+    if !upfront && flags.take_busy() && flags.disconnect().is_none() {
+        // The write lock was not free when the body first wrote: begin
+        // again with it (only a deferred SQLite transaction gets here).
+        if Tm::rollback_transaction(&mut tracked.conn).is_err() {
+            flags.set_discard();
+        }
+        if let Err(payload) = outcome {
+            return Attempt::Panicked(payload);
+        }
+        return Attempt::Upgrade;
     }
     match outcome {
         Ok(Ok(value)) => {

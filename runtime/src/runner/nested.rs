@@ -74,8 +74,8 @@ where
         } else {
             ServerInfo::default()
         };
-        let sql =
-            txn_sql::<C>(&server, options).map_err(|detail| unsupported::<C>(options, detail))?;
+        let sql = txn_sql::<C>(&server, options, true)
+            .map_err(|detail| unsupported::<C>(options, detail))?;
         Tm::begin_transaction_sql(conn, &sql.begin)
             .map_err(|e| step_error(options, Step::Begin, e))?;
         Some(sql)

@@ -38,7 +38,7 @@ pub(super) fn after_checkout<C: TxnConnection>(
 
 /// Only SQLite takes one writer at a time; for the others this is compiled
 /// out.
-fn one_writer<C: TxnConnection>() -> bool {
+pub(super) fn one_writer<C: TxnConnection>() -> bool {
     C::BACKEND == crate::Backend::Sqlite
 }
 

@@ -50,7 +50,11 @@ impl Dialect for Mysql {
         url::target(url)
     }
 
-    fn txn_sql(server: &ServerInfo, options: &Options) -> Result<TxnSql, Unsupported> {
+    fn txn_sql(
+        server: &ServerInfo,
+        options: &Options,
+        _upfront: bool,
+    ) -> Result<TxnSql, Unsupported> {
         Ok(txn::sql(server, options))
     }
 

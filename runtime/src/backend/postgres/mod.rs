@@ -54,7 +54,11 @@ impl Dialect for Postgres {
     // really left open.
     const RAW_RESET_SQL: &'static str = "BEGIN; ROLLBACK";
 
-    fn txn_sql(_server: &ServerInfo, options: &Options) -> Result<TxnSql, Unsupported> {
+    fn txn_sql(
+        _server: &ServerInfo,
+        options: &Options,
+        _upfront: bool,
+    ) -> Result<TxnSql, Unsupported> {
         Ok(txn::sql(options))
     }
 

@@ -31,8 +31,18 @@ impl Dialect for Sqlite {
         url::target(url)
     }
 
-    fn txn_sql(_server: &ServerInfo, options: &Options) -> Result<TxnSql, Unsupported> {
-        txn::sql(options)
+    fn txn_sql(
+        _server: &ServerInfo,
+        options: &Options,
+        upfront: bool,
+    ) -> Result<TxnSql, Unsupported> {
+        txn::sql(options, upfront)
+    }
+
+    fn lock_busy(_kind: DatabaseErrorKind, message: &str) -> bool {
+        // SQLITE_BUSY and its extended codes (BUSY_SNAPSHOT: a deferred
+        // transaction's snapshot went stale before its first write).
+        message.contains("database is locked")
     }
 
     fn classify(kind: DatabaseErrorKind, _message: &str) -> ErrorClass {

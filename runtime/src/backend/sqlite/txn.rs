@@ -4,7 +4,7 @@ use super::super::{TxnSql, Unsupported};
 use crate::options::Options;
 
 #[inline]
-pub(super) fn sql(options: &Options) -> Result<TxnSql, Unsupported> {
+pub(super) fn sql(options: &Options, upfront: bool) -> Result<TxnSql, Unsupported> {
     match options.isolation {
         None | Some(crate::Isolation::Serializable) => {}
         Some(_) => {
@@ -25,10 +25,16 @@ pub(super) fn sql(options: &Options) -> Result<TxnSql, Unsupported> {
             begin: "BEGIN DEFERRED; PRAGMA query_only = ON".into(),
             after: Some("PRAGMA query_only = OFF"),
         }
-    } else {
+    } else if upfront {
         // IMMEDIATE takes the write lock up front, so concurrent writers wait
         // in busy_timeout instead of failing with SQLITE_BUSY on upgrade.
         TxnSql::plain("BEGIN IMMEDIATE")
+    } else {
+        // A reader pays for no lock it does not need. A function that
+        // reads, then writes while another connection writes gets
+        // SQLITE_BUSY at its first write: the runner begins it again,
+        // IMMEDIATE, and remembers to do so for that function.
+        TxnSql::plain("BEGIN")
     })
 }
 
@@ -40,21 +46,22 @@ mod tests {
     #[test]
     fn default_begin() {
         assert_eq!(
-            sql(&Options::new("f")),
+            sql(&Options::new("f"), true),
             Ok(TxnSql::plain("BEGIN IMMEDIATE"))
         );
+        assert_eq!(sql(&Options::new("f"), false), Ok(TxnSql::plain("BEGIN")));
     }
 
     #[test]
     fn refuses_what_it_cannot_do() {
         let weak = Options::new("f").isolation(Isolation::ReadCommitted);
-        assert!(sql(&weak).unwrap_err().contains("SERIALIZABLE"));
+        assert!(sql(&weak, true).unwrap_err().contains("SERIALIZABLE"));
         let timeout = Options::new("f").timeout_ms(10);
-        assert!(sql(&timeout).unwrap_err().contains("timeout"));
+        assert!(sql(&timeout, true).unwrap_err().contains("timeout"));
         let ser = Options::new("f")
             .isolation(Isolation::Serializable)
             .read_only();
-        let s = sql(&ser).unwrap();
+        let s = sql(&ser, false).unwrap();
         assert_eq!(s.begin, "BEGIN DEFERRED; PRAGMA query_only = ON");
         assert_eq!(s.after, Some("PRAGMA query_only = OFF"));
     }
