@@ -14,21 +14,30 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::contenders::{self, Txn};
+use crate::contenders::{Backend, Contender, Txn};
+use crate::diesel_sync;
 
-/// The variants, and what each is.
-pub const VARIANTS: [(&str, &str); 4] = [
-    (
-        "raw_noping",
-        "hand-written: r2d2 `get()` without ping + diesel transaction",
-    ),
-    ("raw_ping", "hand-written with r2d2's checkout ping"),
-    ("db_txn_explicit", "`#[db_txn(pool = pool)]`"),
-    ("db_txn", "`#[db_txn]`, default settings (installed pool)"),
-];
+/// `#[db_txn(pool = pool)]`: a variant that is no contender in the timed
+/// workloads; with it, the counts split off the default-pool lookup.
+pub const EXPLICIT: &str = "db_txn_explicit";
+
+/// The variants counted on `backend` (its contenders, and [`EXPLICIT`]
+/// before `#[db_txn]`), and what each is.
+pub fn variants(backend: Backend) -> Vec<(&'static str, &'static str)> {
+    let mut out = Vec::new();
+    for who in backend.contenders() {
+        if *who == Contender::DbTxn {
+            out.push((EXPLICIT, "`#[db_txn(pool = pool)]`"));
+            out.push((who.key(), "`#[db_txn]`, default settings (installed pool)"));
+        } else {
+            out.push((who.key(), who.label()));
+        }
+    }
+    out
+}
 
 /// Calls made before counting starts.
-const WARMUP: u64 = 200;
+pub const WARMUP: u64 = 200;
 
 /// The counted region: `n` calls of `call`.
 #[inline(never)]
@@ -38,37 +47,33 @@ pub fn callgrind_measured(n: u64, call: &mut dyn FnMut(u64)) {
     }
 }
 
-/// The name of `txn` on a child's command line and in file names.
-pub fn txn_key(txn: Txn) -> &'static str {
-    match txn {
-        Txn::PointRead => "pr",
-        Txn::Rmw => "rmw",
-    }
-}
-
-/// The child: `n` counted transactions `txn` (see [`txn_key`]) by
+/// The child: `n` counted transactions `txn` (see [`Txn::key`]) by
 /// `variant` on `backend`, in the empty database `url`. Panics on any
 /// failed call.
 pub fn child(backend: &str, variant: &str, txn: &str, n: u64, url: &str) {
-    let txn = match txn {
-        "rmw" => Txn::Rmw,
-        _ => Txn::PointRead,
-    };
-    let mut call = match backend {
-        "sqlite" => contenders::sqlite::calls(variant, txn, url),
-        "mariadb" => contenders::mysql::calls(variant, txn, url),
-        "postgres" => contenders::postgres::calls(variant, txn, url),
-        other => panic!("unknown backend {other}"),
+    let txn = Txn::parse(txn).unwrap_or_else(|| panic!("unknown transaction {txn}"));
+    let mut call = match Backend::parse(backend) {
+        Some(Backend::Sqlite) => diesel_sync::sqlite::calls(variant, txn, url),
+        Some(Backend::MariaDb) => diesel_sync::mysql::calls(variant, txn, url),
+        Some(Backend::Postgres) => diesel_sync::postgres::calls(variant, txn, url),
+        None => panic!("unknown backend {backend}"),
     };
     (0..WARMUP).for_each(&mut call);
     callgrind_measured(n, &mut call);
 }
 
-fn child_args(backend: &str, variant: &str, txn: Txn, n: u64, url: &str) -> Vec<String> {
+fn child_args(backend: Backend, variant: &str, txn: Txn, n: u64, url: &str) -> Vec<String> {
     let n = n.to_string();
-    ["--callgrind-child", backend, variant, txn_key(txn), &n, url]
-        .map(str::to_owned)
-        .into()
+    [
+        "--callgrind-child",
+        backend.key(),
+        variant,
+        txn.key(),
+        &n,
+        url,
+    ]
+    .map(str::to_owned)
+    .into()
 }
 
 /// Whether `valgrind` can be run.
@@ -84,21 +89,21 @@ pub fn available() -> bool {
 /// The callgrind files go to `keep` if given, else to a temporary directory.
 /// `Err` if valgrind is missing or a child failed.
 pub fn measure(
-    backend: &str,
+    backend: Backend,
     txn: Txn,
     database: &dyn Fn(&str) -> String,
     n: u64,
     keep: Option<&Path>,
-) -> Result<Vec<(&'static str, f64)>, String> {
+) -> Result<Vec<(String, f64)>, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let temp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let dir = keep.unwrap_or(temp.path());
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    VARIANTS
+    variants(backend)
         .iter()
         .map(|(variant, _)| {
-            let name = format!("{}_{variant}", txn_key(txn));
-            let file = dir.join(format!("{backend}-{name}.callgrind"));
+            let name = format!("{}_{variant}", txn.key());
+            let file = dir.join(format!("{}-{name}.callgrind", backend.key()));
             let run = Command::new("valgrind")
                 .arg("--tool=callgrind")
                 .arg(format!("--callgrind-out-file={}", file.display()))
@@ -112,12 +117,16 @@ pub fn measure(
                 .map_err(|e| format!("cannot run valgrind (apt-get install valgrind): {e}"))?;
             if !run.status.success() {
                 return Err(format!(
-                    "valgrind {backend} {variant}: {}\n{}",
+                    "valgrind {} {variant}: {}\n{}",
+                    backend.key(),
                     run.status,
                     String::from_utf8_lossy(&run.stderr)
                 ));
             }
-            Ok((*variant, total_instructions(&file)? as f64 / n as f64))
+            Ok((
+                variant.to_string(),
+                total_instructions(&file)? as f64 / n as f64,
+            ))
         })
         .collect()
 }
@@ -137,20 +146,35 @@ fn total_instructions(file: &Path) -> Result<u64, String> {
 /// The smoke run's check of the children, without valgrind: each variant
 /// makes `n` calls of each transaction in a child process, which must exit
 /// cleanly.
-pub fn smoke(backend: &str, database: &dyn Fn(&str) -> String, n: u64) -> Result<(), String> {
+pub fn smoke(backend: Backend, database: &dyn Fn(&str) -> String, n: u64) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    for (txn, (variant, _)) in [Txn::PointRead, Txn::Rmw]
-        .into_iter()
-        .flat_map(|t| VARIANTS.map(|v| (t, v)))
-    {
-        let name = format!("{}_{variant}", txn_key(txn));
-        let status = Command::new(&exe)
-            .args(child_args(backend, variant, txn, n, &database(&name)))
-            .status()
-            .map_err(|e| e.to_string())?;
-        if !status.success() {
-            return Err(format!("callgrind child {backend} {variant}: {status}"));
+    for txn in [Txn::PointRead, Txn::Rmw] {
+        for (variant, _) in variants(backend) {
+            smoke_child(&exe, backend, variant, txn, n, database)?;
         }
+    }
+    Ok(())
+}
+
+fn smoke_child(
+    exe: &Path,
+    backend: Backend,
+    variant: &str,
+    txn: Txn,
+    n: u64,
+    database: &dyn Fn(&str) -> String,
+) -> Result<(), String> {
+    let name = format!("{}_{variant}", txn.key());
+    let status = Command::new(exe)
+        .args(child_args(backend, variant, txn, n, &database(&name)))
+        .status()
+        .map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err(format!(
+            "callgrind child {} {} {variant}: {status}",
+            backend.key(),
+            txn.key()
+        ));
     }
     Ok(())
 }

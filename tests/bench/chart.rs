@@ -1,41 +1,74 @@
-//! The chart in BENCHMARKS.md: µs per transaction for each contender, backend
-//! and workload, one panel per workload, a bar for the median (its value
-//! written at the top) and a whisker up to p99, on a log scale (SQLite and the servers differ tenfold). SVG
-//! only, drawn with plotters' SVG backend.
+//! The chart: µs per transaction for each contender, backend and workload,
+//! one panel per workload, a bar for the median (its value written at the
+//! top) and a whisker up to p99 (each the median over the runs), on a log
+//! scale (SQLite and the servers differ tenfold). SVG only, drawn with
+//! plotters' SVG backend.
 
 use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::contenders::Contender;
-use crate::report::{Row, Workload};
+use crate::aggregate::Runs;
+use crate::contenders::{Backend, Begin, Contender, Ping};
+use crate::workloads::Workload;
 
-const COLORS: [RGBColor; 3] = [
-    RGBColor(150, 150, 150),
-    RGBColor(230, 140, 40),
-    RGBColor(40, 100, 200),
-];
+fn color(who: Contender) -> RGBColor {
+    match who {
+        Contender::Raw(Begin::Transaction, Ping::No) => RGBColor(150, 150, 150),
+        Contender::Raw(Begin::Transaction, Ping::Yes) => RGBColor(230, 140, 40),
+        Contender::Raw(Begin::Immediate, Ping::No) => RGBColor(90, 90, 90),
+        Contender::Raw(Begin::Immediate, Ping::Yes) => RGBColor(170, 90, 20),
+        Contender::DbTxn => RGBColor(40, 100, 200),
+    }
+}
 
-/// Draws `rows` (any backends, the three workloads) into an SVG at `path`.
-pub fn draw(rows: &[Row], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
-    let backends: Vec<&str> = rows.iter().fold(Vec::new(), |mut v, r| {
-        if !v.contains(&r.backend) {
-            v.push(r.backend);
-        }
-        v
-    });
-    let root = SVGBackend::new(path, (1350, 560)).into_drawing_area();
+/// One bar: median and p99 µs of a contender.
+struct Bar {
+    backend: Backend,
+    who: Contender,
+    median: f64,
+    p99: f64,
+}
+
+/// Draws the medians over `runs` into an SVG at `path`.
+pub fn draw(runs: &Runs, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let backends = runs.backends();
+    let root = SVGBackend::new(path, (1350, 1000)).into_drawing_area();
     root.fill(&WHITE)?;
     let root = root.titled(
-        "µs per transaction: bar = median, whisker = p99 (log scale)",
+        "µs per transaction: bar = median, whisker = p99, medians over the runs (log scale)",
         ("sans-serif", 22),
     )?;
-    let (panels, legend) = root.split_vertically(490);
-    for (area, workload) in panels.split_evenly((1, 3)).iter().zip(Workload::ALL) {
-        let mine: Vec<&Row> = rows.iter().filter(|r| r.workload == workload).collect();
-        panel(area, workload, &mine, &backends)?;
+    let (panels, legend) = root.split_vertically(900);
+    for (area, workload) in panels.split_evenly((2, 2)).iter().zip(Workload::ALL) {
+        let mut bars = Vec::new();
+        for b in &backends {
+            for who in runs.contenders(*b, workload) {
+                let median = runs.value(*b, workload, who, |m| m.median_us);
+                let p99 = runs.value(*b, workload, who, |m| m.p99_us);
+                if let (Some(m), Some(p)) = (median, p99) {
+                    bars.push(Bar {
+                        backend: *b,
+                        who,
+                        median: m.median,
+                        p99: p.median,
+                    });
+                }
+            }
+        }
+        if !bars.is_empty() {
+            panel(area, workload, &bars, &backends)?;
+        }
     }
-    draw_legend(&legend)?;
+    let mut all: Vec<Contender> = Vec::new();
+    for b in &backends {
+        for who in b.contenders() {
+            if !all.contains(who) {
+                all.push(*who);
+            }
+        }
+    }
+    draw_legend(&legend, &all)?;
     root.present()?;
     Ok(())
 }
@@ -43,15 +76,14 @@ pub fn draw(rows: &[Row], path: &Path) -> Result<(), Box<dyn std::error::Error>>
 fn panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     workload: Workload,
-    rows: &[&Row],
-    backends: &[&str],
+    bars: &[Bar],
+    backends: &[Backend],
 ) -> Result<(), Box<dyn std::error::Error>>
 where
     DB::ErrorType: 'static,
 {
-    let values = rows.iter().flat_map(|r| r.summaries()).collect::<Vec<_>>();
-    let lo = values.iter().map(|s| s.median_us).fold(f64::MAX, f64::min);
-    let hi = values.iter().map(|s| s.p99_us).fold(1.0, f64::max);
+    let lo = bars.iter().map(|s| s.median).fold(f64::MAX, f64::min);
+    let hi = bars.iter().map(|s| s.p99).fold(1.0, f64::max);
     let lo = 10f64.powf((lo / 2.0).max(0.1).log10().floor());
     let hi = 10f64.powf((hi * 1.5).log10().ceil());
     let n = backends.len().max(1);
@@ -68,7 +100,10 @@ where
             (0..n as i32 * 100).with_key_points(centers),
             (lo..hi).log_scale(),
         )?;
-    let names = backends.iter().map(|b| b.to_string()).collect::<Vec<_>>();
+    let names = backends
+        .iter()
+        .map(|b| b.label().to_string())
+        .collect::<Vec<_>>();
     chart
         .configure_mesh()
         .disable_x_mesh()
@@ -76,29 +111,28 @@ where
         .y_desc("µs / txn")
         .y_label_formatter(&|y| format!("{y}"))
         .draw()?;
-    for row in rows {
-        let Some(b) = backends.iter().position(|b| *b == row.backend) else {
-            continue;
-        };
-        for (who, s) in Contender::ALL.iter().zip(row.summaries()) {
-            let x = slot(b) + (who.index() as i32 - 1) * 27;
-            let color = COLORS[who.index()];
+    for (b, backend) in backends.iter().enumerate() {
+        let mine: Vec<&Bar> = bars.iter().filter(|s| s.backend == *backend).collect();
+        let n = mine.len() as i32;
+        for (i, s) in mine.iter().enumerate() {
+            // Bars 17 units apart, centred in the backend's slot of 100.
+            let x = slot(b) + i as i32 * 17 - (n - 1) * 17 / 2;
             chart.draw_series([Rectangle::new(
-                [(x - 12, lo), (x + 12, s.median_us)],
-                color.filled(),
+                [(x - 7, lo), (x + 7, s.median)],
+                color(s.who).filled(),
             )])?;
-            let label = if s.median_us < 100.0 {
-                format!("{:.1}", s.median_us)
+            let label = if s.median < 100.0 {
+                format!("{:.1}", s.median)
             } else {
-                format!("{:.0}", s.median_us)
+                format!("{:.0}", s.median)
             };
             chart.draw_series([Text::new(
                 label,
-                (x - 12, s.median_us * 0.97),
-                ("sans-serif", 10).into_font().color(&WHITE),
+                (x - 8, s.median * 1.08),
+                ("sans-serif", 9).into_font().color(&BLACK),
             )])?;
-            let whisker = [(x, s.median_us), (x, s.p99_us)];
-            let cap = [(x - 5, s.p99_us), (x + 5, s.p99_us)];
+            let whisker = [(x, s.median), (x, s.p99)];
+            let cap = [(x - 4, s.p99), (x + 4, s.p99)];
             chart.draw_series([
                 PathElement::new(whisker, BLACK),
                 PathElement::new(cap, BLACK),
@@ -110,14 +144,19 @@ where
 
 fn draw_legend<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
+    contenders: &[Contender],
 ) -> Result<(), Box<dyn std::error::Error>>
 where
     DB::ErrorType: 'static,
 {
-    for (i, who) in Contender::ALL.iter().enumerate() {
-        let x = 80 + 400 * i as i32;
-        area.draw(&Rectangle::new([(x, 12), (x + 18, 30)], COLORS[i].filled()))?;
-        area.draw(&Text::new(who.label(), (x + 26, 14), ("sans-serif", 16)))?;
+    for (i, who) in contenders.iter().enumerate() {
+        let (x, y) = (40 + 440 * (i as i32 % 3), 10 + 36 * (i as i32 / 3));
+        area.draw(&Rectangle::new(
+            [(x, y), (x + 18, y + 18)],
+            color(*who).filled(),
+        ))?;
+        let label = who.label().replace('`', "");
+        area.draw(&Text::new(label, (x + 26, y + 2), ("sans-serif", 16)))?;
     }
     Ok(())
 }

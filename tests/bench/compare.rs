@@ -1,205 +1,249 @@
-//! `cargo bench -p db_txn_bench`: `#[db_txn]` against raw
-//! diesel + r2d2, on SQLite, MariaDB and PostgreSQL, in one process.
+//! `cargo bench -p db_txn_bench`: `#[db_txn]` against hand-written
+//! diesel + r2d2, on SQLite, MariaDB and PostgreSQL; see BENCHMARKS.md.
 //!
-//! Contenders ([`contenders`]): (1) raw r2d2 without the checkout ping, the
-//! floor; (2) raw r2d2 with its default ping; (3) `#[db_txn]` with default
-//! settings. Workloads ([`workloads`], [`recovery`]): a point-read
-//! transaction, a read-modify-write transaction, read-modify-writes from 16
-//! threads on pools of 4, and a server restart in the middle of a steady run
-//! (MariaDB and PostgreSQL). The contenders take turns in interleaved rounds
-//! so that drift hits all three alike. Then [`callgrind`] counts the client's
-//! instructions per transaction: the macro's own overhead, on each backend.
-//! [`backends`] runs one backend from start to end.
+//! The parent runs the whole comparison [`args::RUNS`] times (`--runs K`),
+//! each run a child process of its own ([`runs`], [`run`]) with its own
+//! throwaway servers, and reports every figure as its median over the runs
+//! with the run-to-run range ([`aggregate`]).
 //!
-//! Prints Markdown tables ([`report`]), the goals met or missed ([`goals`]),
-//! and draws `tests/bench/chart.svg` ([`chart`]).
+//! Contenders ([`contenders`], [`diesel_sync`]): hand-written diesel + r2d2
+//! with and without r2d2's checkout ping, with `conn.transaction` and (on
+//! SQLite) `conn.immediate_transaction`: the baselines; and `#[db_txn]` with
+//! default settings. Workloads ([`workloads`], [`idle`], [`recovery`]): a
+//! point-read, a read-modify-write, read-modify-writes from 16 threads on
+//! pools of 4, a point-read after an idle gap longer than the ping window,
+//! and a server restart in the middle of a steady run (MariaDB and
+//! PostgreSQL). The contenders take turns so that drift hits all alike.
+//! [`callgrind`] counts the client's instructions per transaction (in the
+//! first run: the counts repeat). [`begin_probe`] sees which BEGIN
+//! `#[db_txn]` sends on SQLite, which picks the matching SQLite baseline.
+//!
+//! Prints the report as Markdown ([`report`], [`tables`], [`goals`], [`load`]),
+//! writes it into a file with `--markdown PATH` ([`markdown`]), and draws
+//! the chart ([`chart`]) into `--chart PATH` (default: a temporary file).
 //!
 //! A plain timing loop rather than criterion: a database round trip is
-//! tens of microseconds with a long tail, the three contenders must be
-//! interleaved within one process against the same servers (criterion runs
-//! one benchmark after the other), and the figures wanted are per-transaction
+//! tens of microseconds with a long tail, the contenders must be interleaved
+//! within one process against the same servers (criterion runs one
+//! benchmark after the other), and the figures wanted are per-transaction
 //! median and p99 plus recovery events, not criterion's mean estimates.
-//!
-//! Options: `--smoke` (a few transactions each, asserts correctness only:
-//! every acknowledged read-modify-write committed exactly once, no error in
-//! the steady workloads; no valgrind, the chart goes to a temporary file),
-//! `--no-callgrind`, `--callgrind-out DIR` (keep the callgrind files, for
-//! `callgrind_annotate`), `--only sqlite,mariadb,postgres`, `--chart PATH`,
-//! `--pin one|none` (see [`pin`]; default one).
 
-mod backends;
+mod aggregate;
+mod args;
+mod begin_probe;
 mod callgrind;
 mod chart;
 mod contenders;
+mod diesel_sync;
 mod goals;
+mod idle;
+mod load;
+mod markdown;
 mod pin;
 mod recovery;
 mod report;
+mod results;
+mod run;
+mod runs;
+mod tables;
 mod workloads;
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use backends::{Opts, Results, Run, CALLGRIND_CALLS, SERVERS};
-use contenders::Txn;
+use aggregate::Runs;
+use begin_probe::Begins;
+use contenders::Backend;
+use load::{CpuTimes, Load};
+use report::{About, Context};
 use workloads::Config;
-
-struct Args {
-    smoke: bool,
-    pin: pin::Pin,
-    callgrind: bool,
-    callgrind_out: Option<PathBuf>,
-    only: Vec<String>,
-    chart: Option<PathBuf>,
-}
-
-fn parse(args: &[String]) -> Result<Args, String> {
-    let mut out = Args {
-        smoke: false,
-        pin: pin::Pin::One,
-        callgrind: true,
-        callgrind_out: None,
-        only: vec!["sqlite".into(), "mariadb".into(), "postgres".into()],
-        chart: None,
-    };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            // `cargo bench` passes `--bench`.
-            "--bench" => {}
-            "--smoke" => out.smoke = true,
-            "--no-callgrind" => out.callgrind = false,
-            "--callgrind-out" => {
-                out.callgrind_out =
-                    Some(it.next().ok_or("--callgrind-out needs a directory")?.into())
-            }
-            "--pin" => {
-                let how = it.next().map_or("", String::as_str);
-                out.pin = pin::Pin::parse(how).ok_or("--pin takes one or none")?;
-            }
-            "--only" => {
-                let list = it.next().ok_or("--only needs a list")?;
-                out.only = list.split(',').map(str::to_owned).collect();
-            }
-            "--chart" => out.chart = Some(it.next().ok_or("--chart needs a path")?.into()),
-            other => return Err(format!("unknown argument {other}")),
-        }
-    }
-    Ok(out)
-}
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    if let [flag, backend, variant, txn, n, url] = argv.as_slice() {
-        if flag == "--callgrind-child" {
+    let child = match argv.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["--callgrind-child", backend, variant, txn, n, url] => {
             callgrind::child(backend, variant, txn, n.parse().unwrap_or(1000), url);
-            return ExitCode::SUCCESS;
+            Some(Ok(()))
+        }
+        ["--run-child", opts, result] => Some(runs::child(Path::new(opts), Path::new(result))),
+        ["--begin-probe", file] => Some(begin_probe::child(file)),
+        _ => None,
+    };
+    match child {
+        Some(Ok(())) => ExitCode::SUCCESS,
+        Some(Err(e)) => {
+            eprintln!("compare: {e}");
+            ExitCode::FAILURE
+        }
+        None => parent(&argv),
+    }
+}
+
+fn config(smoke: bool) -> Config {
+    if smoke {
+        Config {
+            rounds: 30,
+            warmup: 3,
+            chunk: 1,
+            contention_rounds: 2,
+            contention_warmup: 1,
+            threads: 16,
+            per_thread: 3,
+            idle_calls: 2,
+            recovery_before: Duration::from_millis(300),
+            recovery_limit: Duration::from_secs(1),
+        }
+    } else {
+        Config {
+            rounds: 3000,
+            warmup: 300,
+            chunk: 1,
+            contention_rounds: 20,
+            contention_warmup: 2,
+            threads: 16,
+            per_thread: 15,
+            idle_calls: 10,
+            recovery_before: Duration::from_secs(1),
+            recovery_limit: Duration::from_secs(2),
         }
     }
-    let args = match parse(&argv) {
+}
+
+/// `git` on the workspace: the commit, and whether tracked files differed.
+fn commit() -> String {
+    let root = args::root();
+    let root = root.to_string_lossy();
+    let head = load::command("git", &["-C", &root, "rev-parse", "--short", "HEAD"]);
+    let dirty = load::command(
+        "git",
+        &["-C", &root, "status", "--porcelain", "--untracked-files=no"],
+    );
+    match dirty.as_str() {
+        "" => format!("commit {head}"),
+        _ => format!("commit {head} with uncommitted changes"),
+    }
+}
+
+fn parent(argv: &[String]) -> ExitCode {
+    let args = match args::parse(argv) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("compare: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let cfg = if args.smoke {
-        Config {
-            rounds: 30,
-            warmup: 3,
-            chunk: 1,
-            block: 10,
-            contention_rounds: 2,
-            contention_warmup: 1,
-            threads: 16,
-            per_thread: 3,
-        }
-    } else {
-        Config {
-            rounds: 8000,
-            warmup: 400,
-            chunk: 1,
-            block: 400,
-            contention_rounds: 60,
-            contention_warmup: 3,
-            threads: 16,
-            per_thread: 15,
+    // Before any child or server: they inherit the mask.
+    let mut load = Load::start(pin::pin(args.pin));
+    let started = Instant::now();
+    let commit = commit();
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("compare: a temporary directory: {e}");
+            return ExitCode::FAILURE;
         }
     };
-    let machine = report::machine();
-    let pinned = pin::pin(args.pin);
-    let started = Instant::now();
-    println!(
-        "# db_txn benchmark{}\n",
-        if args.smoke {
-            " (smoke run: no timing meaning)"
-        } else {
-            ""
+    let mut problems = Vec::new();
+    let mut notes = Vec::new();
+    let begins = if args.only.contains(&Backend::Sqlite) {
+        Begins::probe(dir.path()).unwrap_or_else(|e| {
+            notes.push(format!(
+                "the BEGIN probe failed ({e}): SQLite is judged against \
+                 `immediate_transaction`"
+            ));
+            Begins::default()
+        })
+    } else {
+        Begins::default()
+    };
+    let cfg = config(args.smoke);
+    let mut results = Vec::new();
+    for index in 0..args.runs {
+        eprintln!("run {} of {}:", index + 1, args.runs);
+        let opts = run::Opts {
+            cfg,
+            smoke: args.smoke,
+            callgrind: args.callgrind && index == 0,
+            callgrind_out: args.callgrind_out.clone(),
+            only: args.only.clone(),
+            index,
+        };
+        let before = CpuTimes::now();
+        match runs::spawn(&opts, dir.path()) {
+            Ok(r) => results.push(r),
+            Err(e) => problems.push(format!("run {}: {e}", index + 1)),
         }
-    );
-    println!("{machine}\n{SERVERS} CPUs: {pinned}.\n\n{cfg:?}\n");
-    let mut out = Results::default();
-    let opts = Opts {
+        load.run(&before, &CpuTimes::now());
+    }
+    load.finish();
+    let command = if args.smoke {
+        "cargo test -p db_txn_bench --bench compare --"
+    } else {
+        "cargo bench -p db_txn_bench --"
+    };
+    let about = About {
+        command: format!("{command} {}", args.given.join(" "))
+            .trim_end_matches([' ', '-'])
+            .to_string(),
+        runs_asked: args.runs,
         cfg,
         smoke: args.smoke,
-        callgrind: args.callgrind,
-        callgrind_out: args.callgrind_out.clone(),
+        commit,
+        seconds: started.elapsed().as_secs_f64(),
+        machine: load::machine(),
     };
-    let runs: [(&str, Run); 3] = [
-        ("sqlite", backends::sqlite),
-        ("mariadb", backends::mariadb),
-        ("postgres", backends::postgres),
-    ];
-    for (name, run) in runs {
-        if args.only.iter().any(|o| o == name) {
-            eprintln!("{name}:");
-            run(&opts, &mut out);
-        }
-    }
-    println!(
-        "## µs per transaction\n\n{}",
-        report::latency_table(&out.rows)
-    );
-    println!(
-        "## Contention throughput\n\n{}",
-        report::throughput_table(&out.rows)
-    );
-    if !out.recoveries.is_empty() {
-        println!("## Recovery\n\n{}", report::recovery_table(&out.recoveries));
-    }
-    for (txn, what) in [
-        (Txn::PointRead, "point-read"),
-        (Txn::Rmw, "read-modify-write"),
-    ] {
-        let counts: Vec<_> = out.counts.iter().filter(|c| c.txn == txn).collect();
-        if !counts.is_empty() {
-            println!(
-                "## Instructions per {what} (callgrind, client side, {CALLGRIND_CALLS} calls)\n\n{}",
-                report::callgrind_table(&counts)
-            );
-        }
-    }
-    println!(
-        "## Goals\n\n{}",
-        goals::evaluate(&out.rows, &out.recoveries)
-    );
-    let chart = match (&args.chart, args.smoke) {
-        (Some(path), _) => path.clone(),
-        (None, true) => std::env::temp_dir().join("db_txn-bench-smoke-chart.svg"),
-        (None, false) => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("chart.svg"),
+    let ctx = Context {
+        runs: Runs(&results),
+        begins: &begins,
+        load: &load,
+        run: &about,
     };
-    match chart::draw(&out.rows, &chart) {
+    let doc = report::document(&ctx);
+    println!("{doc}");
+    let chart = args
+        .chart
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("db_txn-bench-chart.svg"));
+    match chart::draw(&ctx.runs, &chart) {
         Ok(()) => println!("Chart: {}", chart.display()),
-        Err(e) => out.problems.push(format!("chart: {e}")),
+        Err(e) => problems.push(format!("chart: {e}")),
     }
-    out.notes.iter().for_each(|n| println!("Note: {n}."));
-    println!("Finished in {:.0} s.", started.elapsed().as_secs_f64());
-    if out.problems.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        println!("\n## Correctness problems\n");
-        out.problems.iter().for_each(|p| println!("- {p}"));
-        ExitCode::FAILURE
+    if args.smoke {
+        // What `--markdown BENCHMARKS.md` would do, on a copy.
+        if let Err(e) = markdown::check(&args::root().join("BENCHMARKS.md"), dir.path(), &doc) {
+            problems.push(format!("--markdown: {e}"));
+        }
     }
+    if let Some(path) = &args.markdown {
+        match markdown::write(path, &doc) {
+            Ok(()) => println!("Report written into {}", path.display()),
+            Err(e) => problems.push(format!("--markdown: {e}")),
+        }
+    }
+    finish(&results, problems, notes)
+}
+
+/// Notes, then the correctness problems of every run: any makes the exit
+/// status a failure (a missed goal does not).
+fn finish(
+    results: &[results::RunResult],
+    mut problems: Vec<String>,
+    mut notes: Vec<String>,
+) -> ExitCode {
+    for r in results {
+        for n in &r.notes {
+            if !notes.contains(n) {
+                notes.push(n.clone());
+            }
+        }
+        problems.extend(r.problems.iter().cloned());
+    }
+    notes.iter().for_each(|n| println!("Note: {n}."));
+    if problems.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    println!("\n## Correctness problems\n");
+    problems.iter().for_each(|p| println!("- {p}"));
+    ExitCode::FAILURE
 }

@@ -31,28 +31,45 @@ impl Pin {
     }
 }
 
+/// What [`pin`] did.
+#[derive(Debug, Clone)]
+pub struct Pinned {
+    /// The CPU everything runs on, if pinned.
+    pub cpu: Option<usize>,
+    /// What was done, for the report.
+    pub text: String,
+}
+
 /// Pins the calling thread to the first CPU it may use; call it before any
-/// other thread or server is started (they inherit its mask). Returns what
-/// was done, for the report.
-pub fn pin(pin: Pin) -> String {
+/// other thread, child process or server is started (they inherit its mask).
+pub fn pin(pin: Pin) -> Pinned {
+    let not = |text: &str| Pinned {
+        cpu: None,
+        text: text.into(),
+    };
     if pin == Pin::None {
-        return "not pinned (`--pin none`)".into();
+        return not("not pinned (`--pin none`)");
     }
     // SAFETY: `set` is a plain bit set; the calls fill in or read it.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         let size = std::mem::size_of_val(&set);
         if libc::sched_getaffinity(0, size, &mut set) != 0 {
-            return "not pinned: sched_getaffinity failed".into();
+            return not("not pinned: sched_getaffinity failed");
         }
         let Some(cpu) = (0..libc::CPU_SETSIZE as usize).find(|&c| libc::CPU_ISSET(c, &set)) else {
-            return "not pinned: no CPU in the mask".into();
+            return not("not pinned: no CPU in the mask");
         };
         let mut one: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu, &mut one);
         if libc::sched_setaffinity(0, size, &one) != 0 {
-            return "not pinned: sched_setaffinity failed".into();
+            return not("not pinned: sched_setaffinity failed");
         }
-        format!("the benchmark and the servers it starts pinned to CPU {cpu} (`--pin one`)")
+        Pinned {
+            cpu: Some(cpu),
+            text: format!(
+                "pinned: the benchmark and the servers it starts all run on CPU {cpu} (`--pin one`)"
+            ),
+        }
     }
 }

@@ -1,26 +1,28 @@
 //! The recovery workload: the server restarts in the middle of a steady run.
 //!
 //! One caller thread per contender runs read-modify-writes, one every
-//! [`PERIOD`], all three at once so that they see the same restart. After
-//! [`BEFORE`] the server is stopped gracefully (its clients are disconnected)
+//! [`PERIOD`], all at once so that they see the same restart. After
+//! `Config::recovery_before` the server is stopped gracefully (its clients are disconnected)
 //! and started again by the kit; "up" is when the kit sees it accept
 //! connections again. The run goes on until every contender has succeeded
-//! after up (or [`LIMIT`] passed), then [`AFTER`] more.
+//! after up (or a limit passed: `Config::recovery_limit`), then [`AFTER`]
+//! more.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::contenders::{CallError, Contender, Subject, Txn, ROWS};
+use serde::{Deserialize, Serialize};
+
+use crate::contenders::{CallError, Subject, Txn};
+use crate::diesel_sync::ROWS;
 use crate::workloads::Tally;
 
 pub const PERIOD: Duration = Duration::from_millis(2);
-pub const BEFORE: Duration = Duration::from_secs(1);
 pub const AFTER: Duration = Duration::from_millis(500);
-pub const LIMIT: Duration = Duration::from_secs(5);
 
 /// What one contender's caller saw.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Recovery {
     pub calls: u64,
     pub errors: u64,
@@ -38,7 +40,7 @@ pub struct Recovery {
 }
 
 /// The restart, as the run saw it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Restart {
     /// From the stop signal to the server accepting connections again.
     pub downtime: Duration,
@@ -54,25 +56,28 @@ struct Call {
 }
 
 /// Runs the workload around `restart`; `reconnect` measures one connect.
+/// One [`Recovery`] per contender of `subject`.
 pub fn run(
     subject: &dyn Subject,
     restart: &(dyn Fn() + Sync),
     reconnect: &dyn Fn() -> Duration,
     tally: &Tally,
-) -> (Restart, [Recovery; 3]) {
+    (before, limit): (Duration, Duration),
+) -> (Restart, Vec<Recovery>) {
     let base = Instant::now();
     let stop = AtomicBool::new(false);
-    let last_ok = [(); 3].map(|()| AtomicU64::new(0));
+    let n = subject.contenders().len();
+    let last_ok: Vec<AtomicU64> = (0..n).map(|_| AtomicU64::new(0)).collect();
     let mut up = Duration::ZERO;
     let mut stopped = Duration::ZERO;
     let calls = thread::scope(|scope| {
-        let callers: Vec<_> = Contender::ALL
+        let callers: Vec<_> = (0..n)
             .map(|who| {
                 let (stop, last_ok) = (&stop, &last_ok);
-                scope.spawn(move || caller(subject, who, base, stop, &last_ok[who.index()], tally))
+                scope.spawn(move || caller(subject, who, base, stop, &last_ok[who], tally))
             })
-            .into();
-        thread::sleep(BEFORE);
+            .collect();
+        thread::sleep(before);
         stopped = base.elapsed();
         restart();
         up = base.elapsed();
@@ -81,7 +86,7 @@ pub fn run(
                 .iter()
                 .all(|t| t.load(Relaxed) > up.as_nanos() as u64)
         };
-        while !all_ok() && base.elapsed() < up + LIMIT {
+        while !all_ok() && base.elapsed() < up + limit {
             thread::sleep(Duration::from_millis(5));
         }
         thread::sleep(AFTER);
@@ -97,17 +102,13 @@ pub fn run(
         downtime: up - stopped,
         reconnect: times[2],
     };
-    let mut out: [Recovery; 3] = Default::default();
-    for (i, calls) in calls.iter().enumerate() {
-        out[i] = summarize(calls, up);
-    }
-    (restart, out)
+    (restart, calls.iter().map(|c| summarize(c, up)).collect())
 }
 
 /// One contender's caller: a read-modify-write every [`PERIOD`] until `stop`.
 fn caller(
     subject: &dyn Subject,
-    who: Contender,
+    who: usize,
     base: Instant,
     stop: &AtomicBool,
     last_ok: &AtomicU64,

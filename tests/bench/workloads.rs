@@ -1,24 +1,77 @@
-//! The timed workloads: interleaved rounds of the three contenders, every
-//! transaction timed on its own with `Instant`.
+//! The timed steady workloads: interleaved rounds of a backend's contenders,
+//! every transaction timed on its own with `Instant`.
 //!
 //! Each round runs a chunk of transactions for each contender in turn, in an
-//! order that cycles through all six permutations, so that drift of the
-//! machine (other tenants, CPU frequency, the server's caches) hits the three
-//! alike. The single-threaded workloads take turns after every transaction
-//! (chunk 1): on a shared two-core machine the latency of a loopback round
-//! trip jumps between regimes for seconds at a time, and only the finest
-//! interleaving puts the three contenders in the same regime. The first
-//! rounds warm up (connections opened, statements prepared) and are not
-//! recorded.
+//! order that changes every round ([`order`]), so that drift of the machine
+//! (other tenants, CPU frequency, the server's caches) hits all alike. The
+//! single-threaded workloads take turns after every transaction (chunk 1):
+//! on a shared two-core machine the latency of a loopback round trip jumps
+//! between regimes for seconds at a time, and only the finest interleaving
+//! puts the contenders in the same regime. The first rounds warm up
+//! (connections opened, statements prepared) and are not recorded.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::contenders::{CallError, Contender, Subject, Txn, ROWS};
+use serde::{Deserialize, Serialize};
+
+use crate::contenders::{Backend, Begin, CallError, Contender, Subject, Txn};
+use crate::diesel_sync::ROWS;
+
+/// What is timed. The idle-gap workload is in [`crate::idle`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Workload {
+    PointRead,
+    Rmw,
+    Contention,
+    Idle,
+}
+
+impl Workload {
+    pub const ALL: [Workload; 4] = [
+        Workload::PointRead,
+        Workload::Rmw,
+        Workload::Contention,
+        Workload::Idle,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Workload::PointRead => "point-read",
+            Workload::Rmw => "read-modify-write",
+            Workload::Contention => "RMW, 16 threads / pool 4",
+            Workload::Idle => "point-read after 600 ms idle",
+        }
+    }
+
+    /// The transaction it runs.
+    pub fn txn(self) -> Txn {
+        match self {
+            Workload::PointRead | Workload::Idle => Txn::PointRead,
+            Workload::Rmw | Workload::Contention => Txn::Rmw,
+        }
+    }
+
+    /// Steady state: back-to-back transactions, where a ping is never due.
+    pub fn steady(self) -> bool {
+        matches!(self, Workload::PointRead | Workload::Rmw)
+    }
+
+    /// Whether `who` takes part in this workload on `backend`. Not raw
+    /// `transaction` on SQLite under contention: a deferred read-modify-write
+    /// fails with `database is locked` (SQLITE_BUSY, which `busy_timeout` does
+    /// not wait out) when it upgrades its read to a write while another
+    /// connection writes, and a baseline whose calls fail is no baseline.
+    pub fn takes_part(self, backend: Backend, who: Contender) -> bool {
+        !(self == Workload::Contention
+            && backend == Backend::Sqlite
+            && matches!(who, Contender::Raw(Begin::Transaction, _)))
+    }
+}
 
 /// How much work a run does.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Config {
     /// Recorded rounds.
     pub rounds: usize,
@@ -26,9 +79,6 @@ pub struct Config {
     pub warmup: usize,
     /// Transactions per contender per round, single-threaded workloads.
     pub chunk: usize,
-    /// Samples per block, single-threaded workloads: the ratio of the
-    /// contenders' block medians shows how much the ratio moves over time.
-    pub block: usize,
     /// Recorded and unrecorded rounds of the contention workload.
     pub contention_rounds: usize,
     pub contention_warmup: usize,
@@ -36,6 +86,12 @@ pub struct Config {
     pub threads: usize,
     /// Transactions per thread per round, contention workload.
     pub per_thread: usize,
+    /// Calls per contender of the idle-gap workload.
+    pub idle_calls: usize,
+    /// How long the recovery workload runs before the restart, and how long
+    /// it waits for every contender to succeed again after it.
+    pub recovery_before: Duration,
+    pub recovery_limit: Duration,
 }
 
 /// Per-transaction latencies of one contender in one workload.
@@ -43,9 +99,6 @@ pub struct Config {
 pub struct Samples {
     /// In the order they were taken.
     pub nanos: Vec<u64>,
-    /// Consecutive samples taken in the same stretch of time as the other
-    /// contenders' block of the same index.
-    pub block: usize,
     /// Wall time of the recorded rounds (for throughput).
     pub wall: Duration,
     pub errors: u64,
@@ -53,76 +106,75 @@ pub struct Samples {
 }
 
 /// What every contender got acknowledged, for the final consistency check.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Tally {
     /// Read-modify-writes whose caller was told they committed.
-    pub acked: [AtomicU64; 3],
+    pub acked: Vec<AtomicU64>,
     /// Read-modify-writes whose outcome the caller cannot know.
-    pub uncertain: [AtomicU64; 3],
+    pub uncertain: Vec<AtomicU64>,
 }
 
 impl Tally {
-    pub fn record(&self, who: Contender, txn: Txn, result: &Result<(), CallError>) {
+    pub fn new(contenders: usize) -> Self {
+        let zeros = || (0..contenders).map(|_| AtomicU64::new(0)).collect();
+        Tally {
+            acked: zeros(),
+            uncertain: zeros(),
+        }
+    }
+
+    pub fn record(&self, who: usize, txn: Txn, result: &Result<(), CallError>) {
         if txn != Txn::Rmw {
             return;
         }
         match result {
-            Ok(()) => self.acked[who.index()].fetch_add(1, Relaxed),
-            Err(_) => self.uncertain[who.index()].fetch_add(1, Relaxed),
+            Ok(()) => self.acked[who].fetch_add(1, Relaxed),
+            Err(_) => self.uncertain[who].fetch_add(1, Relaxed),
         };
     }
 }
 
-/// The order of the contenders in round `round`.
-fn order(round: usize) -> [Contender; 3] {
-    const P: [[usize; 3]; 6] = [
-        [0, 1, 2],
-        [1, 2, 0],
-        [2, 0, 1],
-        [2, 1, 0],
-        [1, 0, 2],
-        [0, 2, 1],
-    ];
-    P[round % 6].map(|i| Contender::ALL[i])
+/// The order of `n` contenders in round `round`: rotated by one each round,
+/// and reversed every other cycle of `n` rounds, so that every contender
+/// takes every place, and follows every other, equally often (every `2n`
+/// rounds; for three contenders these are all six orders).
+pub fn order(round: usize, n: usize) -> Vec<usize> {
+    let rotated = (0..n).map(|i| (i + round) % n.max(1));
+    if (round / n.max(1)) % 2 == 1 {
+        rotated.rev().collect()
+    } else {
+        rotated.collect()
+    }
 }
 
 /// A row id spread over the table, from a counter.
-fn row(n: u64) -> i64 {
+pub fn row(n: u64) -> i64 {
     (n.wrapping_mul(7919) % ROWS as u64) as i64
 }
 
 impl Samples {
-    fn add(&mut self, round: Vec<u64>, wall: Duration) {
+    pub fn add(&mut self, round: Vec<u64>, wall: Duration) {
         self.nanos.extend(round);
         self.wall += wall;
     }
 
-    /// The median of each block.
-    pub fn block_medians(&self) -> Vec<u64> {
-        self.nanos
-            .chunks(self.block.max(1))
-            .map(|b| {
-                let mut b = b.to_vec();
-                b.sort_unstable();
-                b[b.len() / 2]
-            })
-            .collect()
-    }
-
-    fn error(&mut self, e: CallError) {
+    pub fn error(&mut self, e: CallError) {
         self.errors += 1;
         self.first_error.get_or_insert(e.message);
     }
 }
 
+fn samples(subject: &dyn Subject) -> Vec<Samples> {
+    vec![Samples::default(); subject.contenders().len()]
+}
+
 /// One caller thread running `txn` back to back.
-pub fn single(subject: &dyn Subject, txn: Txn, cfg: &Config, tally: &Tally) -> [Samples; 3] {
-    let mut out: [Samples; 3] = Default::default();
-    out.iter_mut().for_each(|s| s.block = cfg.block);
+pub fn single(subject: &dyn Subject, txn: Txn, cfg: &Config, tally: &Tally) -> Vec<Samples> {
+    let mut out = samples(subject);
     let mut n = 0u64;
     for round in 0..cfg.warmup + cfg.rounds {
-        for who in order(round) {
-            let s = &mut out[who.index()];
+        for who in order(round, out.len()) {
+            let s = &mut out[who];
             let mut lat = Vec::with_capacity(cfg.chunk);
             let start = Instant::now();
             for _ in 0..cfg.chunk {
@@ -144,16 +196,20 @@ pub fn single(subject: &dyn Subject, txn: Txn, cfg: &Config, tally: &Tally) -> [
 }
 
 /// `cfg.threads` caller threads sharing each contender's pool of
-/// [`POOL_SIZE`](crate::contenders::POOL_SIZE), running read-modify-writes on
-/// random rows; latency includes the wait for a connection.
-pub fn contention(subject: &dyn Subject, cfg: &Config, tally: &Tally) -> [Samples; 3] {
-    let mut out: [Samples; 3] = Default::default();
-    out.iter_mut()
-        .for_each(|s| s.block = cfg.threads * cfg.per_thread);
+/// [`POOL_SIZE`](crate::diesel_sync::POOL_SIZE), running read-modify-writes
+/// on random rows; latency includes the wait for a connection. Only the
+/// contenders `part` (indices) take part; the others' samples stay empty.
+pub fn contention(
+    subject: &dyn Subject,
+    part: &[usize],
+    cfg: &Config,
+    tally: &Tally,
+) -> Vec<Samples> {
+    let mut out = samples(subject);
     for round in 0..cfg.contention_warmup + cfg.contention_rounds {
-        for who in order(round) {
+        for who in order(round, part.len()).into_iter().map(|i| part[i]) {
             let (lat, wall, errors) = contention_round(subject, who, round, cfg, tally);
-            let s = &mut out[who.index()];
+            let s = &mut out[who];
             errors.into_iter().for_each(|e| s.error(e));
             if round >= cfg.contention_warmup {
                 s.add(lat, wall);
@@ -165,7 +221,7 @@ pub fn contention(subject: &dyn Subject, cfg: &Config, tally: &Tally) -> [Sample
 
 fn contention_round(
     subject: &dyn Subject,
-    who: Contender,
+    who: usize,
     round: usize,
     cfg: &Config,
     tally: &Tally,

@@ -1,0 +1,103 @@
+//! What one run finds, as the run's child process hands it to the parent
+//! (JSON, see [`crate::runs`]): per backend and workload a summary of each
+//! contender's latencies, the recovery runs, the instruction counts, and
+//! what went wrong.
+
+use serde::{Deserialize, Serialize};
+
+use crate::contenders::{Backend, Contender, Txn};
+use crate::recovery::{Recovery, Restart};
+use crate::workloads::{Samples, Workload};
+
+/// One contender in one workload of one run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Measured {
+    pub contender: Contender,
+    pub median_us: f64,
+    pub p99_us: f64,
+    /// Transactions per second of wall time (meaningful for the contention
+    /// workload).
+    pub per_s: f64,
+    pub calls: u64,
+    pub errors: u64,
+    pub first_error: Option<String>,
+}
+
+/// One backend and workload of one run, all its contenders.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Row {
+    pub backend: Backend,
+    pub workload: Workload,
+    pub measured: Vec<Measured>,
+    /// Pings and skipped pings of the `#[db_txn]` pool during the workload.
+    pub pings: (u64, u64),
+}
+
+impl Row {
+    pub fn get(&self, who: Contender) -> Option<&Measured> {
+        self.measured.iter().find(|m| m.contender == who)
+    }
+}
+
+/// The recovery run of one backend.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecoveryRow {
+    pub backend: Backend,
+    pub restart: Restart,
+    pub results: Vec<(Contender, Recovery)>,
+}
+
+/// Instructions per call of each callgrind variant, for one backend and
+/// transaction.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Counts {
+    pub backend: Backend,
+    pub txn: Txn,
+    /// (variant, instructions per call).
+    pub per_call: Vec<(String, f64)>,
+}
+
+impl Counts {
+    pub fn get(&self, variant: &str) -> Option<f64> {
+        self.per_call
+            .iter()
+            .find(|(v, _)| v == variant)
+            .map(|(_, n)| *n)
+    }
+}
+
+/// Everything one run adds to the report.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct RunResult {
+    pub rows: Vec<Row>,
+    pub recoveries: Vec<RecoveryRow>,
+    pub counts: Vec<Counts>,
+    /// Correctness failures: the program exits non-zero.
+    pub problems: Vec<String>,
+    /// What was skipped, and why.
+    pub notes: Vec<String>,
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (p * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+impl Samples {
+    pub fn measured(&self, contender: Contender) -> Measured {
+        let mut sorted = self.nanos.clone();
+        sorted.sort_unstable();
+        Measured {
+            contender,
+            median_us: percentile(&sorted, 0.5) as f64 / 1e3,
+            p99_us: percentile(&sorted, 0.99) as f64 / 1e3,
+            per_s: sorted.len() as f64 / self.wall.as_secs_f64().max(1e-9),
+            calls: sorted.len() as u64,
+            errors: self.errors,
+            first_error: self.first_error.clone(),
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! One run of the comparison, in a process of its own (see [`crate::runs`]):
+//! the servers and databases of every backend, the steady workloads backend
+//! by backend, the idle-gap workload over all backends at once, the recovery
+//! runs, the consistency check, and (when asked) the instruction counts.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use diesel::Connection;
+use serde::{Deserialize, Serialize};
+
+use crate::contenders::{database_name, Backend, Contender, Subject, Txn};
+use crate::results::{Counts, RecoveryRow, Row, RunResult};
+use crate::workloads::{self, Config, Samples, Tally, Workload};
+use crate::{callgrind, diesel_sync, idle, recovery};
+
+/// What a run does.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Opts {
+    pub cfg: Config,
+    pub smoke: bool,
+    /// Count instructions (in this run; the counts repeat, one run is enough).
+    pub callgrind: bool,
+    pub callgrind_out: Option<PathBuf>,
+    pub only: Vec<Backend>,
+    /// This run's number from 0: shifts the idle workload's orders.
+    pub index: usize,
+}
+
+/// Transactions counted per variant, backend and kind.
+pub const CALLGRIND_CALLS: u64 = 2000;
+
+/// Where a backend's databases live.
+enum Server {
+    Sqlite(tempfile::TempDir),
+    MariaDb(db_txn_tests::MariaDb),
+    Postgres(db_txn_tests::Postgres),
+}
+
+impl Server {
+    fn start(backend: Backend) -> Server {
+        fn fail<T>(e: db_txn_tests::KitError) -> T {
+            panic!("{e}")
+        }
+        match backend {
+            Backend::Sqlite => Server::Sqlite(
+                tempfile::Builder::new()
+                    .prefix("db_txn-bench-sqlite")
+                    .tempdir_in(db_txn_tests::cleanup::base_dir())
+                    .expect("temporary directory"),
+            ),
+            Backend::MariaDb => {
+                Server::MariaDb(db_txn_tests::MariaDb::start().unwrap_or_else(fail))
+            }
+            Backend::Postgres => {
+                Server::Postgres(db_txn_tests::Postgres::start().unwrap_or_else(fail))
+            }
+        }
+    }
+
+    /// An empty database (SQLite: a file) named `name`: its URL.
+    fn database(&self, name: &str) -> String {
+        match self {
+            Server::Sqlite(dir) => {
+                let file = dir.path().join(format!("{name}.db"));
+                file.to_string_lossy().into_owned()
+            }
+            Server::MariaDb(server) => server.create_database(name),
+            Server::Postgres(server) => server.create_database(name),
+        }
+    }
+
+    /// A graceful restart, for the recovery workload (servers only).
+    fn restart(&self) -> Option<(Restart<'_>, Reconnect<'_>)> {
+        match self {
+            Server::Sqlite(_) => None,
+            Server::MariaDb(server) => Some((
+                Box::new(|| server.restart()),
+                Box::new(move || timed_connect::<diesel::MysqlConnection>(&server.url())),
+            )),
+            Server::Postgres(server) => Some((
+                Box::new(|| server.restart()),
+                Box::new(move || timed_connect::<diesel::PgConnection>(&server.url())),
+            )),
+        }
+    }
+}
+
+/// Restarts the server.
+type Restart<'a> = Box<dyn Fn() + Sync + 'a>;
+/// One timed connect to the server.
+type Reconnect<'a> = Box<dyn Fn() -> Duration + 'a>;
+
+fn timed_connect<C: Connection>(url: &str) -> Duration {
+    let t = Instant::now();
+    C::establish(url).unwrap_or_else(|e| panic!("connect to {url}: {e}"));
+    t.elapsed()
+}
+
+/// A backend set up: its server, its contenders, what they got acknowledged.
+struct Setup {
+    server: Server,
+    subject: Box<dyn Subject>,
+    tally: Tally,
+}
+
+impl Setup {
+    fn new(backend: Backend) -> Setup {
+        let server = Server::start(backend);
+        let tag = &backend.key()[..1];
+        let url = |who: Contender| server.database(&database_name(tag, who));
+        let subject: Box<dyn Subject> = match backend {
+            Backend::Sqlite => Box::new(diesel_sync::sqlite::Bench::new(url)),
+            Backend::MariaDb => Box::new(diesel_sync::mysql::Bench::new(url)),
+            Backend::Postgres => Box::new(diesel_sync::postgres::Bench::new(url)),
+        };
+        let tally = Tally::new(subject.contenders().len());
+        Setup {
+            server,
+            subject,
+            tally,
+        }
+    }
+}
+
+/// Prints how long `f` took.
+fn timed<T>(backend: Backend, what: &str, f: impl FnOnce() -> T) -> T {
+    let t = Instant::now();
+    let out = f();
+    eprintln!(
+        "  {} {what}: {:.1} s",
+        backend.label(),
+        t.elapsed().as_secs_f64()
+    );
+    out
+}
+
+/// The whole run.
+pub fn run(opts: &Opts) -> RunResult {
+    let mut out = RunResult::default();
+    let setups: Vec<Setup> = opts.only.iter().map(|b| Setup::new(*b)).collect();
+    for setup in &setups {
+        steady(setup, &opts.cfg, &mut out);
+    }
+    idle_gaps(&setups, opts, &mut out);
+    for setup in &setups {
+        let times = (opts.cfg.recovery_before, opts.cfg.recovery_limit);
+        recover(setup, times, &mut out);
+    }
+    for setup in &setups {
+        check_committed(setup, &mut out);
+        count(setup, opts, &mut out);
+    }
+    out
+}
+
+/// The indices of the contenders of `subject` that take part in `workload`.
+fn part(subject: &dyn Subject, workload: Workload) -> Vec<usize> {
+    let backend = subject.backend();
+    let all = subject.contenders().iter().enumerate();
+    all.filter(|(_, who)| workload.takes_part(backend, **who))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// A row of `samples` (of the contenders that take part); errors in it are
+/// problems.
+fn row(
+    subject: &dyn Subject,
+    workload: Workload,
+    samples: &[Samples],
+    pings: (u64, u64),
+    out: &mut RunResult,
+) {
+    let backend = subject.backend();
+    let part: Vec<(Contender, &Samples)> = part(subject, workload)
+        .into_iter()
+        .map(|i| (subject.contenders()[i], &samples[i]))
+        .collect();
+    for (who, s) in &part {
+        if s.errors > 0 {
+            out.problems.push(format!(
+                "{} {} {}: {} errors, first: {}",
+                backend.label(),
+                workload.label(),
+                who.label(),
+                s.errors,
+                s.first_error.as_deref().unwrap_or("")
+            ));
+        }
+    }
+    out.rows.push(Row {
+        backend,
+        workload,
+        measured: part.iter().map(|(who, s)| s.measured(*who)).collect(),
+        pings,
+    });
+}
+
+/// The back-to-back workloads, one after the other.
+fn steady(setup: &Setup, cfg: &Config, out: &mut RunResult) {
+    let subject = &*setup.subject;
+    let tally = &setup.tally;
+    for workload in [Workload::PointRead, Workload::Rmw, Workload::Contention] {
+        let (p0, s0) = subject.db_txn_pings();
+        let samples = timed(subject.backend(), workload.label(), || match workload {
+            Workload::Contention => {
+                workloads::contention(subject, &part(subject, workload), cfg, tally)
+            }
+            _ => workloads::single(subject, workload.txn(), cfg, tally),
+        });
+        let (p1, s1) = subject.db_txn_pings();
+        row(subject, workload, &samples, (p1 - p0, s1 - s0), out);
+    }
+}
+
+fn idle_gaps(setups: &[Setup], opts: &Opts, out: &mut RunResult) {
+    let subjects: Vec<(&dyn Subject, &Tally)> =
+        setups.iter().map(|s| (&*s.subject, &s.tally)).collect();
+    let t = Instant::now();
+    let calls = opts.cfg.idle_calls;
+    let results = idle::run(&subjects, calls, opts.index * calls);
+    eprintln!(
+        "  {}: {:.1} s",
+        Workload::Idle.label(),
+        t.elapsed().as_secs_f64()
+    );
+    for ((subject, _), result) in subjects.iter().zip(results) {
+        row(*subject, Workload::Idle, &result.samples, result.pings, out);
+    }
+}
+
+/// The recovery workload; `#[db_txn]` callers must see no error but a
+/// COMMIT cut by the restart (outcome unknown).
+fn recover(setup: &Setup, times: (Duration, Duration), out: &mut RunResult) {
+    let Some((restart, reconnect)) = setup.server.restart() else {
+        return;
+    };
+    let subject = &*setup.subject;
+    let backend = subject.backend();
+    let (restart, results) = timed(backend, "recovery", || {
+        recovery::run(subject, &*restart, &*reconnect, &setup.tally, times)
+    });
+    let results: Vec<_> = subject.contenders().iter().copied().zip(results).collect();
+    for (who, r) in &results {
+        if *who == Contender::DbTxn && r.errors > r.commit_unknown {
+            out.problems.push(format!(
+                "{} recovery: {} errors reached #[db_txn] callers, first: {}",
+                backend.label(),
+                r.errors - r.commit_unknown,
+                r.first_error.as_deref().unwrap_or("")
+            ));
+        }
+    }
+    out.recoveries.push(RecoveryRow {
+        backend,
+        restart,
+        results,
+    });
+}
+
+/// Every read-modify-write a caller was told committed is in the table once,
+/// and nothing else but those whose outcome the caller could not know.
+fn check_committed(setup: &Setup, out: &mut RunResult) {
+    let subject = &*setup.subject;
+    for (i, who) in subject.contenders().iter().enumerate() {
+        let acked = setup.tally.acked[i].load(Relaxed) as i64;
+        let uncertain = setup.tally.uncertain[i].load(Relaxed) as i64;
+        let committed = subject.committed(i);
+        if committed < acked || committed > acked + uncertain {
+            out.problems.push(format!(
+                "{} {}: {committed} read-modify-writes committed, {acked} acknowledged, \
+                 {uncertain} failed",
+                subject.backend().label(),
+                who.label()
+            ));
+        }
+    }
+}
+
+/// Instructions per transaction of each variant under callgrind (a smoke
+/// run: a few transactions of each, without).
+fn count(setup: &Setup, opts: &Opts, out: &mut RunResult) {
+    let backend = setup.subject.backend();
+    let db = |name: &str| setup.server.database(&format!("cg_{name}"));
+    if opts.smoke {
+        if let Err(e) = callgrind::smoke(backend, &db, 20) {
+            out.problems.push(e);
+        }
+    } else if opts.callgrind && !callgrind::available() {
+        let note =
+            "instruction counts skipped: valgrind is not installed (apt-get install valgrind)";
+        if !out.notes.iter().any(|n| n == note) {
+            out.notes.push(note.into());
+        }
+    } else if opts.callgrind {
+        timed(backend, "callgrind", || {
+            for txn in [Txn::PointRead, Txn::Rmw] {
+                let keep = opts.callgrind_out.as_deref();
+                match callgrind::measure(backend, txn, &db, CALLGRIND_CALLS, keep) {
+                    Ok(per_call) => out.counts.push(Counts {
+                        backend,
+                        txn,
+                        per_call,
+                    }),
+                    Err(e) => out.problems.push(format!("callgrind: {e}")),
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,63 @@
+//! Instructions per transaction on the client, counted by callgrind in one
+//! run (they repeat within a few instructions from run to run).
+
+use super::table;
+use crate::callgrind::{variants, WARMUP};
+use crate::contenders::{Ping, Txn};
+use crate::report::Context;
+use crate::run::CALLGRIND_CALLS;
+
+pub fn section(ctx: &Context) -> Option<String> {
+    let counts = ctx.runs.counts();
+    if counts.is_empty() {
+        return None;
+    }
+    let mut out = String::new();
+    for (txn, what) in [
+        (Txn::PointRead, "Point-read"),
+        (Txn::Rmw, "Read-modify-write"),
+    ] {
+        let mine: Vec<_> = counts.iter().filter(|c| c.txn == txn).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        // Rows: every variant of any backend, in the order of the first
+        // backend that has it.
+        let mut variant_rows: Vec<(&str, &str)> = Vec::new();
+        for c in &mine {
+            for v in variants(c.backend) {
+                if !variant_rows.iter().any(|r| r.0 == v.0) {
+                    variant_rows.push(v);
+                }
+            }
+        }
+        let rows: Vec<Vec<String>> = variant_rows
+            .iter()
+            .map(|(key, label)| {
+                let mut row = vec![label.to_string()];
+                for c in &mine {
+                    let floor = ctx.begins.matching(c.backend, txn, Ping::No);
+                    let base = c.get(floor.key()).unwrap_or(f64::NAN);
+                    row.push(
+                        c.get(key)
+                            .map_or("—".into(), |n| format!("{n:.0} ({:+.0})", n - base)),
+                    );
+                }
+                row
+            })
+            .collect();
+        let mut header = vec!["variant".to_string()];
+        header.extend(mine.iter().map(|c| c.backend.label().to_string()));
+        let header: Vec<&str> = header.iter().map(String::as_str).collect();
+        out += &format!("{what}:\n\n{}\n", table(&header, &rows));
+    }
+    Some(
+        format!(
+            "### Instructions per transaction (client side)\n\n\
+         Callgrind, {CALLGRIND_CALLS} counted calls per variant after {WARMUP} uncounted, in one \
+         run. In parentheses: the difference to the matching floor, the hand-written variant \
+         without ping that sends the same BEGIN as `#[db_txn]`.\n\n{}",
+            out.trim_end()
+        ) + "\n",
+    )
+}
