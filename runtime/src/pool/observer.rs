@@ -39,7 +39,7 @@ impl<C: TxnConnection> Instrumentation for Observer<C> {
             }
             InstrumentationEvent::FinishQuery { error, .. } => {
                 if let Some(watch) = &self.watch {
-                    watch.statement_finished();
+                    watch.statement_finished(self.seq);
                 }
                 if let Some(err) = error {
                     self.seen_error(err);

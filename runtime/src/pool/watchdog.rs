@@ -93,8 +93,24 @@ impl Watch {
     }
 
     #[inline]
-    pub(crate) fn statement_finished(&self) {
-        self.statement.store(0, Relaxed);
+    /// The statement `seq` got its answer: the stamp keeps when (low bit
+    /// clear: nothing in flight).
+    pub(crate) fn statement_finished(&self, seq: u32) {
+        let tick = self.clock.load(Relaxed) & 0x7fff_ffff;
+        self.statement
+            .store(u64::from(seq) << 32 | u64::from(tick) << 1, Relaxed);
+    }
+
+    /// Whole watchdog periods since the last statement got its answer (0
+    /// when one is in flight or none ran).
+    #[inline]
+    pub(crate) fn quiet_ticks(&self) -> u32 {
+        let state = self.statement.load(Relaxed);
+        if state & 1 == 1 || state == 0 {
+            return 0;
+        }
+        let since = (state as u32) >> 1;
+        (self.clock.load(Relaxed) & 0x7fff_ffff).wrapping_sub(since) & 0x7fff_ffff
     }
 
     #[inline]

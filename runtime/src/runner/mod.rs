@@ -302,11 +302,16 @@ where
     }
     match outcome {
         Ok(Ok(value)) => {
-            if flags.disconnect().is_none() && tracked.fd.is_some_and(pool::hung_up) {
+            let quiet = tracked.watch.as_ref().is_some_and(|w| w.quiet_ticks() > 0);
+            if quiet && flags.disconnect().is_none() && tracked.fd.is_some_and(pool::hung_up) {
                 // The server closed the connection before COMMIT was sent
                 // (a KILL, a restart, an idle timeout): nothing can have
                 // committed, so this is a loss before COMMIT, not an unknown
-                // outcome. One poll(2) without waiting.
+                // outcome. One poll(2) without waiting, made only when the
+                // body was quiet for a watchdog period or more since its last
+                // statement (a body that finished its statements just now
+                // leaves the server no time to close on it, and a system
+                // call on every COMMIT costs ~0.3 µs).
                 flags.set_disconnect(Disconnect::Closed, None);
                 pool.signals_disconnect();
             }
