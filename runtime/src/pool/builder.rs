@@ -60,7 +60,9 @@ impl<C: TxnConnection> Config<C> {
                 keepalive: self.keepalive,
                 serial: Default::default(),
             },
-            policy: self.policy.rules(),
+            policy: self
+                .policy
+                .rules(<C::Dialect as Dialect>::DEFAULT_PORT.is_none()),
         }
     }
 
@@ -148,6 +150,8 @@ impl<C: TxnConnection> PoolBuilder<C> {
     /// A connection used successfully within this window is handed out
     /// without a ping, unless a disconnect was seen on the pool since.
     /// Default 500 ms (HikariCP's value); `Duration::ZERO` pings every checkout.
+    /// SQLite connections are never pinged: an embedded database cannot go
+    /// stale.
     pub fn ping_window(mut self, t: Duration) -> Self {
         self.config.policy.ping_window = t;
         self

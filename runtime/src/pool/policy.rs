@@ -41,9 +41,15 @@ fn ms(d: Duration) -> u64 {
 }
 
 impl Policy {
-    pub(crate) fn rules(&self) -> Rules {
+    /// `embedded`: the database is a library in this process (SQLite): a
+    /// connection to it cannot go stale, so it is never pinged.
+    pub(crate) fn rules(&self, embedded: bool) -> Rules {
         Rules {
-            ping_window: ms(self.ping_window),
+            ping_window: if embedded {
+                u64::MAX
+            } else {
+                ms(self.ping_window)
+            },
             max_idle: self.max_idle.map_or(u64::MAX, ms),
             max_lifetime: self.max_lifetime.map_or(u64::MAX, ms),
         }
@@ -165,7 +171,8 @@ mod judge_tests {
         max_idle: Some(Duration::from_secs(30)),
         max_lifetime: Some(Duration::from_secs(1800)),
     };
-    static POLICY: std::sync::LazyLock<Rules> = std::sync::LazyLock::new(|| POLICY_CONFIG.rules());
+    static POLICY: std::sync::LazyLock<Rules> =
+        std::sync::LazyLock::new(|| POLICY_CONFIG.rules(false));
 
     fn signals(epoch: u64) -> Signals {
         let s = Signals::default();
