@@ -115,7 +115,7 @@ pub use error::{Error, PoolState, Setting, Step};
 pub use options::Isolation;
 #[doc(hidden)]
 pub use options::Options;
-pub use pool::{Pool, PoolBuilder, PooledConnection};
+pub use pool::{ParseTokenError, Pool, PoolBuilder, PooledConnection, WriteToken};
 pub use registry::{install, installed, uninstall};
 pub use session::{lend, with_connection};
 pub use stats::PoolStats;

@@ -17,6 +17,9 @@ pub(crate) struct Flags {
     /// Set when the connection must not be reused for another reason (a
     /// failed ROLLBACK, a failed session reset).
     discard: AtomicU8,
+    /// The transaction in progress was begun `read_only`: a write refused
+    /// as read-only is the body's own mistake there, not a role change.
+    read_only_txn: AtomicU8,
     /// The driver's error that revealed the disconnect, for
     /// [`Error::Disconnected`](crate::Error::Disconnected).
     lost_by: OnceLock<LostBy>,
@@ -50,7 +53,7 @@ impl LostBy {
     }
 }
 
-const DISCONNECTS: [Disconnect; 7] = [
+const DISCONNECTS: [Disconnect; 8] = [
     Disconnect::GoneAway,
     Disconnect::Lost,
     Disconnect::Killed,
@@ -58,6 +61,7 @@ const DISCONNECTS: [Disconnect; 7] = [
     Disconnect::IdleTimeout,
     Disconnect::Closed,
     Disconnect::BrokenTransaction,
+    Disconnect::ReadOnly,
 ];
 
 impl Flags {
@@ -96,6 +100,14 @@ impl Flags {
 
     pub(crate) fn take_conflict(&self) -> bool {
         self.conflict.swap(0, Relaxed) != 0
+    }
+
+    pub(crate) fn set_read_only_txn(&self, on: bool) {
+        self.read_only_txn.store(u8::from(on), Relaxed);
+    }
+
+    pub(crate) fn read_only_txn(&self) -> bool {
+        self.read_only_txn.load(Relaxed) != 0
     }
 
     pub(crate) fn set_discard(&self) {

@@ -8,19 +8,27 @@
 //! [`watchdog`] (stalls and leaks) with its [`probe`], [`socket`] (the
 //! socket under a connection), [`fork`] and [`child`] (after `fork()`),
 //! [`pooled`] (the checked-out handle), [`url`] (the URL in messages).
+//! Beyond one server: [`topology`] (the builder's knobs for it), [`role`]
+//! (the role a server must have), [`replicas`] (read routing), [`floor`]
+//! and [`token`] (read-your-writes).
 
 mod builder;
 mod child;
 mod connect;
 pub(crate) mod flags;
+mod floor;
 mod fork;
 mod manager;
 mod observer;
 mod policy;
 mod pooled;
 mod probe;
+mod replicas;
+mod role;
 mod signals;
 mod socket;
+mod token;
+mod topology;
 pub(crate) mod tracked;
 mod url;
 mod watchdog;
@@ -31,6 +39,7 @@ use std::sync::Arc;
 
 pub use builder::PoolBuilder;
 pub use pooled::PooledConnection;
+pub use token::{ParseTokenError, WriteToken};
 
 use crate::backend::{Backend, TxnConnection};
 use crate::classify::ErrorClass;
@@ -100,6 +109,8 @@ struct Shared<C: TxnConnection> {
     /// dropped: dropping would close the parent's connections) in a forked child.
     current: AtomicPtr<Generation<C>>,
     _owns: PhantomData<Box<Generation<C>>>,
+    /// Read replicas, if any (`PoolBuilder::replica`).
+    replicas: Option<replicas::Replicas<C>>,
 }
 
 struct Generation<C: TxnConnection> {
@@ -156,6 +167,7 @@ impl<C: TxnConnection> Pool<C> {
     fn from_config(config: builder::Config<C>) -> Self {
         let signals = Arc::new(Signals::default());
         let generation = Box::new(Generation::new(&config, &signals));
+        let replicas = replicas::Replicas::new(&config);
         Pool {
             shared: Arc::new(Shared {
                 id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
@@ -163,6 +175,7 @@ impl<C: TxnConnection> Pool<C> {
                 signals,
                 current: AtomicPtr::new(Box::into_raw(generation)),
                 _owns: PhantomData,
+                replicas,
             }),
         }
     }

@@ -12,7 +12,7 @@ use super::signals::Signals;
 use super::watchdog::Watch;
 use super::Classifier;
 use crate::backend::TxnConnection;
-use crate::classify::ErrorClass;
+use crate::classify::{Disconnect, ErrorClass};
 
 pub(crate) struct Observer<C> {
     pub flags: Arc<Flags>,
@@ -49,9 +49,16 @@ impl<C: TxnConnection> Instrumentation for Observer<C> {
                 .and_then(|rule| rule(err))
                 .unwrap_or_else(|| crate::classify(C::BACKEND, err));
             match class {
+                // The body's own write inside a `read_only` transaction.
+                ErrorClass::Disconnect(Disconnect::ReadOnly) if self.flags.read_only_txn() => {}
                 ErrorClass::Disconnect(d) => {
                     if self.flags.disconnect().is_none() {
                         self.signals.disconnect_seen();
+                        if d == Disconnect::ReadOnly {
+                            // The server changed role: the pool's other
+                            // connections are checked for theirs.
+                            self.signals.role_changed();
+                        }
                         tracing::debug!(
                             target: "db_txn",
                             kind = %d,

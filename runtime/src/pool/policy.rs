@@ -12,9 +12,12 @@
 //! - A connection idle longer than the server's idle limit (MariaDB/MySQL
 //!   `wait_timeout`, read at connect, minus a margin), `max_idle`, or older
 //!   than `max_lifetime` is retired without a ping.
+//! - A connection whose role is due for a check (see [`super::role`]) has its
+//!   role checked, which is a ping too.
 
 use std::time::{Duration, Instant};
 
+use super::role::{self, Role};
 use super::signals::Signals;
 use super::tracked::Tracked;
 
@@ -24,6 +27,8 @@ pub(crate) struct Policy {
     pub ping_window: Duration,
     pub max_idle: Option<Duration>,
     pub max_lifetime: Option<Duration>,
+    /// The role the connections must have.
+    pub role: Role,
 }
 
 /// What to do with an idle connection at checkout.
@@ -37,6 +42,8 @@ pub(crate) enum Verdict {
     Trust,
     /// Ping it first.
     Ping,
+    /// Check its server's role first (a ping that reads the role).
+    CheckRole,
 }
 
 impl Policy {
@@ -50,9 +57,16 @@ impl Policy {
         if signals.distrusts(t.last_ok) {
             return Verdict::Retire("idle since before a link stopped answering");
         }
+        if role::due(self.role, t, signals, now) {
+            return Verdict::CheckRole;
+        }
         if t.epoch == signals.epoch() && now.saturating_duration_since(t.last_ok) < self.ping_window
         {
             Verdict::Trust
+        } else if self.role == Role::Replica {
+            // The round trip is paid anyway: a promoted replica answers a
+            // plain ping.
+            Verdict::CheckRole
         } else {
             Verdict::Ping
         }
@@ -130,6 +144,8 @@ mod judge_tests {
             last_ok: now - since_ok,
             last_release: now - idle,
             epoch,
+            role_epoch: 0,
+            role_checked: now,
             signals: Arc::new(Signals::default()),
             watch: None,
             fd: None,
@@ -142,6 +158,7 @@ mod judge_tests {
         ping_window: Duration::from_millis(500),
         max_idle: Some(Duration::from_secs(30)),
         max_lifetime: Some(Duration::from_secs(1800)),
+        role: Role::Primary,
     };
 
     fn signals(epoch: u64) -> Signals {
@@ -203,5 +220,73 @@ mod judge_tests {
         let (t, now) = tracked(s(100), s(1), s(0), 0);
         t.flags.set_disconnect(Disconnect::Lost, None);
         assert_eq!(POLICY.judge(&t, &none, now), Verdict::Broken);
+    }
+}
+
+#[cfg(test)]
+mod role_tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::backend::ServerInfo;
+    use crate::pool::flags::Flags;
+
+    fn fresh(now: Instant) -> Tracked<()> {
+        Tracked {
+            conn: (),
+            flags: Arc::new(Flags::default()),
+            server: ServerInfo::default(),
+            created: now,
+            last_ok: now,
+            last_release: now,
+            epoch: 0,
+            role_epoch: 0,
+            role_checked: now,
+            signals: Arc::new(Signals::default()),
+            watch: None,
+            fd: None,
+            protected: None,
+        }
+    }
+
+    fn policy(role: Role) -> Policy {
+        Policy {
+            ping_window: Duration::from_millis(500),
+            max_idle: None,
+            max_lifetime: None,
+            role,
+        }
+    }
+
+    #[test]
+    fn a_refused_write_makes_every_older_connection_check_its_role() {
+        let now = Instant::now();
+        let (t, s) = (fresh(now), Signals::default());
+        assert_eq!(policy(Role::Primary).judge(&t, &s, now), Verdict::Trust);
+        s.role_changed();
+        assert_eq!(policy(Role::Primary).judge(&t, &s, now), Verdict::CheckRole);
+        assert_eq!(
+            policy(Role::Any).judge(&t, &s, now),
+            Verdict::Trust,
+            "a pool that takes any server never checks"
+        );
+    }
+
+    #[test]
+    fn a_replica_is_checked_at_every_ping_and_every_second_of_use() {
+        let now = Instant::now();
+        let (t, s) = (fresh(now), Signals::default());
+        let replica = policy(Role::Replica);
+        assert_eq!(replica.judge(&t, &s, now), Verdict::Trust);
+        let later = now + Duration::from_millis(600);
+        assert_eq!(replica.judge(&t, &s, later), Verdict::CheckRole);
+        assert_eq!(policy(Role::Primary).judge(&t, &s, later), Verdict::Ping);
+        let mut busy = fresh(now);
+        busy.last_ok = now + role::REPLICA_RECHECK;
+        assert_eq!(
+            replica.judge(&busy, &s, now + role::REPLICA_RECHECK),
+            Verdict::CheckRole,
+            "used all along, but not checked for a second"
+        );
     }
 }

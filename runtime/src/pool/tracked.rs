@@ -23,6 +23,9 @@ pub struct Tracked<C> {
     pub(super) last_release: Instant,
     /// The pool epoch when it was last known healthy.
     pub(super) epoch: u64,
+    /// The pool's role epoch when its role was last checked, and when.
+    pub(super) role_epoch: u64,
+    pub(super) role_checked: Instant,
     pub(super) signals: Arc<Signals>,
     pub(crate) watch: Option<Arc<Watch>>,
     /// The connection's socket, when it was identified.
