@@ -7,6 +7,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::backend::{Dialect, TxnConnection};
+use crate::classify::ErrorClass;
 
 /// What the server said about one session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +54,7 @@ impl<C: TxnConnection> Monitor<C> {
     fn ask(conn: &mut C, ids: &[u64]) -> Result<Vec<(u64, SessionState)>, ProbeError> {
         let busy = conn
             .busy_sessions(ids)
-            .map_err(|e| ProbeError::Answered(e.to_string()))?;
+            .map_err(|e| answered_or_gone::<C>(&e))?;
         Ok(ids
             .iter()
             .map(|id| {
@@ -76,9 +77,22 @@ impl<C: TxnConnection> Monitor<C> {
                 {
                     ProbeError::Unreachable(text)
                 }
+                // The session's set-up statements failed: behind a pooler,
+                // the pooler answers for a server that does not.
+                diesel::ConnectionError::CouldntSetupConfiguration(e) => answered_or_gone::<C>(e),
                 _ => ProbeError::Answered(text),
             }
         })
+    }
+}
+
+/// A statement of the probe failed: a refusal by a live server, or a
+/// disconnect (a pooler in front of a server that is down says so, for
+/// example pgbouncer's "server login has been failing").
+fn answered_or_gone<C: TxnConnection>(e: &diesel::result::Error) -> ProbeError {
+    match crate::classify(C::BACKEND, e) {
+        ErrorClass::Disconnect(_) => ProbeError::Unreachable(e.to_string()),
+        _ => ProbeError::Answered(e.to_string()),
     }
 }
 
