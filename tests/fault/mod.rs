@@ -11,6 +11,10 @@
 
 pub mod ledger;
 pub mod matrix;
+#[cfg(feature = "postgres")]
+pub mod pooler;
+pub mod replicated;
 pub mod server;
+pub mod topology;
 
 pub use server::TestServer;
