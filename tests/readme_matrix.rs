@@ -1,7 +1,9 @@
 //! README's "what survives what" table is generated from the fault matrix's
-//! test names (`tests/faults_*.rs`) and each case's doc comment
-//! (`tests/fault/matrix.rs`). This test fails when the README is out
-//! of date; `UPDATE_README=1 cargo test --test readme_matrix` rewrites it.
+//! test names (`tests/faults_*.rs`, and `tests/topology_*.rs` for replicas,
+//! failover and poolers) and each case's doc comment (`tests/fault/matrix.rs`,
+//! `tests/fault/topology.rs`, `tests/fault/pooler.rs`). This test fails when
+//! the README is out of date; `UPDATE_README=1 cargo test --test readme_matrix`
+//! rewrites it.
 
 use std::fs;
 
@@ -25,9 +27,25 @@ fn tests_in(path: &str) -> Vec<String> {
     names
 }
 
+/// The test names of the files in `paths`, together.
+fn tests_in_all(paths: &[&str]) -> Vec<String> {
+    paths.iter().flat_map(|p| tests_in(p)).collect()
+}
+
+/// The files whose `pub fn`s are the cases, in table order.
+const CASE_FILES: &[&str] = &[
+    "tests/fault/matrix.rs",
+    "tests/fault/topology.rs",
+    "tests/fault/pooler.rs",
+];
+
 /// (name, its doc comment on one line), in file order.
 fn cases() -> Vec<(String, String)> {
-    let text = fs::read_to_string("tests/fault/matrix.rs").expect("matrix.rs");
+    CASE_FILES.iter().flat_map(|path| cases_in(path)).collect()
+}
+
+fn cases_in(path: &str) -> Vec<(String, String)> {
+    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let mut cases = Vec::new();
     let mut doc = String::new();
     for line in text.lines() {
@@ -47,8 +65,8 @@ fn cases() -> Vec<(String, String)> {
 }
 
 fn table() -> String {
-    let mariadb = tests_in("tests/faults_mariadb.rs");
-    let postgres = tests_in("tests/faults_postgres.rs");
+    let mariadb = tests_in_all(&["tests/faults_mariadb.rs", "tests/topology_mariadb.rs"]);
+    let postgres = tests_in_all(&["tests/faults_postgres.rs", "tests/topology_postgres.rs"]);
     let mark = |tests: &[String], name: &str| {
         if tests.iter().any(|t| t == name) {
             "✓"
@@ -56,10 +74,17 @@ fn table() -> String {
             "–"
         }
     };
+    let cases = cases();
+    for test in tests_in_all(&["tests/topology_mariadb.rs", "tests/topology_postgres.rs"]) {
+        assert!(
+            cases.iter().any(|(name, _)| *name == test),
+            "tests/topology_*.rs: `{test}` has no documented case of that name in {CASE_FILES:?}"
+        );
+    }
     let mut out = String::from(
         "| case (test name) | MariaDB | PostgreSQL | what is checked |\n|---|:-:|:-:|---|\n",
     );
-    for (name, doc) in cases() {
+    for (name, doc) in cases {
         let (m, p) = (mark(&mariadb, &name), mark(&postgres, &name));
         if m == "–" && p == "–" {
             continue;
