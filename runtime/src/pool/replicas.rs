@@ -326,10 +326,7 @@ impl<C: TxnConnection> Pool<C> {
     /// ```
     pub fn last_write(&self) -> Option<WriteToken> {
         self.shared.replicas.as_ref()?;
-        match self.floor()? {
-            Some(position) => Some(WriteToken { position }),
-            None => None,
-        }
+        self.floor()?.map(|position| WriteToken { position })
     }
 
     /// Make this thread's reads on this pool see the writes of `token` from
