@@ -7,8 +7,9 @@
 //! while (1 s, doubling up to 30 s), then tried again by one read. With a
 //! floor on this thread ([`super::floor`]), the replica must show it: a
 //! replica already seen at or past it serves at once, another is waited for
-//! (bounded), and a read that still cannot be served by a replica runs on the
-//! primary. Pools without replicas never get here beyond one branch.
+//! (bounded; not again for a second once found behind), and a read that
+//! still cannot be served by a replica runs on the primary. Pools without
+//! replicas never get here beyond one branch.
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, PoisonError};
@@ -45,6 +46,10 @@ impl Default for ReplicaSettings {
 /// How long a replica that failed is left out, at first and at most.
 const LEFT_OUT: Duration = Duration::from_secs(1);
 const LEFT_OUT_MAX: Duration = Duration::from_secs(30);
+/// How long a replica found behind a thread's writes is not waited for
+/// again: a read that needs more than it is known to show goes to the
+/// primary at once (the others it still serves).
+const BEHIND_PAUSE: Duration = Duration::from_secs(1);
 
 /// The replicas of one pool.
 pub(super) struct Replicas<C: TxnConnection> {
@@ -65,6 +70,8 @@ struct Health {
     failures: u32,
     /// The latest position this replica was seen to show.
     shows: Option<Position>,
+    /// Not waited for until then: it was found behind.
+    behind_until: Option<Instant>,
 }
 
 impl<C: TxnConnection> Replicas<C> {
@@ -106,6 +113,10 @@ impl<C: TxnConnection> Replicas<C> {
             order.sort_by_key(|r| !r.shows(floor));
         }
         for replica in order {
+            let must_wait = floor.filter(|f| !replica.shows(f));
+            if must_wait.is_some() && replica.behind() {
+                continue;
+            }
             if !replica.take_turn(replica.pool.shared.config.checkout_timeout) {
                 continue;
             }
@@ -118,7 +129,7 @@ impl<C: TxnConnection> Replicas<C> {
                     continue;
                 }
             };
-            if let Some(floor) = floor.filter(|f| !replica.shows(f)) {
+            if let Some(floor) = must_wait {
                 Counters::bump(&counters.replica_waits);
                 let t = conn.tracked();
                 let server = t.server;
@@ -131,6 +142,7 @@ impl<C: TxnConnection> Replicas<C> {
                             "replica not caught up with this thread's writes in time: read on the primary"
                         );
                         replica.succeeded();
+                        replica.found_behind();
                         return None;
                     }
                     Ok(Replay::NotAReplica) => {
@@ -174,6 +186,17 @@ impl<C: TxnConnection> Replica<C> {
                 true
             }
         }
+    }
+
+    /// Found behind a moment ago: not worth waiting for now.
+    fn behind(&self) -> bool {
+        self.health()
+            .behind_until
+            .is_some_and(|until| Instant::now() < until)
+    }
+
+    fn found_behind(&self) {
+        self.health().behind_until = Some(Instant::now() + BEHIND_PAUSE);
     }
 
     fn shows(&self, floor: &Position) -> bool {

@@ -57,7 +57,8 @@ impl<C: TxnConnection> PoolBuilder<C> {
     ///   `@@last_gtid`, MySQL's `@@gtid_executed`), and the read waits until
     ///   the replica shows it, at most
     ///   [`read_your_writes_timeout`](Self::read_your_writes_timeout), then
-    ///   runs on the primary. [`Pool::last_write`](super::Pool::last_write)
+    ///   runs on the primary (and for the next second, reads that need more
+    ///   than that replica is known to show run on the primary at once). [`Pool::last_write`](super::Pool::last_write)
     ///   and [`Pool::read_after`](super::Pool::read_after) carry the guarantee
     ///   to other threads and processes.
     /// * A standby cancels a read that holds back its replay (SQLSTATE
