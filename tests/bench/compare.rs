@@ -24,7 +24,8 @@
 //! every acknowledged read-modify-write committed exactly once, no error in
 //! the steady workloads; no valgrind, the chart goes to a temporary file),
 //! `--no-callgrind`, `--callgrind-out DIR` (keep the callgrind files, for
-//! `callgrind_annotate`), `--only sqlite,mariadb,postgres`, `--chart PATH`,
+//! `callgrind_annotate`), `--only sqlite,mariadb,postgres` (`replicas` for
+//! the read-replica workloads of [`replicas`] alone), `--chart PATH`,
 //! `--pin one|none` (see [`pin`]; default one).
 
 mod backends;
@@ -34,6 +35,7 @@ mod contenders;
 mod goals;
 mod pin;
 mod recovery;
+mod replicas;
 mod report;
 mod workloads;
 
@@ -157,6 +159,20 @@ fn main() -> ExitCode {
             run(&opts, &mut out);
         }
     }
+    // Read replicas: a primary and a replica of each server.
+    let mut replica_rows = Vec::new();
+    type Replicas = fn(&Config, &mut Vec<String>) -> Vec<replicas::Row>;
+    let pairs: [(&str, Replicas); 2] = [
+        ("mariadb", replicas::mariadb),
+        ("postgres", replicas::postgres),
+    ];
+    for (name, run) in pairs {
+        if args.only.iter().any(|o| o == name || o == "replicas") {
+            let t = Instant::now();
+            replica_rows.extend(run(&cfg, &mut out.problems));
+            eprintln!("{name} replicas: {:.1} s", t.elapsed().as_secs_f64());
+        }
+    }
     println!(
         "## µs per transaction\n\n{}",
         report::latency_table(&out.rows)
@@ -167,6 +183,12 @@ fn main() -> ExitCode {
     );
     if !out.recoveries.is_empty() {
         println!("## Recovery\n\n{}", report::recovery_table(&out.recoveries));
+    }
+    if !replica_rows.is_empty() {
+        println!(
+            "## Read replicas (µs per call)\n\n{}",
+            replicas::table(&replica_rows)
+        );
     }
     for (txn, what) in [
         (Txn::PointRead, "point-read"),
