@@ -43,8 +43,9 @@ impl<C: TxnConnection> Config<C> {
     pub(super) fn manager(&self, signals: Arc<Signals>, watched: bool) -> Manager<C> {
         let watchdog = if watched {
             // An embedded database has no link whose stalls need probing.
-            let probe = <C::Dialect as Dialect>::DEFAULT_PORT
-                .map(|_| Monitor::<C>::new(self.url.clone()) as Arc<dyn SessionProbe>);
+            let probe = <C::Dialect as Dialect>::DEFAULT_PORT.map(|_| {
+                Monitor::<C>::new(self.url.clone(), self.policy.role) as Arc<dyn SessionProbe>
+            });
             Watchdog::start(self.limits, signals.clone(), probe)
         } else {
             None

@@ -6,6 +6,7 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
+use super::role::Role;
 use crate::backend::{Dialect, TxnConnection};
 use crate::classify::ErrorClass;
 
@@ -40,15 +41,32 @@ pub(crate) trait SessionProbe: Send + Sync {
 /// probe.
 pub(crate) struct Monitor<C> {
     url: String,
+    /// The role of the pool's servers: a kept connection whose server no
+    /// longer has it is on another server than the pool's connections after
+    /// a failover (a multi-host URL, a moving address), and would not know
+    /// their sessions.
+    role: Role,
     conn: Mutex<Option<C>>,
 }
 
 impl<C: TxnConnection> Monitor<C> {
-    pub(crate) fn new(url: String) -> Arc<Self> {
+    pub(crate) fn new(url: String, role: Role) -> Arc<Self> {
         Arc::new(Monitor {
             url,
+            role,
             conn: Mutex::new(None),
         })
+    }
+
+    /// A kept connection, if its server still has the pool's role.
+    fn still_fits(&self, mut conn: C) -> Option<C> {
+        if self.role == Role::Any {
+            return Some(conn);
+        }
+        match conn.role() {
+            Ok(role) if self.role.accepts(role) => Some(conn),
+            _ => None,
+        }
     }
 
     fn ask(conn: &mut C, ids: &[u64]) -> Result<Vec<(u64, SessionState)>, ProbeError> {
@@ -102,7 +120,7 @@ impl<C: TxnConnection> SessionProbe for Monitor<C> {
         // fresh one rather than wait behind it.
         match self.conn.try_lock() {
             Ok(mut kept) => {
-                let mut conn = match kept.take() {
+                let mut conn = match kept.take().and_then(|c| self.still_fits(c)) {
                     Some(conn) => conn,
                     None => self.open()?,
                 };
