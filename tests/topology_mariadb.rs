@@ -43,3 +43,8 @@ fn replica_lag_read_your_writes() {
 fn replica_promoted_is_noticed() {
     topology::replica_promoted_is_noticed::<MariaDb>();
 }
+
+#[test]
+fn long_statement_after_failover() {
+    topology::long_statement_after_failover::<MariaDb>();
+}

@@ -63,3 +63,8 @@ fn pgbouncer_server_restart() {
 fn pgbouncer_server_down_is_bounded() {
     pooler::pgbouncer_server_down_is_bounded();
 }
+
+#[test]
+fn long_statement_after_failover() {
+    topology::long_statement_after_failover::<Postgres>();
+}

@@ -558,3 +558,50 @@ pub fn standby_recovery_conflict_is_retried() {
     assert!(standby.caught_up_with(&primary));
     assert_no_leak_anywhere(&l, &primary, &standby);
 }
+
+#[db_txn(pool = pool, retry = 0)]
+fn long_statement<C: TxnConnection>(
+    conn: &mut C,
+    pool: &Pool<C>,
+    sql: &str,
+) -> Result<(), LedgerError> {
+    conn.batch_execute(sql)?;
+    Ok(())
+}
+
+/// After a failover, a statement that runs longer than
+/// `liveness_check_after` on the new primary is left to run: the liveness
+/// probe, whose own connection was on the old primary (still up, read-only),
+/// notices that server's role and asks the new primary, which knows the
+/// session, instead of cutting the statement as unknown.
+pub fn long_statement_after_failover<S: Replicated>() {
+    let (primary, replica) = pair::<S>();
+    let writer = S::writer(&primary, &replica, &database::<S>("long_after"));
+    let mut l = Ledger::new(&primary, "long_after", |_| {
+        Pool::builder(writer.url())
+            .max_size(2)
+            .checkout_timeout(Duration::from_secs(10))
+            .liveness_check_after(Some(Duration::from_millis(500)))
+            .build()
+            .expect("pool")
+    });
+    l.transfer();
+    // The probe asks about this one (busy) and keeps its connection.
+    long_statement::<S::Conn>(&l.pool, &S::sleep_sql(2)).expect("a long statement");
+    S::demote_over(&primary, &replica, &writer);
+    l.transfer();
+    let started = Instant::now();
+    let r = long_statement::<S::Conn>(&l.pool, &S::sleep_sql(2));
+    let s = l.pool.stats();
+    eprintln!(
+        "long statement after failover: {r:?} in {:?}, {s:?}",
+        started.elapsed()
+    );
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(s.stalls_cut, 0, "{s:?}");
+    l.assert_consistent(0);
+    // The probe's own connection moved too: one on the new primary besides
+    // the pool's, none left on the old one.
+    l.assert_no_leak_with(&|| l.pool.stats(), &|| replica.clients(&l.database) - 1);
+    assert_eq!(primary.clients(&l.database), 0);
+}
