@@ -203,10 +203,12 @@ pub fn pgbouncer_backend_terminated_mid_transaction() {
 
 /// The server restarts behind pgbouncer between transactions: every call
 /// succeeds (pgbouncer replaces its server connections, or the call runs
-/// again).
+/// again). pgbouncer runs with `server_login_retry = 1`: after a failed
+/// login to a server that is restarting it refuses clients for that long
+/// (15 s by default, longer than the pool's checkout timeout).
 pub fn pgbouncer_server_restart() {
     let db = Postgres::start().unwrap_or_else(|e| panic!("{e}"));
-    let bouncer = bouncer(&db, &[]);
+    let bouncer = bouncer(&db, &[("server_login_retry", "1")]);
     let mut l = ledger(&db, &bouncer, "bouncer_restart", |b| b);
     let (done, _) = run(&l, "before", 4, 8);
     l.done = done;
