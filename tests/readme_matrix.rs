@@ -1,8 +1,9 @@
 //! README's "what survives what" table is generated from the fault matrix's
-//! test names (`tests/faults_*.rs`) and each case's doc comment (the `pub
-//! fn`s of `tests/fault/*.rs`: `matrix.rs` first, then the others by name).
-//! This test fails when the README is out of date; `UPDATE_README=1 cargo
-//! test --test readme_matrix` rewrites it.
+//! test names (`tests/faults_*.rs`, and `tests/topology_*.rs` for replicas,
+//! failover and poolers) and each case's doc comment (`tests/fault/matrix.rs`,
+//! `tests/fault/silent.rs`, `tests/fault/topology.rs`, `tests/fault/pooler.rs`). This test fails when
+//! the README is out of date; `UPDATE_README=1 cargo test --test readme_matrix`
+//! rewrites it.
 
 use std::fs;
 
@@ -26,29 +27,22 @@ fn tests_in(path: &str) -> Vec<String> {
     names
 }
 
-/// The files that hold fault cases: matrix.rs, then the others by name.
-fn case_files() -> Vec<String> {
-    let mut files: Vec<String> = fs::read_dir("tests/fault")
-        .expect("tests/fault")
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| {
-            n.ends_with(".rs") && !["mod.rs", "ledger.rs", "server.rs"].contains(&n.as_str())
-        })
-        .collect();
-    files.sort_by_key(|n| (n != "matrix.rs", n.clone()));
-    files
-        .into_iter()
-        .map(|n| format!("tests/fault/{n}"))
-        .collect()
+/// The test names of the files in `paths`, together.
+fn tests_in_all(paths: &[&str]) -> Vec<String> {
+    paths.iter().flat_map(|p| tests_in(p)).collect()
 }
+
+/// The files whose `pub fn`s are the cases, in table order.
+const CASE_FILES: &[&str] = &[
+    "tests/fault/matrix.rs",
+    "tests/fault/silent.rs",
+    "tests/fault/topology.rs",
+    "tests/fault/pooler.rs",
+];
 
 /// (name, its doc comment on one line), in file order.
 fn cases() -> Vec<(String, String)> {
-    let mut cases = Vec::new();
-    for file in case_files() {
-        cases.extend(cases_in(&file));
-    }
-    cases
+    CASE_FILES.iter().flat_map(|path| cases_in(path)).collect()
 }
 
 fn cases_in(path: &str) -> Vec<(String, String)> {
@@ -72,8 +66,8 @@ fn cases_in(path: &str) -> Vec<(String, String)> {
 }
 
 fn table() -> String {
-    let mariadb = tests_in("tests/faults_mariadb.rs");
-    let postgres = tests_in("tests/faults_postgres.rs");
+    let mariadb = tests_in_all(&["tests/faults_mariadb.rs", "tests/topology_mariadb.rs"]);
+    let postgres = tests_in_all(&["tests/faults_postgres.rs", "tests/topology_postgres.rs"]);
     let mark = |tests: &[String], name: &str| {
         if tests.iter().any(|t| t == name) {
             "✓"
@@ -81,10 +75,17 @@ fn table() -> String {
             "–"
         }
     };
+    let cases = cases();
+    for test in tests_in_all(&["tests/topology_mariadb.rs", "tests/topology_postgres.rs"]) {
+        assert!(
+            cases.iter().any(|(name, _)| *name == test),
+            "tests/topology_*.rs: `{test}` has no documented case of that name in {CASE_FILES:?}"
+        );
+    }
     let mut out = String::from(
         "| case (test name) | MariaDB | PostgreSQL | what is checked |\n|---|:-:|:-:|---|\n",
     );
-    for (name, doc) in cases() {
+    for (name, doc) in cases {
         let (m, p) = (mark(&mariadb, &name), mark(&postgres, &name));
         if m == "–" && p == "–" {
             continue;

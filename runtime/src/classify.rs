@@ -33,6 +33,30 @@ pub enum Disconnect {
     Closed,
     /// diesel's transaction manager is broken after an earlier failure.
     BrokenTransaction,
+    /// The server refused a write because it is read-only now: the primary
+    /// was demoted or fenced, or a failover moved the primary elsewhere
+    /// (PostgreSQL 25006 in a transaction that is not `read_only`;
+    /// MariaDB/MySQL 1290 `--read-only` / `--super-read-only`, 1836). The
+    /// connection is on the wrong server: it is discarded, the pool's other
+    /// connections are checked for their role before their next use, and
+    /// the body runs again on a writable server. Refused at COMMIT, the
+    /// transaction was rolled back: it runs again too, it is never an
+    /// unknown outcome.
+    ///
+    /// ```
+    /// use db_txn::{classify, Backend, Disconnect, ErrorClass};
+    /// use diesel::result::{DatabaseErrorKind, Error};
+    /// let refused = Error::DatabaseError(
+    ///     DatabaseErrorKind::Unknown,
+    ///     Box::new(
+    ///         "The MariaDB server is running with the --read-only option so it cannot execute \
+    ///          this statement"
+    ///             .to_string(),
+    ///     ),
+    /// );
+    /// assert_eq!(classify(Backend::Mysql, &refused), ErrorClass::Disconnect(Disconnect::ReadOnly));
+    /// ```
+    ReadOnly,
 }
 
 impl fmt::Display for Disconnect {
@@ -45,6 +69,7 @@ impl fmt::Display for Disconnect {
             Disconnect::IdleTimeout => "disconnected for inactivity",
             Disconnect::Closed => "connection closed",
             Disconnect::BrokenTransaction => "transaction manager broken",
+            Disconnect::ReadOnly => "server is read-only: not the primary (any more)",
         })
     }
 }

@@ -44,13 +44,16 @@
 //!
 //! 1. checks out a connection from the pool (pinged only when it may be
 //!    stale: see [`PoolBuilder::ping_window`]), waiting at most the checkout
-//!    timeout;
+//!    timeout; a `read_only` call on a pool with read replicas takes a
+//!    replica's (see [`PoolBuilder::replica`]);
 //! 2. begins a transaction with the function's options;
 //! 3. runs the body; `?` and `return` behave exactly as written;
 //! 4. commits on `Ok`, rolls back on `Err`, rolls back on panic and then
 //!    resumes the panic, giving the connection back to the pool healthy;
-//! 5. if the connection turned out to be gone before COMMIT was sent, throws
-//!    it away and runs the whole body once more on a fresh one;
+//! 5. if the connection turned out to be gone before COMMIT was sent, or its
+//!    server refused a write as read-only (a failover: see
+//!    [`Disconnect::ReadOnly`]), throws it away and runs the whole body once
+//!    more on a fresh one;
 //! 6. always releases the connection; one that could not be rolled back is
 //!    closed, never handed out again.
 //!
@@ -116,7 +119,7 @@ pub use error::{Error, PoolState, Setting, Step};
 pub use options::Isolation;
 #[doc(hidden)]
 pub use options::Options;
-pub use pool::{Pool, PoolBuilder, PooledConnection};
+pub use pool::{ParseTokenError, Pool, PoolBuilder, PooledConnection, WriteToken};
 pub use registry::{install, installed, uninstall};
 pub use session::{lend, with_connection};
 pub use stats::PoolStats;

@@ -46,6 +46,20 @@ pub struct PoolStats {
     /// Connections shut down by the watchdog because their statement got no
     /// answer (a frozen or unreachable server, a link that died silently).
     pub stalls_cut: u64,
+    /// Connections found on a server of the wrong role and closed: a write
+    /// refused as read-only, or a role check at checkout (see
+    /// [`PoolBuilder::require_writable`](crate::PoolBuilder::require_writable)).
+    /// New connections to such a server are refused without counting here.
+    pub role_mismatches: u64,
+    /// `read_only` calls served by a replica (see
+    /// [`PoolBuilder::replica`](crate::PoolBuilder::replica)).
+    pub replica_reads: u64,
+    /// `read_only` calls served by the primary of a pool with replicas: no
+    /// replica answered, or none caught up with this thread's writes in time.
+    pub primary_fallbacks: u64,
+    /// Reads that waited for a replica to catch up with this thread's writes
+    /// (read-your-writes), whether or not it did in time.
+    pub replica_waits: u64,
     /// Connections open now.
     pub connections: u32,
     /// Idle connections now.
@@ -67,6 +81,10 @@ pub(crate) struct Counters {
     pub recycled: AtomicU64,
     pub leaks: AtomicU64,
     pub stalls_cut: AtomicU64,
+    pub role_mismatches: AtomicU64,
+    pub replica_reads: AtomicU64,
+    pub primary_fallbacks: AtomicU64,
+    pub replica_waits: AtomicU64,
 }
 
 impl Counters {
@@ -89,6 +107,10 @@ impl Counters {
             recycled: self.recycled.load(Relaxed),
             leaks: self.leaks.load(Relaxed),
             stalls_cut: self.stalls_cut.load(Relaxed),
+            role_mismatches: self.role_mismatches.load(Relaxed),
+            replica_reads: self.replica_reads.load(Relaxed),
+            primary_fallbacks: self.primary_fallbacks.load(Relaxed),
+            replica_waits: self.replica_waits.load(Relaxed),
             connections,
             idle_connections,
         }

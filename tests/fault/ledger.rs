@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use db_txn::{db_txn, Pool, TxnConnection};
+use db_txn::{db_txn, Pool, PoolStats, TxnConnection};
 use diesel::connection::SimpleConnection;
 
 use super::TestServer;
@@ -178,10 +178,19 @@ impl<'s, S: TestServer> Ledger<'s, S> {
     /// reaches the server a moment later, and one the pool was still opening
     /// in the background (during an outage) joins the pool late.
     pub fn assert_no_leak(&self) {
+        self.assert_no_leak_with(&|| self.pool.stats(), &|| {
+            self.server.connection_count(&self.database)
+        });
+    }
+
+    /// [`assert_no_leak`](Self::assert_no_leak) for a pool whose stats
+    /// `stats` gives, and a server whose count of its connections `server`
+    /// gives (another server than the ledger's: a replica, a new primary).
+    pub fn assert_no_leak_with(&self, stats: &dyn Fn() -> PoolStats, server: &dyn Fn() -> i64) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let s = self.pool.stats();
-            let server = self.server.connection_count(&self.database);
+            let s = stats();
+            let server = server();
             let settled = s.connections == s.idle_connections && server == i64::from(s.connections);
             if settled {
                 return;

@@ -11,7 +11,11 @@
 
 pub mod ledger;
 pub mod matrix;
+#[cfg(feature = "postgres")]
+pub mod pooler;
+pub mod replicated;
 pub mod server;
 pub mod silent;
+pub mod topology;
 
 pub use server::TestServer;

@@ -20,9 +20,14 @@
 // The dialects are plain text and tables, compiled whatever the features; each
 // module gates its driver (the diesel connection type) on its cargo feature.
 pub(crate) mod mysql;
+mod position;
 pub(crate) mod postgres;
+mod role;
 pub(crate) mod sqlite;
 pub(crate) mod url;
+
+pub use position::Position;
+pub use role::{PositionOf, Replay, ServerRole};
 
 use std::borrow::Cow;
 use std::fmt;
@@ -195,6 +200,27 @@ pub trait Driver: Sized {
     fn end_session(&mut self, _id: u64) -> QueryResult<()> {
         Ok(())
     }
+
+    /// The server's role now (the role check of a pooled connection).
+    fn role(&mut self) -> QueryResult<ServerRole> {
+        Ok(ServerRole::default())
+    }
+
+    /// A position in the server's replication stream (for read-your-writes);
+    /// `None` where the server keeps none (no binary log, GTIDs off).
+    fn position(&mut self, _server: &ServerInfo, _of: PositionOf) -> QueryResult<Option<Position>> {
+        Ok(None)
+    }
+
+    /// Wait up to `limit` until this replica shows everything up to `position`.
+    fn wait_for(
+        &mut self,
+        _server: &ServerInfo,
+        _position: &Position,
+        _limit: Duration,
+    ) -> QueryResult<Replay> {
+        Ok(Replay::Reached)
+    }
 }
 
 /// Which server implementation answered, where the SQL differs.
@@ -222,6 +248,11 @@ pub struct ServerInfo {
     pub session_id: Option<u64>,
     /// The database takes one writer at a time (SQLite): which one.
     pub single_writer: Option<SingleWriter>,
+    /// Its role when the connection was opened or last checked.
+    pub role: ServerRole,
+    /// Reached through a transaction-mode pooler: a session is not the
+    /// client's from one transaction to the next.
+    pub behind_pooler: bool,
 }
 
 /// Settings applied to every new connection.
@@ -231,6 +262,8 @@ pub struct ConnectSettings {
     pub sqlite_busy_timeout: Duration,
     /// SQLite `journal_mode = WAL` on file databases.
     pub sqlite_wal: bool,
+    /// The server is behind a transaction-mode pooler (pgbouncer).
+    pub transaction_pooler: bool,
 }
 
 /// SQL that opens and closes one transaction with its options.

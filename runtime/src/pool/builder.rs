@@ -3,10 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::connect::Connector;
+use super::connect::{Connector, RECONNECT_POLL};
 use super::manager::Manager;
 use super::policy::Policy;
 use super::probe::{Monitor, SessionProbe};
+use super::replicas::ReplicaSettings;
+use super::role::Role;
 use super::signals::Signals;
 use super::target::{Anchor, Refusal};
 use super::watchdog::{Limits, Watchdog};
@@ -18,7 +20,7 @@ use crate::Error;
 
 /// Configures a [`Pool`]. Every setting has a default; see each method.
 pub struct PoolBuilder<C: TxnConnection> {
-    config: Config<C>,
+    pub(super) config: Config<C>,
 }
 
 pub(super) struct Config<C: TxnConnection> {
@@ -28,13 +30,15 @@ pub(super) struct Config<C: TxnConnection> {
     connect_url: String,
     pub(super) max_size: u32,
     min_idle: u32,
-    policy: Policy,
-    settings: ConnectSettings,
+    pub(super) policy: Policy,
+    pub(super) settings: ConnectSettings,
     classifier: Option<Arc<Classifier>>,
     on_connect: Option<Arc<OnConnect<C>>>,
     pub(super) checkout_timeout: Duration,
     limits: Limits,
     keepalive: Option<Duration>,
+    /// Read replicas (see `topology.rs` for their knobs).
+    pub(super) replicas: ReplicaSettings,
 }
 
 impl<C: TxnConnection> Config<C> {
@@ -59,6 +63,12 @@ impl<C: TxnConnection> Config<C> {
                 watchdog,
                 keepalive: self.keepalive,
                 serial: Default::default(),
+                role: self.policy.role,
+                reconnect_poll: if self.policy.role == Role::Replica {
+                    Duration::ZERO
+                } else {
+                    RECONNECT_POLL
+                },
             },
             policy: self
                 .policy
@@ -76,6 +86,29 @@ impl<C: TxnConnection> Config<C> {
         Anchor::open::<C>(target, &self.connect_url)
     }
 
+    /// The configuration of the pool of one read replica at `url`: the same
+    /// settings, its connections replicas, waited for only
+    /// `replica_checkout_timeout`.
+    pub(super) fn for_replica(&self, url: &str) -> Config<C> {
+        Config {
+            url: url.to_owned(),
+            connect_url: url.to_owned(),
+            max_size: self.max_size,
+            min_idle: self.min_idle,
+            policy: Policy {
+                role: Role::Replica,
+                ..self.policy
+            },
+            settings: self.settings,
+            classifier: self.classifier.clone(),
+            on_connect: self.on_connect.clone(),
+            checkout_timeout: self.replicas.checkout_timeout,
+            limits: self.limits,
+            keepalive: self.keepalive,
+            replicas: ReplicaSettings::default(),
+        }
+    }
+
     /// The URL without its password, for messages.
     pub(super) fn server(&self) -> String {
         super::url::redact(&self.url)
@@ -90,7 +123,13 @@ impl<C: TxnConnection> Config<C> {
             // Retire connections in the background too, not only at checkout.
             .max_lifetime(self.policy.max_lifetime)
             .idle_timeout(self.policy.max_idle.or(Some(Duration::from_secs(600))))
-            .connection_timeout(self.checkout_timeout)
+            // r2d2 retries a failed connect every half of this: a replica
+            // that is down is not waited for, so not hammered either.
+            .connection_timeout(if self.policy.role == Role::Replica {
+                self.checkout_timeout.max(Duration::from_secs(10))
+            } else {
+                self.checkout_timeout
+            })
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build_unchecked(self.manager(signals, true))
     }
@@ -108,10 +147,12 @@ impl<C: TxnConnection> PoolBuilder<C> {
                     ping_window: Duration::from_millis(500),
                     max_idle: None,
                     max_lifetime: Some(Duration::from_secs(30 * 60)),
+                    role: Role::Primary,
                 },
                 settings: ConnectSettings {
                     sqlite_busy_timeout: Duration::from_secs(5),
                     sqlite_wal: true,
+                    transaction_pooler: false,
                 },
                 classifier: None,
                 on_connect: None,
@@ -123,6 +164,7 @@ impl<C: TxnConnection> PoolBuilder<C> {
                     leak: Some(Duration::from_secs(60)),
                 },
                 keepalive: Some(Duration::from_secs(15)),
+                replicas: ReplicaSettings::default(),
             },
         }
     }

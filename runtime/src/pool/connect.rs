@@ -12,6 +12,7 @@ use super::clock;
 use super::flags::Flags;
 use super::fork;
 use super::observer::Observer;
+use super::role::{self, Role};
 use super::signals::{Signals, Warning};
 use super::socket::{self, Peer};
 use super::tracked::Tracked;
@@ -33,10 +34,19 @@ pub(crate) struct Connector<C: TxnConnection> {
     /// Connects of this pool run one at a time, so that the socket that
     /// appears is the new connection's.
     pub serial: Mutex<()>,
+    /// The role the server must have.
+    pub role: Role,
+    /// How long a background connect keeps trying before it reports a
+    /// failure ([`RECONNECT_POLL`]; zero for a replica, which is not waited
+    /// for: reads go to the primary meanwhile).
+    pub reconnect_poll: Duration,
 }
 
 /// How long a background connect keeps trying before it reports a failure.
-const RECONNECT_POLL: Duration = Duration::from_secs(1);
+pub(crate) const RECONNECT_POLL: Duration = Duration::from_secs(1);
+/// Between two connects to a server of the wrong role (a whole connect
+/// each: not as often as to a port nobody listens on).
+const ROLE_POLL: Duration = Duration::from_millis(10);
 
 impl<C: TxnConnection> Connector<C> {
     /// Open a connection, polling briefly for a server that is coming back.
@@ -49,9 +59,16 @@ impl<C: TxnConnection> Connector<C> {
         loop {
             match self.open() {
                 Err(R2d2Error::ConnectionError(e))
-                    if unreachable::<C>(&e) && started.elapsed() < RECONNECT_POLL =>
+                    if unreachable::<C>(&e) && started.elapsed() < self.reconnect_poll =>
                 {
                     std::thread::sleep(Duration::from_millis(2));
+                }
+                // During a failover a server of the right role is about to
+                // appear (a promotion, an address moving).
+                Err(R2d2Error::ConnectionError(diesel::ConnectionError::BadConnection(m)))
+                    if role::is_refusal(&m) && started.elapsed() < self.reconnect_poll =>
+                {
+                    std::thread::sleep(ROLE_POLL);
                 }
                 other => return other,
             }
@@ -61,6 +78,12 @@ impl<C: TxnConnection> Connector<C> {
     /// Open and prepare one connection.
     pub(crate) fn open(&self) -> Result<Box<Tracked<C>>, R2d2Error> {
         let (mut conn, candidates) = self.establish().map_err(R2d2Error::ConnectionError)?;
+        let pooler = self.settings.transaction_pooler;
+        if pooler {
+            // A named statement prepared in one transaction is another
+            // client's (or missing) in the next: prepare nothing to keep.
+            conn.set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);
+        }
         let flags = Arc::new(Flags::default());
         let watch = self.watchdog.as_ref().map(Watchdog::watch);
         let stamped = self
@@ -82,7 +105,18 @@ impl<C: TxnConnection> Connector<C> {
             hook(&mut conn).map_err(R2d2Error::QueryError)?;
         }
         // After the hook: a `wait_timeout` it sets is the one that counts.
-        let server = conn.server_info().map_err(R2d2Error::QueryError)?;
+        let mut server = conn.server_info().map_err(R2d2Error::QueryError)?;
+        if !self.role.accepts(server.role) {
+            return Err(R2d2Error::ConnectionError(
+                diesel::ConnectionError::BadConnection(self.role.refusal(server.role)),
+            ));
+        }
+        if pooler {
+            // Each transaction may run on another server session: the
+            // liveness probe can only ask whether the server answers at all.
+            server.behind_pooler = true;
+            server.session_id = None;
+        }
         let fd = self.identify(&mut conn, candidates)?;
         if let Some(watch) = &watch {
             watch.set_session(server.session_id);
@@ -102,6 +136,8 @@ impl<C: TxnConnection> Connector<C> {
             last_release: now,
             retire_idle: super::policy::retire_before(server.idle_limit),
             epoch: self.signals.epoch(),
+            role_epoch: self.signals.role_epoch(),
+            role_checked: now,
             signals: self.signals.clone(),
             watch,
             fd,

@@ -22,6 +22,9 @@ pub(crate) struct Flags {
     /// Set when a statement starts; a raw user's connection that ran one is
     /// rolled back when it comes back (`reset.rs`).
     used: AtomicU8,
+    /// The transaction in progress was begun `read_only`: a write refused
+    /// as read-only is the body's own mistake there, not a role change.
+    read_only_txn: AtomicU8,
     /// The driver's error that revealed the disconnect, for
     /// [`Error::Disconnected`](crate::Error::Disconnected).
     lost_by: OnceLock<LostBy>,
@@ -55,7 +58,7 @@ impl LostBy {
     }
 }
 
-const DISCONNECTS: [Disconnect; 7] = [
+const DISCONNECTS: [Disconnect; 8] = [
     Disconnect::GoneAway,
     Disconnect::Lost,
     Disconnect::Killed,
@@ -63,6 +66,7 @@ const DISCONNECTS: [Disconnect; 7] = [
     Disconnect::IdleTimeout,
     Disconnect::Closed,
     Disconnect::BrokenTransaction,
+    Disconnect::ReadOnly,
 ];
 
 impl Flags {
@@ -123,6 +127,14 @@ impl Flags {
     #[inline]
     pub(crate) fn take_used(&self) -> bool {
         self.used.swap(0, Relaxed) != 0
+    }
+
+    pub(crate) fn set_read_only_txn(&self, on: bool) {
+        self.read_only_txn.store(u8::from(on), Relaxed);
+    }
+
+    pub(crate) fn read_only_txn(&self) -> bool {
+        self.read_only_txn.load(Relaxed) != 0
     }
 
     pub(crate) fn set_discard(&self) {

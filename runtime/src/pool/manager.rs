@@ -50,18 +50,46 @@ impl<C: TxnConnection> ManageConnection for Manager<C> {
             Verdict::Ping => {
                 Counters::bump(&counters.pings);
                 tracing::trace!(target: "db_txn", "ping");
-                // The watchdog asks the server about a ping sooner than
-                // about a statement: a healthy server answers it at once.
-                if let Some(watch) = &t.watch {
-                    watch.pinging(true);
-                }
-                let pinged = t.conn.ping();
-                if let Some(watch) = &t.watch {
-                    watch.pinging(false);
-                }
-                pinged.map_err(R2d2Error::QueryError)?;
+                // Behind a transaction pooler, no named statement (diesel's
+                // ping is one): the next transaction may be another session's.
+                let pooler = self.connector.settings.transaction_pooler;
+                pinging(t, |conn| {
+                    if pooler {
+                        conn.batch_execute("SELECT 1")
+                    } else {
+                        conn.ping()
+                    }
+                })
+                .map_err(R2d2Error::QueryError)?;
                 t.last_ok = clock::now();
                 t.epoch = epoch;
+                Ok(())
+            }
+            Verdict::CheckRole => {
+                Counters::bump(&counters.pings);
+                let role_epoch = signals.role_epoch();
+                let server = pinging(t, C::role).map_err(R2d2Error::QueryError)?;
+                let wanted = self.policy.role;
+                if !wanted.accepts(server) {
+                    Counters::bump(&counters.role_mismatches);
+                    t.flags.set_discard();
+                    tracing::info!(
+                        target: "db_txn",
+                        read_only = server.read_only,
+                        replica = server.replica,
+                        "connection on a server of the wrong role: closed"
+                    );
+                    return Err(R2d2Error::ConnectionError(
+                        diesel::ConnectionError::BadConnection(wanted.refusal(server)),
+                    ));
+                }
+                tracing::trace!(target: "db_txn", "role checked");
+                let now = clock::now();
+                t.server.role = server;
+                t.last_ok = now;
+                t.epoch = epoch;
+                t.role_epoch = role_epoch;
+                t.role_checked = now;
                 Ok(())
             }
         }
@@ -81,4 +109,20 @@ impl<C: TxnConnection> ManageConnection for Manager<C> {
         }
         broken
     }
+}
+
+/// Run a ping (or role check) on `t`: the watchdog asks the server about a
+/// ping sooner than about a statement, as a healthy server answers it at once.
+fn pinging<C, T>(
+    t: &mut Tracked<C>,
+    ping: impl FnOnce(&mut C) -> diesel::QueryResult<T>,
+) -> diesel::QueryResult<T> {
+    if let Some(watch) = &t.watch {
+        watch.pinging(true);
+    }
+    let result = ping(&mut t.conn);
+    if let Some(watch) = &t.watch {
+        watch.pinging(false);
+    }
+    result
 }

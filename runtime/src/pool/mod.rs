@@ -10,22 +10,30 @@
 //! [`pooled`] (the checked-out handle) and [`reset`] (cleaning it when a
 //! raw user returns it), [`target`] (what the URL opens, or why it is
 //! refused), [`url`] (the URL in messages).
+//! Beyond one server: [`topology`] (the builder's knobs for it), [`role`]
+//! (the role a server must have), [`replicas`] (read routing), [`floor`]
+//! and [`token`] (read-your-writes).
 
 mod builder;
 mod child;
 mod clock;
 mod connect;
 pub(crate) mod flags;
+mod floor;
 mod fork;
 mod manager;
 mod observer;
 mod policy;
 mod pooled;
 mod probe;
+mod replicas;
 mod reset;
+mod role;
 mod signals;
 mod socket;
 mod target;
+mod token;
+mod topology;
 pub(crate) mod tracked;
 mod url;
 mod watchdog;
@@ -36,6 +44,7 @@ use std::sync::Arc;
 
 pub use builder::PoolBuilder;
 pub use pooled::PooledConnection;
+pub use token::{ParseTokenError, WriteToken};
 
 use crate::backend::{Backend, TxnConnection};
 use crate::classify::ErrorClass;
@@ -110,6 +119,8 @@ struct Shared<C: TxnConnection> {
     refused: Option<Refusal>,
     /// Keeps an in-memory database alive as long as the pool.
     _anchor: Option<Anchor>,
+    /// Read replicas, if any (`PoolBuilder::replica`).
+    replicas: Option<replicas::Replicas<C>>,
 }
 
 struct Generation<C: TxnConnection> {
@@ -191,6 +202,7 @@ impl<C: TxnConnection> Pool<C> {
         };
         let signals = Arc::new(Signals::default());
         let generation = Box::new(Generation::new(&config, &signals));
+        let replicas = replicas::Replicas::new(&config);
         Pool {
             shared: Arc::new(Shared {
                 id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
@@ -200,6 +212,7 @@ impl<C: TxnConnection> Pool<C> {
                 _owns: PhantomData,
                 refused,
                 _anchor: anchor,
+                replicas,
             }),
         }
     }

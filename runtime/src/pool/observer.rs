@@ -12,7 +12,7 @@ use super::signals::Signals;
 use super::watchdog::Watch;
 use super::Classifier;
 use crate::backend::{Dialect, TxnConnection};
-use crate::classify::ErrorClass;
+use crate::classify::{Disconnect, ErrorClass};
 
 pub(crate) struct Observer<C> {
     pub flags: Arc<Flags>,
@@ -68,9 +68,16 @@ impl<C: TxnConnection> Observer<C> {
                 .and_then(|rule| rule(err))
                 .unwrap_or_else(|| crate::classify(C::BACKEND, err));
             match class {
+                // The body's own write inside a `read_only` transaction.
+                ErrorClass::Disconnect(Disconnect::ReadOnly) if self.flags.read_only_txn() => {}
                 ErrorClass::Disconnect(d) => {
                     if self.flags.disconnect().is_none() {
                         self.signals.disconnect_seen();
+                        if d == Disconnect::ReadOnly {
+                            // The server changed role: the pool's other
+                            // connections are checked for theirs.
+                            self.signals.role_changed();
+                        }
                         tracing::debug!(
                             target: "db_txn",
                             kind = %d,

@@ -12,10 +12,13 @@
 //! - A connection idle longer than the server's idle limit (MariaDB/MySQL
 //!   `wait_timeout`, read at connect, minus a margin), `max_idle`, or older
 //!   than `max_lifetime` is retired without a ping.
+//! - A connection whose role is due for a check (see [`super::role`]) has its
+//!   role checked, which is a ping too.
 
 use std::time::Duration;
 
 use super::clock::Ms;
+use super::role::{self, Role};
 use super::signals::Signals;
 use super::tracked::Tracked;
 
@@ -25,12 +28,15 @@ pub(crate) struct Policy {
     pub ping_window: Duration,
     pub max_idle: Option<Duration>,
     pub max_lifetime: Option<Duration>,
+    /// The role the connections must have.
+    pub role: Role,
 }
 
 /// The same limits in milliseconds of the pool's clock, so that judging a
 /// checkout is a few integer comparisons.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Rules {
+    pub(crate) role: Role,
     ping_window: u64,
     max_idle: u64,
     max_lifetime: u64,
@@ -45,6 +51,7 @@ impl Policy {
     /// connection to it cannot go stale, so it is never pinged.
     pub(crate) fn rules(&self, embedded: bool) -> Rules {
         Rules {
+            role: self.role,
             ping_window: if embedded {
                 u64::MAX
             } else {
@@ -74,6 +81,8 @@ pub(crate) enum Verdict {
     Trust,
     /// Ping it first.
     Ping,
+    /// Check its server's role first (a ping that reads the role).
+    CheckRole,
 }
 
 impl Rules {
@@ -87,8 +96,15 @@ impl Rules {
         if signals.distrusts(t.last_ok) {
             return Verdict::Retire("idle since before a link stopped answering");
         }
+        if role::due(self.role, t, signals, now) {
+            return Verdict::CheckRole;
+        }
         if t.epoch == signals.epoch() && now.0.saturating_sub(t.last_ok.0) < self.ping_window {
             Verdict::Trust
+        } else if self.role == Role::Replica {
+            // The round trip is paid anyway: a promoted replica answers a
+            // plain ping.
+            Verdict::CheckRole
         } else {
             Verdict::Ping
         }
@@ -158,6 +174,8 @@ mod judge_tests {
             last_release: now.minus(idle),
             retire_idle: retire_before(Some(Duration::from_secs(60))),
             epoch,
+            role_epoch: 0,
+            role_checked: now,
             signals: Arc::new(Signals::default()),
             watch: None,
             fd: None,
@@ -170,6 +188,7 @@ mod judge_tests {
         ping_window: Duration::from_millis(500),
         max_idle: Some(Duration::from_secs(30)),
         max_lifetime: Some(Duration::from_secs(1800)),
+        role: Role::Primary,
     };
     static POLICY: std::sync::LazyLock<Rules> =
         std::sync::LazyLock::new(|| POLICY_CONFIG.rules(false));
@@ -231,5 +250,77 @@ mod judge_tests {
         let (t, now) = tracked(s(100), s(1), s(0), 0);
         t.flags.set_disconnect(Disconnect::Lost, None);
         assert_eq!(POLICY.judge(&t, &none, now), Verdict::Broken);
+    }
+}
+
+#[cfg(test)]
+mod role_tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::backend::ServerInfo;
+    use crate::pool::flags::Flags;
+
+    fn fresh(now: Ms) -> Tracked<()> {
+        Tracked {
+            conn: (),
+            flags: Arc::new(Flags::default()),
+            server: ServerInfo::default(),
+            created: now,
+            last_ok: now,
+            ok: false,
+            last_release: now,
+            retire_idle: u64::MAX,
+            epoch: 0,
+            role_epoch: 0,
+            role_checked: now,
+            signals: Arc::new(Signals::default()),
+            watch: None,
+            fd: None,
+            protected: None,
+        }
+    }
+
+    fn policy(role: Role) -> Rules {
+        Policy {
+            ping_window: Duration::from_millis(500),
+            max_idle: None,
+            max_lifetime: None,
+            role,
+        }
+        .rules(false)
+    }
+
+    #[test]
+    fn a_refused_write_makes_every_older_connection_check_its_role() {
+        let now = Ms(1_000_000);
+        let (t, s) = (fresh(now), Signals::default());
+        assert_eq!(policy(Role::Primary).judge(&t, &s, now), Verdict::Trust);
+        s.role_changed();
+        assert_eq!(policy(Role::Primary).judge(&t, &s, now), Verdict::CheckRole);
+        assert_eq!(
+            policy(Role::Any).judge(&t, &s, now),
+            Verdict::Trust,
+            "a pool that takes any server never checks"
+        );
+    }
+
+    #[test]
+    fn a_replica_is_checked_at_every_ping_and_every_second_of_use() {
+        let now = Ms(1_000_000);
+        let (t, s) = (fresh(now), Signals::default());
+        let replica = policy(Role::Replica);
+        assert_eq!(replica.judge(&t, &s, now), Verdict::Trust);
+        let later = Ms(now.0 + 600);
+        assert_eq!(replica.judge(&t, &s, later), Verdict::CheckRole);
+        assert_eq!(policy(Role::Primary).judge(&t, &s, later), Verdict::Ping);
+        let mut busy = fresh(now);
+        let recheck = Ms(now.0 + role::REPLICA_RECHECK.as_millis() as u64);
+        busy.last_ok = recheck;
+        assert_eq!(
+            replica.judge(&busy, &s, recheck),
+            Verdict::CheckRole,
+            "used all along, but not checked for a second"
+        );
     }
 }

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use crate::backend::{Dialect, TxnConnection};
+use crate::classify::ErrorClass;
 
 /// What the server said about one session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,8 +41,10 @@ pub(crate) trait SessionProbe: Send + Sync {
 }
 
 /// Probes over a connection opened with the pool's URL for each probe and
-/// closed after it: probes are rare (a statement waiting for seconds), and a
-/// kept connection would hold a server slot and show in its session counts.
+/// closed after it: probes are rare (a statement waiting for seconds), a
+/// kept connection would hold a server slot and show in its session counts,
+/// and after a failover (a multi-host URL, a moving address) it would still
+/// be on the old server, which does not know the pool's sessions.
 pub(crate) struct Monitor<C> {
     url: String,
     _conn: std::marker::PhantomData<fn() -> C>,
@@ -64,9 +67,22 @@ impl<C: TxnConnection> Monitor<C> {
                 {
                     ProbeError::Unreachable(text)
                 }
+                // The session's set-up statements failed: behind a pooler,
+                // the pooler answers for a server that does not.
+                diesel::ConnectionError::CouldntSetupConfiguration(e) => answered_or_gone::<C>(e),
                 _ => ProbeError::Answered(text),
             }
         })
+    }
+}
+
+/// A statement of the probe failed: a refusal by a live server, or a
+/// disconnect (a pooler in front of a server that is down says so, for
+/// example pgbouncer's "server login has been failing").
+fn answered_or_gone<C: TxnConnection>(e: &diesel::result::Error) -> ProbeError {
+    match crate::classify(C::BACKEND, e) {
+        ErrorClass::Disconnect(_) => ProbeError::Unreachable(e.to_string()),
+        _ => ProbeError::Answered(e.to_string()),
     }
 }
 
@@ -75,7 +91,7 @@ impl<C: TxnConnection> SessionProbe for Monitor<C> {
         let mut conn = self.open()?;
         let busy = conn
             .busy_sessions(ids)
-            .map_err(|e| ProbeError::Answered(e.to_string()))?;
+            .map_err(|e| answered_or_gone::<C>(&e))?;
         Ok(ids
             .iter()
             .map(|id| {

@@ -11,6 +11,9 @@ pub(crate) struct Signals {
     /// Bumped on every disconnect seen on the pool: a connection last known
     /// healthy in an older epoch is pinged at its next checkout.
     pub epoch: AtomicU64,
+    /// Bumped when a write was refused as read-only: a connection whose role
+    /// was last checked in an older role epoch has it checked again.
+    role_epoch: AtomicU64,
     /// When the watchdog last shut down a link
     /// that stopped answering (0: never). Idle connections last known
     /// healthy before then are retired without a ping: their path is
@@ -32,12 +35,15 @@ pub(crate) enum Warning {
     ProbeRefused = 4,
     /// TCP keepalive could not be set.
     NoKeepalive = 8,
+    /// The primary reports no replication position (read-your-writes).
+    NoPosition = 16,
 }
 
 impl Default for Signals {
     fn default() -> Self {
         Signals {
             epoch: AtomicU64::new(0),
+            role_epoch: AtomicU64::new(0),
             distrust: AtomicU64::new(0),
             warned: AtomicU8::new(0),
             counters: Counters::default(),
@@ -54,6 +60,16 @@ impl Signals {
     #[inline]
     pub(crate) fn epoch(&self) -> u64 {
         self.epoch.load(Relaxed)
+    }
+
+    /// A write was refused as read-only: the server's role changed.
+    pub(crate) fn role_changed(&self) {
+        self.role_epoch.fetch_add(1, Relaxed);
+        Counters::bump(&self.counters.role_mismatches);
+    }
+
+    pub(crate) fn role_epoch(&self) -> u64 {
+        self.role_epoch.load(Relaxed)
     }
 
     /// The watchdog shut a link down.

@@ -29,6 +29,9 @@ pub struct Tracked<C> {
     pub(super) retire_idle: u64,
     /// The pool epoch when it was last known healthy.
     pub(super) epoch: u64,
+    /// The pool's role epoch when its role was last checked, and when.
+    pub(super) role_epoch: u64,
+    pub(super) role_checked: Ms,
     pub(super) signals: Arc<Signals>,
     pub(crate) watch: Option<Arc<Watch>>,
     /// The connection's socket, when it was identified.

@@ -125,7 +125,8 @@ where
         // The clock is read only when the event is wanted.
         let waited = tracing::enabled!(target: "db_txn", tracing::Level::DEBUG)
             .then(std::time::Instant::now);
-        let mut conn = pool.checkout(Some(options.name))?;
+        // A `read_only` call goes to a replica when the pool has some.
+        let mut conn = pool.checkout_for(options)?;
         single_writer::after_checkout(pool, &mut conn, options)?;
         if let Some(waited) = waited {
             tracing::debug!(
@@ -244,6 +245,7 @@ where
     };
     flags.take_conflict();
     flags.take_busy();
+    flags.set_read_only_txn(options.read_only);
     if let Err(e) = Tm::begin_transaction_sql(&mut tracked.conn, &sql.begin) {
         if let Some(kind) = flags.disconnect() {
             return Attempt::Lost { kind, source: e };
@@ -327,6 +329,10 @@ where
                 Ok(()) => {
                     tracked.ok = true;
                     reset_session(&mut tracked.conn, flags, &sql);
+                    if !options.read_only {
+                        // Read-your-writes: where the commit is (pools with replicas only).
+                        pool.committed(tracked);
+                    }
                     Attempt::Done(Ok(value))
                 }
                 Err(_) if options.read_only && flags.disconnect().is_some() => {
@@ -387,6 +393,17 @@ fn commit_failed<C: TxnConnection, T, E: From<Error>>(
         e => e,
     };
     let class = crate::classify(C::BACKEND, &commit_error);
+    if class == ErrorClass::Disconnect(Disconnect::ReadOnly)
+        || flags.disconnect() == Some(Disconnect::ReadOnly)
+    {
+        // COMMIT refused by a server that became read-only (MariaDB/MySQL
+        // 1290): rolled back, a definite answer. Run again on a writable one.
+        flags.set_discard();
+        return Attempt::Lost {
+            kind: Disconnect::ReadOnly,
+            source: commit_error,
+        };
+    }
     if flags.disconnect().is_some() || matches!(class, ErrorClass::Disconnect(_)) {
         flags.set_discard();
         Counters::bump(&counters.commit_unknowns);

@@ -9,7 +9,7 @@ use diesel::connection::{AnsiTransactionManager, TransactionManager};
 
 use super::{step_error, unsupported};
 use crate::backend::{txn_sql, ServerInfo, TxnConnection, TxnSql};
-use crate::classify::ErrorClass;
+use crate::classify::{Disconnect, ErrorClass};
 use crate::error::{Setting, Step};
 use crate::session::Lent;
 use crate::{Error, Options};
@@ -86,9 +86,14 @@ where
                 finish_outside(conn, sql.as_ref());
                 Ok(value)
             }
+            // A COMMIT refused as read-only is a definite rollback, reported
+            // as a failed COMMIT below.
             Err(e)
                 if !nested
-                    && matches!(crate::classify(C::BACKEND, &e), ErrorClass::Disconnect(_)) =>
+                    && matches!(
+                        crate::classify(C::BACKEND, &e),
+                        ErrorClass::Disconnect(d) if d != Disconnect::ReadOnly
+                    ) =>
             {
                 Err(Error::CommitUnknown {
                     function: options.name,

@@ -1,11 +1,15 @@
-//! `MysqlConnection`: what the pool reads from the server at connect.
+//! `MysqlConnection`: what the pool reads from the server at connect, its
+//! role, and replication positions.
 
 use std::time::Duration;
 
 use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{MysqlConnection, QueryResult, QueryableByName, RunQueryDsl};
 
-use super::super::{Backend, Driver, Flavor, ServerInfo, TxnConnection};
+use super::super::{
+    Backend, Driver, Flavor, Position, PositionOf, Replay, ServerInfo, ServerRole, TxnConnection,
+};
+use super::role::{is_read_only, position_sql, wait_sql, ROLE_SQL};
 use super::{busy_sessions_sql, end_session_sql, Mysql, SERVER_INFO_SQL};
 
 #[derive(QueryableByName)]
@@ -16,6 +20,35 @@ struct Session {
     version: String,
     #[diesel(sql_type = BigInt)]
     session_id: i64,
+    #[diesel(sql_type = Text)]
+    read_only: String,
+}
+
+#[derive(QueryableByName)]
+struct Role {
+    #[diesel(sql_type = Text)]
+    read_only: String,
+}
+
+#[derive(QueryableByName)]
+struct Gtid {
+    #[diesel(sql_type = Nullable<Text>)]
+    gtid: Option<String>,
+}
+
+#[derive(QueryableByName)]
+struct Waited {
+    #[diesel(sql_type = Nullable<BigInt>)]
+    r: Option<i64>,
+}
+
+/// `read_only` is the role of a MariaDB/MySQL server: replicas run with it.
+fn role_of(read_only: &str) -> ServerRole {
+    let read_only = is_read_only(read_only);
+    ServerRole {
+        read_only,
+        replica: read_only,
+    }
 }
 
 #[derive(QueryableByName)]
@@ -52,6 +85,52 @@ impl Driver for MysqlConnection {
             },
             session_id: u64::try_from(s.session_id).ok(),
             single_writer: None,
+            role: role_of(&s.read_only),
+            behind_pooler: false,
+        })
+    }
+
+    fn role(&mut self) -> QueryResult<ServerRole> {
+        let r: Role = diesel::sql_query(ROLE_SQL).get_result(self)?;
+        Ok(role_of(&r.read_only))
+    }
+
+    fn position(&mut self, server: &ServerInfo, of: PositionOf) -> QueryResult<Option<Position>> {
+        let g: Gtid = diesel::sql_query(position_sql(server.flavor, of)).get_result(self)?;
+        let text = g.gtid.unwrap_or_default();
+        // Empty: no binary log, or GTIDs off (MySQL). A text the parser
+        // refuses would be a server this code does not know: no position
+        // rather than an error after a successful COMMIT.
+        Ok(match server.flavor {
+            Flavor::Mysql if !text.trim().is_empty() => {
+                Position::parse_gtid_set(&text).ok().map(Position::GtidSet)
+            }
+            Flavor::Mysql => None,
+            _ => Position::parse_gtid_list(&text)
+                .ok()
+                .filter(|list| !list.is_empty())
+                .map(Position::Gtid),
+        })
+    }
+
+    fn wait_for(
+        &mut self,
+        server: &ServerInfo,
+        position: &Position,
+        limit: Duration,
+    ) -> QueryResult<Replay> {
+        let text = match position {
+            Position::Gtid(_) | Position::GtidSet(_) => position.to_string(),
+            Position::Lsn(_) => return Ok(Replay::Behind),
+        };
+        // The text form without its `gtid:` / `gtidset:` prefix.
+        let value = text.split_once(':').map_or("", |(_, v)| v);
+        let w: Waited =
+            diesel::sql_query(wait_sql(server.flavor, value, limit)).get_result(self)?;
+        Ok(if w.r == Some(0) {
+            Replay::Reached
+        } else {
+            Replay::Behind
         })
     }
 

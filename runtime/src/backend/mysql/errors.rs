@@ -39,6 +39,19 @@ const MYSQL_TEXTS: &[(&str, Disconnect)] = &[
     ),
     // 2002/2003: the server cannot be reached (seen on reconnect attempts)
     ("Can't connect to", Disconnect::Closed),
+    // 1290 ER_OPTION_PREVENTS_STATEMENT, for the read-only options only (the
+    // same code names other options, such as --secure-file-priv): "The
+    // MariaDB server is running with the --read-only option so it cannot
+    // execute this statement" (seen in tests/role_texts.rs); MySQL says
+    // "MySQL server" and has --super-read-only too. A demoted primary, or a
+    // failover that moved the primary: the write goes elsewhere.
+    ("running with the --read-only option", Disconnect::ReadOnly),
+    (
+        "running with the --super-read-only option",
+        Disconnect::ReadOnly,
+    ),
+    // 1836 ER_READ_ONLY_MODE
+    ("Running in read-only mode", Disconnect::ReadOnly),
 ];
 
 const MYSQL_CONFLICTS: &[&str] = &[
@@ -108,6 +121,21 @@ mod tests {
                 "Deadlock found when trying to get lock; try restarting transaction",
                 ErrorClass::Conflict,
             ),
+            (
+                "The MariaDB server is running with the --read-only option so it cannot execute this statement",
+                ErrorClass::Disconnect(ReadOnly),
+            ),
+            (
+                "The MySQL server is running with the --super-read-only option so it cannot execute this statement",
+                ErrorClass::Disconnect(ReadOnly),
+            ),
+            ("Running in read-only mode", ErrorClass::Disconnect(ReadOnly)),
+            (
+                "The MariaDB server is running with the --secure-file-priv option so it cannot execute this statement",
+                ErrorClass::Other,
+            ),
+            // 1792: the body's own write inside START TRANSACTION READ ONLY.
+            ("Cannot execute statement in a READ ONLY transaction", ErrorClass::Other),
             ("Duplicate entry '1' for key 'PRIMARY'", ErrorClass::Other),
             ("Table 'test.nope' doesn't exist", ErrorClass::Other),
         ];

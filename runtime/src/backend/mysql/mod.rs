@@ -5,6 +5,7 @@
 #[cfg(feature = "mysql")]
 mod driver;
 mod errors;
+mod role;
 mod txn;
 mod url;
 
@@ -18,9 +19,11 @@ use crate::options::Options;
 pub struct Mysql;
 
 /// Read at connect (after the `on_connect` hook): the idle limit, which
-/// server answered, and the session's id.
+/// server answered, the session's id, and the role (as [`role::ROLE_SQL`]
+/// reads it).
 pub(crate) const SERVER_INFO_SQL: &str = "SELECT CAST(@@SESSION.wait_timeout AS SIGNED) AS \
-     wait_timeout, VERSION() AS version, CAST(CONNECTION_ID() AS SIGNED) AS session_id";
+     wait_timeout, VERSION() AS version, CAST(CONNECTION_ID() AS SIGNED) AS session_id, \
+     CAST(@@GLOBAL.read_only AS CHAR) AS read_only";
 
 /// Ends a session of this user whose link died (its transaction rolls back).
 pub(crate) fn end_session_sql(id: u64) -> String {
@@ -55,6 +58,17 @@ impl Dialect for Mysql {
         options: &Options,
         _upfront: bool,
     ) -> Result<TxnSql, Unsupported> {
+        if server.behind_pooler && options.timeout.is_some() {
+            // MariaDB and MySQL bound statements per session only: behind a
+            // transaction pooler the setting would stay with a server session
+            // another client gets next.
+            return Err(
+                "cannot bound statements with `timeout` through a transaction pooler: \
+                        MariaDB/MySQL statement timeouts are session settings; remove \
+                        `timeout`, or bound the statement itself (MariaDB `SET STATEMENT \
+                        max_statement_time = N FOR ...`, MySQL `/*+ MAX_EXECUTION_TIME(ms) */`)",
+            );
+        }
         Ok(txn::sql(server, options))
     }
 

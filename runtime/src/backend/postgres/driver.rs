@@ -1,16 +1,51 @@
-//! `PgConnection`: what the pool reads from the server at connect.
+//! `PgConnection`: what the pool reads from the server at connect, its
+//! role, and replication positions.
 
-use diesel::sql_types::{BigInt, Integer, Nullable};
+use std::time::{Duration, Instant};
+
+use diesel::sql_types::{BigInt, Bool, Integer, Nullable};
 use diesel::{PgConnection, QueryResult, QueryableByName, RunQueryDsl};
 
-use super::super::{Backend, Driver, ServerInfo, TxnConnection};
+use super::super::{
+    Backend, Driver, Position, PositionOf, Replay, ServerInfo, ServerRole, TxnConnection,
+};
+use super::role::{replayed_sql, POSITION_SQL, ROLE_SQL};
 use super::{busy_sessions_sql, end_session_sql, Postgres, SERVER_INFO_SQL};
 
 #[derive(QueryableByName)]
 struct Session {
     #[diesel(sql_type = Integer)]
     session_id: i32,
+    #[diesel(sql_type = Bool)]
+    standby: bool,
+    #[diesel(sql_type = Bool)]
+    read_only: bool,
 }
+
+#[derive(QueryableByName)]
+struct Role {
+    #[diesel(sql_type = Bool)]
+    standby: bool,
+    #[diesel(sql_type = Bool)]
+    read_only: bool,
+}
+
+#[derive(QueryableByName)]
+struct Lsn {
+    #[diesel(sql_type = BigInt)]
+    lsn: i64,
+}
+
+#[derive(QueryableByName)]
+struct Replayed {
+    #[diesel(sql_type = Bool)]
+    standby: bool,
+    #[diesel(sql_type = Bool)]
+    reached: bool,
+}
+
+/// The longest pause between two looks at a standby's replay location.
+const REPLAY_POLL_MAX: Duration = Duration::from_millis(5);
 
 #[derive(QueryableByName)]
 struct Id {
@@ -37,6 +72,10 @@ impl Driver for PgConnection {
         let s: Session = diesel::sql_query(SERVER_INFO_SQL).get_result(self)?;
         Ok(ServerInfo {
             session_id: u64::try_from(s.session_id).ok(),
+            role: ServerRole {
+                read_only: s.read_only,
+                replica: s.standby,
+            },
             ..ServerInfo::default()
         })
     }
@@ -44,6 +83,53 @@ impl Driver for PgConnection {
     fn end_session(&mut self, id: u64) -> QueryResult<()> {
         use diesel::connection::SimpleConnection;
         self.batch_execute(&end_session_sql(id))
+    }
+
+    fn role(&mut self) -> QueryResult<ServerRole> {
+        let r: Role = diesel::sql_query(ROLE_SQL).get_result(self)?;
+        Ok(ServerRole {
+            read_only: r.read_only,
+            replica: r.standby,
+        })
+    }
+
+    fn position(&mut self, _server: &ServerInfo, _of: PositionOf) -> QueryResult<Option<Position>> {
+        // One WAL for the whole server: a session's last commit is at or
+        // before the end of what has been inserted.
+        let p: Lsn = diesel::sql_query(POSITION_SQL).get_result(self)?;
+        Ok(u64::try_from(p.lsn).ok().map(Position::Lsn))
+    }
+
+    fn wait_for(
+        &mut self,
+        _server: &ServerInfo,
+        position: &Position,
+        limit: Duration,
+    ) -> QueryResult<Replay> {
+        let Position::Lsn(lsn) = position else {
+            // A position of another server family: it cannot be shown here.
+            return Ok(Replay::Behind);
+        };
+        // PostgreSQL 15 has no function that waits for a replay location:
+        // look, then look again after a short, growing pause.
+        let sql = replayed_sql(&Position::lsn_text(*lsn));
+        let deadline = Instant::now() + limit;
+        let mut pause = Duration::from_micros(200);
+        loop {
+            let r: Replayed = diesel::sql_query(&sql).get_result(self)?;
+            if !r.standby {
+                return Ok(Replay::NotAReplica);
+            }
+            if r.reached {
+                return Ok(Replay::Reached);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(Replay::Behind);
+            }
+            std::thread::sleep(pause.min(left));
+            pause = (pause * 2).min(REPLAY_POLL_MAX);
+        }
     }
 
     fn busy_sessions(&mut self, ids: &[u64]) -> QueryResult<Vec<u64>> {

@@ -53,15 +53,53 @@ const POSTGRES_TEXTS: &[(&str, Disconnect)] = &[
         Disconnect::Lost,
     ),
     ("connection to server", Disconnect::Closed),
+    // A standby ends a session that holds back its replay (40001, FATAL):
+    // worth a retry like a kill. Cancelled statements are conflicts (below).
+    (
+        "terminating connection due to conflict with recovery",
+        Disconnect::Killed,
+    ),
+];
+
+/// What pgbouncer sends a client before it closes the client's connection
+/// (SQLSTATE 08P01, from pgbouncer 1.18's sources). libpq usually reports
+/// the close itself ("server closed the connection unexpectedly", seen in
+/// `tests/role_texts.rs`), but may show these first.
+const POOLER_TEXTS: &[(&str, Disconnect)] = &[
+    // The server connection died while the client's transaction used it.
+    ("server conn crashed?", Disconnect::Lost),
+    // No server connection within query_wait_timeout: the server is down.
+    ("query_wait_timeout", Disconnect::ServerShutdown),
+    ("server login has been failing", Disconnect::ServerShutdown),
+    (
+        "pgbouncer cannot connect to server",
+        Disconnect::ServerShutdown,
+    ),
+    ("client_login_timeout", Disconnect::ServerShutdown),
+    ("idle transaction timeout", Disconnect::IdleTimeout),
+    ("client_idle_timeout", Disconnect::IdleTimeout),
+    ("database removed", Disconnect::Closed),
 ];
 
 pub(super) fn classify(kind: DatabaseErrorKind, message: &str) -> ErrorClass {
-    let by_text = POSTGRES_TEXTS.iter().find(|(t, _)| message.contains(t));
+    let by_text = POSTGRES_TEXTS
+        .iter()
+        .chain(POOLER_TEXTS)
+        .find(|(t, _)| message.contains(t));
     match kind {
         DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand => {
             ErrorClass::Disconnect(by_text.map_or(Disconnect::Closed, |(_, d)| *d))
         }
-        DatabaseErrorKind::SerializationFailure => ErrorClass::Conflict,
+        // 25006: a write on a standby, or on a primary fenced or demoted
+        // read-only. (Inside a `read_only` function the pool treats it as the
+        // body's own error.)
+        DatabaseErrorKind::ReadOnlyTransaction => ErrorClass::Disconnect(Disconnect::ReadOnly),
+        // 40001, also "canceling statement due to conflict with recovery"
+        // on a standby; the FATAL form ends the session.
+        DatabaseErrorKind::SerializationFailure => match by_text {
+            Some((_, d)) => ErrorClass::Disconnect(*d),
+            None => ErrorClass::Conflict,
+        },
         _ => match by_text {
             Some((_, d)) => ErrorClass::Disconnect(*d),
             // 40P01 deadlock_detected has no diesel kind of its own
@@ -78,6 +116,15 @@ const UNREACHABLE: &[&str] = &[
     "the database system is starting up",
     "the database system is shutting down",
     "server closed the connection unexpectedly",
+    // libpq's target_session_attrs found no server of the wanted role:
+    // during a failover one is about to appear.
+    "session is read-only",
+    "server is in hot standby mode",
+    "server is not in hot standby mode",
+    // pgbouncer in front of a server that is down or restarting.
+    "query_wait_timeout",
+    "server login has been failing",
+    "pgbouncer cannot connect to server",
 ];
 
 pub(super) fn unreachable(message: &str) -> bool {
@@ -109,6 +156,23 @@ mod tests {
             (K::SerializationFailure, "could not serialize access", ErrorClass::Conflict),
             (K::Unknown, "deadlock detected", ErrorClass::Conflict),
             (K::UniqueViolation, "duplicate key value violates unique constraint", ErrorClass::Other),
+            (
+                K::ReadOnlyTransaction,
+                "cannot execute INSERT in a read-only transaction",
+                ErrorClass::Disconnect(ReadOnly),
+            ),
+            (
+                K::SerializationFailure,
+                "canceling statement due to conflict with recovery",
+                ErrorClass::Conflict,
+            ),
+            (
+                K::SerializationFailure,
+                "terminating connection due to conflict with recovery",
+                ErrorClass::Disconnect(Killed),
+            ),
+            (K::Unknown, "server conn crashed?", ErrorClass::Disconnect(Lost)),
+            (K::Unknown, "query_wait_timeout", ErrorClass::Disconnect(ServerShutdown)),
             (K::Unknown, "relation \"nope\" does not exist", ErrorClass::Other),
         ];
         for (kind, msg, want) in cases {
@@ -125,5 +189,11 @@ mod tests {
             "FATAL:  password authentication failed for user \"app\""
         ));
         assert!(!unreachable("FATAL:  database \"nope\" does not exist"));
+        assert!(unreachable(
+            "connection to server at \"127.0.0.1\", port 5433 failed: session is read-only"
+        ));
+        assert!(unreachable(
+            "connection to server at \"127.0.0.1\", port 6432 failed: FATAL:  query_wait_timeout"
+        ));
     }
 }

@@ -4,6 +4,7 @@
 #[cfg(feature = "postgres")]
 mod driver;
 mod errors;
+mod role;
 mod txn;
 mod url;
 
@@ -16,8 +17,10 @@ use crate::options::Options;
 /// The PostgreSQL dialect.
 pub struct Postgres;
 
-/// Read at connect: the session's id on the server.
-pub(crate) const SERVER_INFO_SQL: &str = "SELECT pg_backend_pid() AS session_id";
+/// Read at connect: the session's id on the server, and its role (as
+/// [`role::ROLE_SQL`] reads it).
+pub(crate) const SERVER_INFO_SQL: &str = "SELECT pg_backend_pid() AS session_id, \
+     pg_is_in_recovery() AS standby, current_setting('transaction_read_only') = 'on' AS read_only";
 
 /// Ends a session of this role whose link died (its transaction rolls back).
 pub(crate) fn end_session_sql(id: u64) -> String {

@@ -1,0 +1,421 @@
+//! Read replicas: which server a `read_only` call runs on, and
+//! read-your-writes.
+//!
+//! Each replica is a [`Pool`] of its own (its connections must be replicas,
+//! see [`super::role`]). A read goes to the next replica in turn that is not
+//! left out; a replica that gives no connection in time is left out for a
+//! while (1 s, doubling up to 30 s), then tried again by one read. With a
+//! floor on this thread ([`super::floor`]), the replica must show it: a
+//! replica already seen at or past it serves at once, another is waited for
+//! (bounded; not again for a second once found behind), and a read that
+//! still cannot be served by a replica runs on the primary. Pools without
+//! replicas never get here beyond one branch.
+
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::builder::Config;
+use super::floor::{self, Floor};
+use super::signals::Warning;
+use super::token::WriteToken;
+use super::tracked::Tracked;
+use super::{Pool, PooledConnection};
+use crate::backend::{Position, PositionOf, Replay, TxnConnection};
+use crate::stats::{Counters, PoolStats};
+use crate::{Error, Options};
+
+/// The replica knobs of a pool's configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct ReplicaSettings {
+    pub urls: Vec<String>,
+    pub checkout_timeout: Duration,
+    pub ryw_timeout: Duration,
+}
+
+impl Default for ReplicaSettings {
+    fn default() -> Self {
+        ReplicaSettings {
+            urls: Vec::new(),
+            checkout_timeout: Duration::from_millis(500),
+            ryw_timeout: Duration::from_millis(250),
+        }
+    }
+}
+
+/// How long a replica that failed is left out, at first and at most.
+const LEFT_OUT: Duration = Duration::from_secs(1);
+const LEFT_OUT_MAX: Duration = Duration::from_secs(30);
+/// How long a replica found behind a thread's writes is not waited for
+/// again: a read that needs more than it is known to show goes to the
+/// primary at once (the others it still serves).
+const BEHIND_PAUSE: Duration = Duration::from_secs(1);
+
+/// The replicas of one pool.
+pub(super) struct Replicas<C: TxnConnection> {
+    set: Vec<Replica<C>>,
+    next: AtomicUsize,
+    ryw_timeout: Duration,
+}
+
+struct Replica<C: TxnConnection> {
+    pool: Pool<C>,
+    health: Mutex<Health>,
+}
+
+#[derive(Default)]
+struct Health {
+    /// Left out until then.
+    out_until: Option<Instant>,
+    failures: u32,
+    /// The latest position this replica was seen to show.
+    shows: Option<Position>,
+    /// Not waited for until then: it was found behind.
+    behind_until: Option<Instant>,
+}
+
+impl<C: TxnConnection> Replicas<C> {
+    /// `None` for a pool without replicas.
+    pub(super) fn new(config: &Config<C>) -> Option<Self> {
+        if config.replicas.urls.is_empty() {
+            return None;
+        }
+        let set = config
+            .replicas
+            .urls
+            .iter()
+            .map(|url| Replica {
+                // Lazily: a replica that is down must not stop the service.
+                pool: Pool::from_config(config.for_replica(url), Ok(None)),
+                health: Mutex::default(),
+            })
+            .collect();
+        Some(Replicas {
+            set,
+            next: AtomicUsize::new(0),
+            ryw_timeout: config.replicas.ryw_timeout,
+        })
+    }
+
+    /// A connection to a replica that shows `floor`, or `None`: the read
+    /// runs on the primary.
+    fn checkout(
+        &self,
+        counters: &Counters,
+        function: &'static str,
+        floor: Option<&Position>,
+    ) -> Option<PooledConnection<C>> {
+        let n = self.set.len();
+        let start = self.next.fetch_add(1, Relaxed);
+        let mut order: Vec<&Replica<C>> = (0..n).map(|i| &self.set[(start + i) % n]).collect();
+        if let Some(floor) = floor {
+            // Replicas known to show the floor first: no wait there.
+            order.sort_by_key(|r| !r.shows(floor));
+        }
+        for replica in order {
+            let must_wait = floor.filter(|f| !replica.shows(f));
+            if must_wait.is_some() && replica.behind() {
+                continue;
+            }
+            if !replica.take_turn(replica.pool.shared.config.checkout_timeout) {
+                continue;
+            }
+            let mut conn = match replica.pool.checkout(Some(function)) {
+                Ok(conn) => conn,
+                Err(e) => {
+                    if !busy(&e) {
+                        replica.failed(&e.to_string());
+                    }
+                    continue;
+                }
+            };
+            if let Some(floor) = must_wait {
+                Counters::bump(&counters.replica_waits);
+                let t = conn.tracked();
+                let server = t.server;
+                match t.conn.wait_for(&server, floor, self.ryw_timeout) {
+                    Ok(Replay::Reached) => replica.seen_at(floor),
+                    Ok(Replay::Behind) => {
+                        tracing::debug!(
+                            target: "db_txn",
+                            behind = %floor,
+                            "replica not caught up with this thread's writes in time: read on the primary"
+                        );
+                        replica.succeeded();
+                        replica.found_behind();
+                        return None;
+                    }
+                    Ok(Replay::NotAReplica) => {
+                        t.flags.set_discard();
+                        replica.pool.shared.signals.role_changed();
+                        replica.failed("no longer a replica (promoted)");
+                        continue;
+                    }
+                    Err(e) => {
+                        t.flags.set_discard();
+                        replica.failed(&e.to_string());
+                        continue;
+                    }
+                }
+            }
+            replica.succeeded();
+            return Some(conn);
+        }
+        None
+    }
+}
+
+impl<C: TxnConnection> Replica<C> {
+    fn health(&self) -> std::sync::MutexGuard<'_, Health> {
+        self.health.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether this replica may serve now. A replica left out until a time
+    /// now past is tried by this read alone: the others keep skipping it
+    /// until its answer (at most `timeout`).
+    fn take_turn(&self, timeout: Duration) -> bool {
+        let mut h = self.health();
+        match h.out_until {
+            None => true,
+            Some(until) => {
+                let now = Instant::now();
+                if now < until {
+                    return false;
+                }
+                h.out_until = Some(now + timeout);
+                true
+            }
+        }
+    }
+
+    /// Found behind a moment ago: not worth waiting for now.
+    fn behind(&self) -> bool {
+        self.health()
+            .behind_until
+            .is_some_and(|until| Instant::now() < until)
+    }
+
+    fn found_behind(&self) {
+        self.health().behind_until = Some(Instant::now() + BEHIND_PAUSE);
+    }
+
+    fn shows(&self, floor: &Position) -> bool {
+        self.health()
+            .shows
+            .as_ref()
+            .is_some_and(|p| p.covers(floor))
+    }
+
+    fn seen_at(&self, position: &Position) {
+        let mut h = self.health();
+        match &mut h.shows {
+            Some(p) => p.merge(position),
+            None => h.shows = Some(position.clone()),
+        }
+    }
+
+    fn succeeded(&self) {
+        let mut h = self.health();
+        if h.failures > 0 {
+            tracing::info!(target: "db_txn", server = %self.pool.shared.config.server(), "replica serves again");
+        }
+        h.failures = 0;
+        h.out_until = None;
+    }
+
+    fn failed(&self, why: &str) {
+        let mut h = self.health();
+        h.failures = h.failures.saturating_add(1);
+        let left_out = LEFT_OUT
+            .saturating_mul(1 << (h.failures - 1).min(5))
+            .min(LEFT_OUT_MAX);
+        h.out_until = Some(Instant::now() + left_out);
+        h.shows = None;
+        tracing::warn!(
+            target: "db_txn",
+            server = %self.pool.shared.config.server(),
+            error = why,
+            left_out_ms = u64::try_from(left_out.as_millis()).unwrap_or(u64::MAX),
+            "replica unavailable: reads go to the primary"
+        );
+    }
+}
+
+/// The replica pool is only busy (every connection in use): not a failure.
+fn busy(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Checkout {
+            state,
+            last_error: None,
+            ..
+        } if state.exhausted()
+    )
+}
+
+impl<C: TxnConnection> Pool<C> {
+    /// The connection for an outermost call: a replica's for a `read_only`
+    /// call on a pool with replicas that can serve it, the primary's
+    /// otherwise.
+    pub(crate) fn checkout_for(&self, options: &Options) -> Result<PooledConnection<C>, Error> {
+        if options.read_only {
+            if let Some(replicas) = &self.shared.replicas {
+                let counters = self.counters();
+                let floor = self.floor();
+                if let Some(floor) = &floor {
+                    if let Some(conn) = replicas.checkout(counters, options.name, floor.as_ref()) {
+                        Counters::bump(&counters.replica_reads);
+                        return Ok(conn);
+                    }
+                }
+                Counters::bump(&counters.primary_fallbacks);
+            }
+        }
+        self.checkout(Some(options.name))
+    }
+
+    /// This thread's floor on this pool: `Some(None)` for none, `None` when
+    /// it cannot be known now (the read runs on the primary).
+    fn floor(&self) -> Option<Option<Position>> {
+        match floor::get(self.id()) {
+            None => Some(None),
+            Some(Floor::Known(p)) => Some(Some(p)),
+            Some(Floor::Unknown) => {
+                let p = self.server_position()?;
+                floor::resolve(self.id(), p.clone());
+                Some(Some(p))
+            }
+        }
+    }
+
+    /// After a write transaction committed on `t` (a primary connection):
+    /// raise this thread's floor to where the commit is. Nothing for a pool
+    /// without replicas.
+    pub(crate) fn committed(&self, t: &mut Tracked<C>) {
+        if self.shared.replicas.is_none() {
+            return;
+        }
+        let server = t.server;
+        let of = if server.behind_pooler {
+            // The session's own last commit is another client's there.
+            PositionOf::Server
+        } else {
+            PositionOf::LastCommit
+        };
+        match t.conn.position(&server, of) {
+            Ok(Some(p)) => floor::raise(self.id(), Floor::Known(p)),
+            Ok(None) => self.shared.signals.warn_once(
+                Warning::NoPosition,
+                "the primary reports no replication position (MariaDB without a binary log, \
+                 MySQL with gtid_mode off): reads on replicas cannot wait for this thread's \
+                 writes",
+            ),
+            // Committed, but where is not known: the primary's position at
+            // the next read stands for it.
+            Err(_) => floor::raise(self.id(), Floor::Unknown),
+        }
+    }
+
+    /// The primary's position now, at or past every commit made before.
+    fn server_position(&self) -> Option<Position> {
+        let mut conn = self.checkout(Some("db_txn::read_your_writes")).ok()?;
+        let t = conn.tracked();
+        let server = t.server;
+        t.conn.position(&server, PositionOf::Server).ok().flatten()
+    }
+
+    /// Where this thread's writes on this pool are in the replication
+    /// stream: a token that makes reads elsewhere see them (see
+    /// [`read_after`](Self::read_after)). It covers every write transaction
+    /// this thread committed on the pool and every token it was given.
+    /// `None` when there is none, or the pool has no
+    /// [`replica`](crate::PoolBuilder::replica)s (it keeps no positions then).
+    ///
+    /// ```no_run
+    /// # use diesel::PgConnection;
+    /// # #[db_txn::db_txn]
+    /// # fn rename(conn: &mut PgConnection, id: i64, name: &str) -> Result<(), db_txn::Error> { Ok(()) }
+    /// # fn main() -> Result<(), db_txn::Error> {
+    /// # let pool = db_txn::Pool::<PgConnection>::builder("postgres://app@primary/app")
+    /// #     .replica("postgres://app@replica/app").build()?;
+    /// # db_txn::install(pool.clone());
+    /// rename(7, "alice")?;
+    /// if let Some(token) = pool.last_write() {
+    ///     // e.g. a cookie, so that the user's next request reads the new name
+    ///     let cookie = format!("db_txn_pos={token}");
+    /// #   let _ = cookie;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn last_write(&self) -> Option<WriteToken> {
+        self.shared.replicas.as_ref()?;
+        self.floor()?.map(|position| WriteToken { position })
+    }
+
+    /// Make this thread's reads on this pool see the writes of `token` from
+    /// now on: a replica serves them only once it shows those writes (or the
+    /// primary does, after
+    /// [`read_your_writes_timeout`](crate::PoolBuilder::read_your_writes_timeout)).
+    /// Tokens only add up: the thread's reads see every write it was told
+    /// about. Nothing for a pool without replicas.
+    ///
+    /// ```no_run
+    /// # use diesel::PgConnection;
+    /// # #[db_txn::db_txn(read_only)]
+    /// # fn name_of(conn: &mut PgConnection, id: i64) -> Result<String, db_txn::Error> { Ok(String::new()) }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pool = db_txn::Pool::<PgConnection>::builder("postgres://app@primary/app")
+    /// #     .replica("postgres://app@replica/app").build()?;
+    /// # db_txn::install(pool.clone());
+    /// # let cookie = "lsn:0/3000060";
+    /// let token: db_txn::WriteToken = cookie.parse()?;
+    /// pool.read_after(&token);
+    /// let name = name_of(7)?; // never older than the write behind the token
+    /// # let _ = name;
+    /// # Ok(()) }
+    /// ```
+    pub fn read_after(&self, token: &WriteToken) {
+        if self.shared.replicas.is_some() {
+            floor::raise(self.id(), Floor::Known(token.position.clone()));
+        }
+    }
+
+    /// The counters and live state of each replica's pool, in the order the
+    /// replicas were added (empty without replicas). The pool's own
+    /// [`stats`](Self::stats) count the reads each served
+    /// (`replica_reads`, `primary_fallbacks`).
+    pub fn replica_stats(&self) -> Vec<PoolStats> {
+        self.shared
+            .replicas
+            .as_ref()
+            .map(|r| r.set.iter().map(|r| r.pool.stats()).collect())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::PoolState;
+
+    fn checkout_error(connections: u32, idle: u32, last_error: Option<&str>) -> Error {
+        Error::Checkout {
+            function: None,
+            timeout: Duration::from_millis(1),
+            state: PoolState {
+                connections,
+                idle,
+                max_size: 2,
+            },
+            server: String::new(),
+            last_error: last_error.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn only_an_exhausted_replica_is_merely_busy() {
+        assert!(busy(&checkout_error(2, 0, None)));
+        assert!(!busy(&checkout_error(0, 0, None)), "no connection came");
+        assert!(!busy(&checkout_error(2, 0, Some("Connection refused"))));
+    }
+}
