@@ -257,6 +257,7 @@ impl<C: TxnConnection> Pool<C> {
     /// The connection for an outermost call: a replica's for a `read_only`
     /// call on a pool with replicas that can serve it, the primary's
     /// otherwise.
+    #[inline]
     pub(crate) fn checkout_for(&self, options: &Options) -> Result<PooledConnection<C>, Error> {
         if options.read_only {
             if let Some(replicas) = &self.shared.replicas {
@@ -291,6 +292,7 @@ impl<C: TxnConnection> Pool<C> {
     /// After a write transaction committed on `t` (a primary connection):
     /// raise this thread's floor to where the commit is. Nothing for a pool
     /// without replicas.
+    #[inline]
     pub(crate) fn committed(&self, t: &mut Tracked<C>) {
         if self.shared.replicas.is_none() {
             return;

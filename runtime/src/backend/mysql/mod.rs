@@ -53,6 +53,7 @@ impl Dialect for Mysql {
         url::target(url)
     }
 
+    #[inline]
     fn txn_sql(
         server: &ServerInfo,
         options: &Options,

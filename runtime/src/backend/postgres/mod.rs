@@ -57,6 +57,7 @@ impl Dialect for Postgres {
     // really left open.
     const RAW_RESET_SQL: &'static str = "BEGIN; ROLLBACK";
 
+    #[inline]
     fn txn_sql(
         _server: &ServerInfo,
         options: &Options,

@@ -31,6 +31,7 @@ impl Dialect for Sqlite {
         url::target(url)
     }
 
+    #[inline]
     fn txn_sql(
         _server: &ServerInfo,
         options: &Options,
