@@ -19,6 +19,7 @@ mod observer;
 mod policy;
 mod pooled;
 mod probe;
+pub(crate) mod resolution;
 mod signals;
 mod socket;
 pub(crate) mod tracked;
@@ -96,6 +97,7 @@ struct Shared<C: TxnConnection> {
     id: u64,
     config: builder::Config<C>,
     signals: Arc<Signals>,
+    resolution: resolution::Resolution,
     /// The r2d2 pool of this process. Replaced (and the parent's leaked, never
     /// dropped: dropping would close the parent's connections) in a forked child.
     current: AtomicPtr<Generation<C>>,
@@ -156,9 +158,11 @@ impl<C: TxnConnection> Pool<C> {
     fn from_config(config: builder::Config<C>) -> Self {
         let signals = Arc::new(Signals::default());
         let generation = Box::new(Generation::new(&config, &signals));
+        let (on, timeout) = config.resolve_commit;
         Pool {
             shared: Arc::new(Shared {
                 id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
+                resolution: resolution::Resolution::new(on, timeout),
                 config,
                 signals,
                 current: AtomicPtr::new(Box::into_raw(generation)),
@@ -214,8 +218,16 @@ impl<C: TxnConnection> Pool<C> {
         &self,
         function: Option<&'static str>,
     ) -> Result<PooledConnection<C>, Error> {
+        self.checkout_within(function, self.shared.config.checkout_timeout)
+    }
+
+    /// [`checkout`](Self::checkout), waiting at most `timeout`.
+    pub(crate) fn checkout_within(
+        &self,
+        function: Option<&'static str>,
+        timeout: std::time::Duration,
+    ) -> Result<PooledConnection<C>, Error> {
         let inner = self.inner();
-        let timeout = self.shared.config.checkout_timeout;
         let got = match inner {
             Inner::R2d2(pool) => pool.get_timeout(timeout).map(Checked::R2d2).map_err(|e| {
                 let text = e.to_string();
@@ -271,6 +283,11 @@ impl<C: TxnConnection> Pool<C> {
 
     pub(crate) fn counters(&self) -> &Counters {
         &self.shared.signals.counters
+    }
+
+    /// Settings and state for resolving lost COMMITs.
+    pub(crate) fn resolution(&self) -> &resolution::Resolution {
+        &self.shared.resolution
     }
 
     /// A disconnect was found outside a statement (a hung-up socket).

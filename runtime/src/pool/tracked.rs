@@ -32,6 +32,11 @@ pub struct Tracked<C> {
 }
 
 impl<C> Tracked<C> {
+    /// When it was opened.
+    pub(crate) fn opened(&self) -> Instant {
+        self.created
+    }
+
     /// Record a successful use (the ping window starts again).
     pub(crate) fn mark_ok(&mut self) {
         self.last_ok = Instant::now();

@@ -6,9 +6,11 @@
 //! BEGIN, inside the body, or revealed by the ROLLBACK after the body
 //! returned `Err`), the connection is discarded and the whole body runs again
 //! on a fresh one, up to `retry` times. A connection lost *during* COMMIT
-//! gives [`Error::CommitUnknown`] and is never retried. Calls that join a lent
-//! connection run in a SAVEPOINT and never retry on their own.
+//! gives [`Error::CommitUnknown`] and is never retried, unless the call
+//! resolves lost COMMITs ([`commit`]). Calls that join a lent connection run
+//! in a SAVEPOINT and never retry on their own.
 
+mod commit;
 mod nested;
 
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -21,10 +23,12 @@ use crate::backend::{txn_sql, TxnConnection, TxnSql};
 use crate::classify::{Disconnect, ErrorClass};
 use crate::error::Step;
 use crate::pool::flags::Flags;
+use crate::pool::tracked::Tracked;
 use crate::pool::{self, PooledConnection};
 use crate::session::{self, Lookup, Settings};
 use crate::stats::Counters;
 use crate::{registry, Error, Options, Pool};
+use commit::Failure;
 
 type Tm = AnsiTransactionManager;
 
@@ -92,6 +96,9 @@ enum Attempt<T, E> {
     /// connection are the parent's, left untouched. Holds the body's panic,
     /// if it panicked.
     Forked(Option<Box<dyn std::any::Any + Send>>),
+    /// The connection was lost while COMMIT was in flight, and the call
+    /// resolves such a loss: [`commit::settle`] asks the server.
+    CommitLost { value: T, lost: commit::Lost },
 }
 
 fn outermost<C, T, E, F>(pool: &Pool<C>, options: &Options, body: &mut F) -> Result<T, E>
@@ -123,17 +130,21 @@ where
                 "checkout"
             );
         }
-        match attempt(pool, &mut conn, options, body) {
+        let outcome = attempt(pool, &mut conn, options, body);
+        if let Attempt::Forked(_) = outcome {
+            // Neither returned to the parent's pool nor closed: both are
+            // the parent's.
+            std::mem::forget(conn);
+        } else {
+            // Given back (healthy, or closed if lost) before anything else:
+            // before unwinding a panic, and before a lost COMMIT is asked
+            // about on another connection of the pool.
+            drop(conn);
+        }
+        match commit::settle(pool, options, outcome) {
             Attempt::Done(result) => return result,
-            Attempt::Panicked(payload) => {
-                // Give the connection back (healthy, rolled back) before unwinding.
-                drop(conn);
-                resume_unwind(payload)
-            }
+            Attempt::Panicked(payload) => resume_unwind(payload),
             Attempt::Forked(panic) => {
-                // Neither returned to the parent's pool nor closed: both are
-                // the parent's.
-                std::mem::forget(conn);
                 tracing::warn!(
                     target: "db_txn",
                     pid = std::process::id(),
@@ -153,7 +164,6 @@ where
                     kind = %kind,
                     "disconnect detected before COMMIT"
                 );
-                drop(conn);
                 if lost_retries < options.retry {
                     lost_retries += 1;
                     Counters::bump(&counters.retries);
@@ -179,7 +189,6 @@ where
                 .into());
             }
             Attempt::Conflict(result) => {
-                drop(conn);
                 if conflict_retries < options.retry_conflicts {
                     conflict_retries += 1;
                     Counters::bump(&counters.retries);
@@ -192,6 +201,8 @@ where
                 }
                 return result;
             }
+            // Turned into one of the above by `commit::settle`.
+            Attempt::CommitLost { .. } => unreachable!("a lost COMMIT is settled first"),
         }
     }
 }
@@ -211,15 +222,17 @@ where
     let counters = pool.counters();
     let tracked = conn.tracked();
     let flags = tracked.flags.clone();
-    let sql = match txn_sql::<C>(&tracked.server, options) {
+    let mut sql = match txn_sql::<C>(&tracked.server, options) {
         Ok(sql) => sql,
         Err(detail) => return Attempt::Done(Err(unsupported::<C>(options, detail).into())),
     };
+    let mut watch = commit::prepare(pool, tracked, options, &mut sql);
     flags.take_conflict();
     if let Err(e) = Tm::begin_transaction_sql(&mut tracked.conn, &sql.begin) {
         if let Some(kind) = flags.disconnect() {
             return Attempt::Lost { kind, source: e };
         }
+        watch.begin_failed(pool);
         // The batch may have half-applied (session settings): do not reuse.
         flags.set_discard();
         return Attempt::Done(Err(step_error(options, Step::Begin, e).into()));
@@ -267,22 +280,32 @@ where
                     source: flags.lost_error(),
                 };
             }
-            match Tm::commit_transaction(&mut tracked.conn) {
+            match commit::commit(&mut tracked.conn, &mut watch) {
                 Ok(()) => {
                     tracked.mark_ok();
                     reset_session(&mut tracked.conn, &flags, &sql);
+                    watch.committed(pool, &mut tracked.conn);
                     Attempt::Done(Ok(value))
                 }
-                Err(_) if options.read_only && flags.disconnect().is_some() => {
-                    // A read-only transaction has nothing to commit: what it
-                    // read is as good as it was. Only the connection is lost.
+                Err(Failure::Before(e)) => {
+                    commit::failed_before(options, &flags, &mut tracked.conn, e)
+                }
+                Err(Failure::Commit(_))
+                    if (options.read_only || watch.wrote_nothing())
+                        && flags.disconnect().is_some() =>
+                {
+                    // A read-only transaction (or one that wrote nothing) has
+                    // nothing to commit: what it read is as good as it was.
+                    // Only the connection is lost.
                     tracing::debug!(
                         target: "db_txn",
                         "connection lost at the COMMIT of a read-only transaction: result kept"
                     );
                     Attempt::Done(Ok(value))
                 }
-                Err(e) => commit_failed(counters, options, &flags, &mut tracked.conn, &sql, e),
+                Err(Failure::Commit(e)) => {
+                    commit_failed(counters, options, &flags, tracked, &sql, e, (value, watch))
+                }
             }
         }
         Ok(Err(user_error)) => {
@@ -321,9 +344,10 @@ fn commit_failed<C: TxnConnection, T, E: From<Error>>(
     counters: &Counters,
     options: &Options,
     flags: &Flags,
-    conn: &mut C,
+    tracked: &mut Tracked<C>,
     sql: &TxnSql,
     e: diesel::result::Error,
+    (value, watch): (T, commit::Watch),
 ) -> Attempt<T, E> {
     // diesel reports a failed COMMIT whose ROLLBACK failed too as one error.
     let commit_error = match e {
@@ -331,8 +355,15 @@ fn commit_failed<C: TxnConnection, T, E: From<Error>>(
         e => e,
     };
     let class = crate::classify(C::BACKEND, &commit_error);
-    if flags.disconnect().is_some() || matches!(class, ErrorClass::Disconnect(_)) {
+    if let Some(kind) = flags.disconnect().or(match class {
+        ErrorClass::Disconnect(kind) => Some(kind),
+        _ => None,
+    }) {
         flags.set_discard();
+        let commit_error = match watch.lost(tracked, kind, commit_error) {
+            Ok(lost) => return Attempt::CommitLost { value, lost },
+            Err(commit_error) => commit_error,
+        };
         Counters::bump(&counters.commit_unknowns);
         tracing::error!(
             target: "db_txn",
@@ -347,7 +378,8 @@ fn commit_failed<C: TxnConnection, T, E: From<Error>>(
     }
     // A definite failure (for example a serialization failure found at
     // COMMIT): diesel rolled the transaction back.
-    reset_session(conn, flags, sql);
+    drop(value);
+    reset_session(&mut tracked.conn, flags, sql);
     let conflict = flags.take_conflict() || class == ErrorClass::Conflict;
     let result = Err(step_error(options, Step::Commit, commit_error).into());
     if conflict {

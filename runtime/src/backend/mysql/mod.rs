@@ -5,6 +5,7 @@
 #[cfg(feature = "mysql")]
 mod driver;
 mod errors;
+pub(crate) mod resolve;
 mod txn;
 
 use diesel::result::DatabaseErrorKind;
