@@ -113,3 +113,28 @@ fn cut_after_read_only_commit() {
 fn recycled_when_on_connect_sets_the_limit() {
     matrix::recycled_when_on_connect_sets_the_limit(MariaDb::shared());
 }
+
+#[test]
+fn cut_after_commit_resolved() {
+    matrix::cut_after_commit_resolved(MariaDb::shared());
+}
+
+#[test]
+fn dropped_commit_resolved() {
+    matrix::dropped_commit_resolved(MariaDb::shared());
+}
+
+#[test]
+fn crash_during_commit_resolved() {
+    matrix::crash_during_commit_resolved(&own());
+}
+
+#[test]
+fn unreachable_after_commit_is_unknown() {
+    matrix::unreachable_after_commit_is_unknown(MariaDb::shared());
+}
+
+#[test]
+fn held_commit_resolved() {
+    matrix::held_commit_resolved(MariaDb::shared());
+}

@@ -176,3 +176,28 @@ fn url_keepalive_and_user_timeout_reach_the_socket() {
 fn cut_after_read_only_commit() {
     matrix::cut_after_read_only_commit(Postgres::shared());
 }
+
+#[test]
+fn cut_after_commit_resolved() {
+    matrix::cut_after_commit_resolved(Postgres::shared());
+}
+
+#[test]
+fn dropped_commit_resolved() {
+    matrix::dropped_commit_resolved(Postgres::shared());
+}
+
+#[test]
+fn crash_during_commit_resolved() {
+    matrix::crash_during_commit_resolved(&own());
+}
+
+#[test]
+fn unreachable_after_commit_is_unknown() {
+    matrix::unreachable_after_commit_is_unknown(Postgres::shared());
+}
+
+#[test]
+fn held_commit_resolved() {
+    matrix::held_commit_resolved(Postgres::shared());
+}
