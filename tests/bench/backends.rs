@@ -24,6 +24,8 @@ pub struct Results {
     pub problems: Vec<String>,
     /// What was skipped, and why.
     pub notes: Vec<String>,
+    /// The cost of `resolve_commit`.
+    pub resolve: crate::resolve::Results,
 }
 
 /// One backend's run.
@@ -205,6 +207,15 @@ pub fn mariadb(opts: &Opts, out: &mut Results) {
     };
     let bench = contenders::mysql::Bench::new(urls);
     run_backend(&bench, &opts.cfg, Some(disrupt), out);
+    timed("mariadb", "resolve_commit", &mut || {
+        crate::resolve::mariadb(
+            &server,
+            &opts.cfg,
+            opts.smoke,
+            &mut out.resolve,
+            &mut out.problems,
+        )
+    });
     count(
         opts,
         "mariadb",
@@ -224,6 +235,15 @@ pub fn postgres(opts: &Opts, out: &mut Results) {
     };
     let bench = contenders::postgres::Bench::new(urls);
     run_backend(&bench, &opts.cfg, Some(disrupt), out);
+    timed("postgres", "resolve_commit", &mut || {
+        crate::resolve::postgres(
+            &server,
+            &opts.cfg,
+            opts.smoke,
+            &mut out.resolve,
+            &mut out.problems,
+        )
+    });
     count(
         opts,
         "postgres",

@@ -35,6 +35,7 @@ mod goals;
 mod pin;
 mod recovery;
 mod report;
+mod resolve;
 mod workloads;
 
 use std::path::PathBuf;
@@ -167,6 +168,18 @@ fn main() -> ExitCode {
     );
     if !out.recoveries.is_empty() {
         println!("## Recovery\n\n{}", report::recovery_table(&out.recoveries));
+    }
+    if !out.resolve.rows.is_empty() {
+        println!(
+            "## resolve_commit: cost per transaction (off and on, interleaved)\n\n{}",
+            resolve::table(&out.resolve.rows)
+        );
+    }
+    if let Some(schemes) = &out.resolve.schemes {
+        println!(
+            "## PostgreSQL: transaction id or marker row\n\n{}",
+            resolve::schemes_table(schemes)
+        );
     }
     for (txn, what) in [
         (Txn::PointRead, "point-read"),
