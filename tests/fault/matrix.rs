@@ -299,9 +299,10 @@ pub fn proxy_blackhole_idle<S: TestServer>(server: &S) {
     drop(proxy);
 }
 
-/// The link dies right after COMMIT reached the server: the transaction
-/// committed but the client never heard. The caller gets the distinct
-/// commit-unknown error, never a retry, and the row is there exactly once.
+/// Without `resolve_commit`, the link dies right after COMMIT reached the
+/// server: the transaction committed but the client never heard. The caller
+/// gets the distinct commit-unknown error, never a retry, and the row is
+/// there exactly once.
 pub fn cut_after_commit<S: TestServer>(server: &S) {
     let (proxy, mut l) = via_proxy(server, "cut_commit", |b| b);
     l.transfer();

@@ -189,6 +189,15 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_migration_is_what_the_pool_runs() {
+        let docs = include_str!("../../../OPTIONS.md");
+        assert!(
+            docs.contains(CREATE_SQL),
+            "OPTIONS.md must show {CREATE_SQL}"
+        );
+    }
+
+    #[test]
     fn a_held_lock_is_told_apart() {
         let e = |kind, m: &str| DieselError::DatabaseError(kind, Box::new(m.to_string()));
         assert!(lock_busy(&e(
