@@ -3,7 +3,7 @@
 //! markers waiting to be deleted.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Markers deleted together, in one statement after a COMMIT: one round
@@ -89,18 +89,28 @@ impl Resolution {
     }
 
     /// Marker `id` is no longer needed; returns a batch to delete when one is
-    /// full. Never waits: in a forked child the lock may be held by a thread
-    /// of the parent's, and then the marker is left to the stale clean-up.
+    /// full.
     pub(crate) fn done(&self, id: i64) -> Option<Vec<i64>> {
-        let mut pending = self.pending.try_lock().ok()?;
+        let mut pending = self.pending()?;
         pending.push(id);
         (pending.len() >= FORGET_BATCH).then(|| std::mem::take(&mut *pending))
     }
 
     /// Marker `id` is no longer needed: deleted with the next batch.
     pub(crate) fn forget_later(&self, id: i64) {
-        if let Ok(mut pending) = self.pending.try_lock() {
+        if let Some(mut pending) = self.pending() {
             pending.push(id);
+        }
+    }
+
+    /// The queue. In a forked child it is never waited for: a thread of the
+    /// parent's may have held the lock at the fork, forever in the child,
+    /// whose markers are then left to the stale clean-up.
+    fn pending(&self) -> Option<MutexGuard<'_, Vec<i64>>> {
+        if super::fork::generation() == 0 {
+            Some(self.pending.lock().unwrap_or_else(PoisonError::into_inner))
+        } else {
+            self.pending.try_lock().ok()
         }
     }
 }

@@ -310,6 +310,7 @@ fn resolve<C: TxnConnection>(pool: &Pool<C>, options: &Options, lost: &Lost) -> 
             return last;
         }
         let Ok(mut conn) = pool.checkout_within(Some(options.name), left) else {
+            thread::sleep(POLL.min(deadline.saturating_duration_since(Instant::now())));
             continue;
         };
         let tracked = conn.tracked();

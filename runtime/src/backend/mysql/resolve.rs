@@ -115,9 +115,16 @@ mod driver {
         mine: i64,
     }
 
-    /// Creates the table if it is missing and deletes stale markers.
+    /// Creates the table if it is missing (asked first: `CREATE TABLE IF NOT
+    /// EXISTS` needs the right to create even when the table is there) and
+    /// deletes stale markers.
     pub(crate) fn create(conn: &mut MysqlConnection) -> QueryResult<()> {
-        conn.batch_execute(CREATE_SQL)?;
+        if diesel::sql_query(format!("SELECT id FROM {TABLE} LIMIT 0"))
+            .execute(conn)
+            .is_err()
+        {
+            conn.batch_execute(CREATE_SQL)?;
+        }
         let stale: Vec<Id> = diesel::sql_query(stale_sql()).load(conn)?;
         if !stale.is_empty() {
             forget(conn, &stale.iter().map(|r| r.id).collect::<Vec<_>>())?;
