@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 
 use db_txn::{db_txn, Pool, TxnConnection};
 use db_txn_tests::ProxyProcess;
-use diesel::connection::SimpleConnection;
 use fault::ledger::{transfer, Ledger, LedgerError};
 use fault::TestServer;
 
