@@ -311,11 +311,10 @@ pub fn postgres(
 }
 
 /// What `db_txn` reads before COMMIT on PostgreSQL (`backend/postgres/resolve.rs`).
-const XID_SQL: &str = "SELECT t.txid, pg_backend_pid() AS pid, \
-     extract(epoch FROM pg_postmaster_start_time())::text AS started, \
-     CASE WHEN t.txid IS NULL THEN NULL \
-     ELSE substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) END AS timeline \
-     FROM (SELECT txid_current_if_assigned() AS txid) t";
+const XID_SQL: &str = "SELECT txid_current_if_assigned() AS txid, \
+     pg_backend_pid() AS pid, pg_postmaster_start_time() AS started, \
+     CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END \
+     AS wal";
 
 /// How the PostgreSQL read-modify-write is wrapped.
 #[derive(Clone, Copy)]
@@ -329,7 +328,8 @@ enum Scheme {
 }
 
 fn pg_rmw(conn: &mut diesel::PgConnection, scheme: Scheme, id: i64) -> Result<(), String> {
-    use diesel::sql_types::{BigInt, Integer, Nullable, Text};
+    use diesel::pg::data_types::PgTimestamp;
+    use diesel::sql_types::{BigInt, Integer, Nullable, Text, Timestamptz};
     use diesel::{QueryableByName, RunQueryDsl};
 
     #[derive(QueryableByName)]
@@ -338,10 +338,10 @@ fn pg_rmw(conn: &mut diesel::PgConnection, scheme: Scheme, id: i64) -> Result<()
         txid: Option<i64>,
         #[diesel(sql_type = Integer)]
         pid: i32,
-        #[diesel(sql_type = Text)]
-        started: String,
+        #[diesel(sql_type = Timestamptz)]
+        started: PgTimestamp,
         #[diesel(sql_type = Nullable<Text>)]
-        timeline: Option<String>,
+        wal: Option<String>,
     }
 
     let begin = match scheme {
@@ -356,7 +356,7 @@ fn pg_rmw(conn: &mut diesel::PgConnection, scheme: Scheme, id: i64) -> Result<()
         diesel::sql_query(format!("UPDATE kv SET v = v + 1 WHERE id = {id}")).execute(conn)?;
         if let Scheme::Xid = scheme {
             let x: Xid = diesel::sql_query(XID_SQL).get_result(conn)?;
-            std::hint::black_box((x.txid, x.pid, x.started, x.timeline));
+            std::hint::black_box((x.txid, x.pid, x.started, x.wal));
         }
         conn.batch_execute("COMMIT")
     };

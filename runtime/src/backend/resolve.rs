@@ -39,11 +39,13 @@ pub struct XidToken {
     /// The backend that ran it (through a pooler too: read inside the
     /// transaction, not at connect).
     pub pid: i32,
-    /// `pg_postmaster_start_time()`, as text: a restart since then may have
-    /// lost the transaction's WAL and handed its id to another transaction.
-    pub started: String,
-    /// The WAL timeline: another one means a failover, whose new primary
-    /// may have given the id to another transaction.
+    /// `pg_postmaster_start_time()`, in microseconds since 2000-01-01 (as
+    /// the server keeps it): a restart since then may have lost the
+    /// transaction's WAL and handed its id to another transaction.
+    pub started: i64,
+    /// The WAL timeline (hexadecimal, as in WAL file names): another one
+    /// means a failover, whose new primary may have given the id to
+    /// another transaction.
     pub timeline: String,
 }
 

@@ -22,14 +22,19 @@
 
 use super::super::{Outcome, XidToken};
 
-/// Read inside the transaction, just before COMMIT. The timeline only when
-/// an id is assigned (a transaction without one may run on a standby, where
-/// the WAL position cannot be asked for).
-pub(crate) const BEFORE_COMMIT_SQL: &str = "SELECT t.txid, pg_backend_pid() AS pid, \
-     extract(epoch FROM pg_postmaster_start_time())::text AS started, \
-     CASE WHEN t.txid IS NULL THEN NULL \
-     ELSE substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) END AS timeline \
-     FROM (SELECT txid_current_if_assigned() AS txid) t";
+/// Read inside the transaction, just before COMMIT. Kept cheap: it is one
+/// round trip on every transaction (the start time travels in binary, the
+/// WAL file name is cut to its timeline here). No WAL position on a standby,
+/// where a transaction that wrote nothing may run.
+pub(crate) const BEFORE_COMMIT_SQL: &str = "SELECT txid_current_if_assigned() AS txid, \
+     pg_backend_pid() AS pid, pg_postmaster_start_time() AS started, \
+     CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END \
+     AS wal";
+
+/// The timeline of a WAL file name: its first 8 hexadecimal digits.
+pub(crate) fn timeline(wal_file: &str) -> Option<String> {
+    wal_file.get(..8).map(str::to_owned)
+}
 
 /// What a fresh connection sees of transaction `txid`. `txid_status` raises
 /// an error for an id not handed out yet: compared with `txid_current()`
@@ -44,10 +49,11 @@ pub(crate) fn status_sql(token: &XidToken) -> String {
          CASE WHEN pg_is_in_recovery() THEN NULL \
          WHEN {txid} >= txid_current() THEN 'future' \
          ELSE txid_status({txid}) END AS status, \
-         extract(epoch FROM pg_postmaster_start_time())::text AS started, \
+         pg_postmaster_start_time() AS started, \
          CASE WHEN pg_is_in_recovery() THEN NULL \
-         ELSE substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) END AS timeline, \
-         CASE WHEN extract(epoch FROM pg_postmaster_start_time())::text = '{s}' THEN NULL \
+         ELSE pg_walfile_name(pg_current_wal_lsn()) END AS wal, \
+         CASE WHEN pg_postmaster_start_time() = timestamptz '2000-01-01 00:00:00+00' \
+         + interval '{s} microseconds' THEN NULL \
          ELSE (SELECT (split_part(next_xid, ':', 1)::int8 << 32) | split_part(next_xid, ':', 2)::int8 \
          FROM pg_control_checkpoint()) END AS next_xid"
     )
@@ -70,7 +76,7 @@ pub(crate) fn end_session_sql(token: &XidToken) -> String {
 pub(crate) struct Seen {
     pub in_recovery: bool,
     pub status: Option<String>,
-    pub started: String,
+    pub started: i64,
     pub timeline: Option<String>,
     /// The next id at the latest checkpoint, after a restart only.
     pub next_xid: Option<i64>,
@@ -115,7 +121,8 @@ pub(super) use driver::*;
 
 #[cfg(feature = "postgres")]
 mod driver {
-    use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text};
+    use diesel::pg::data_types::PgTimestamp;
+    use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text, Timestamptz};
     use diesel::{PgConnection, QueryResult, QueryableByName, RunQueryDsl};
 
     use super::super::super::{Outcome, Token, XidToken};
@@ -127,10 +134,10 @@ mod driver {
         txid: Option<i64>,
         #[diesel(sql_type = Integer)]
         pid: i32,
-        #[diesel(sql_type = Text)]
-        started: String,
+        #[diesel(sql_type = Timestamptz)]
+        started: PgTimestamp,
         #[diesel(sql_type = Nullable<Text>)]
-        timeline: Option<String>,
+        wal: Option<String>,
     }
 
     #[derive(QueryableByName)]
@@ -139,10 +146,10 @@ mod driver {
         in_recovery: bool,
         #[diesel(sql_type = Nullable<Text>)]
         status: Option<String>,
-        #[diesel(sql_type = Text)]
-        started: String,
+        #[diesel(sql_type = Timestamptz)]
+        started: PgTimestamp,
         #[diesel(sql_type = Nullable<Text>)]
-        timeline: Option<String>,
+        wal: Option<String>,
         #[diesel(sql_type = Nullable<BigInt>)]
         next_xid: Option<i64>,
     }
@@ -155,11 +162,12 @@ mod driver {
 
     pub(crate) fn before_commit(conn: &mut PgConnection) -> QueryResult<Option<Token>> {
         let b: Before = diesel::sql_query(BEFORE_COMMIT_SQL).get_result(conn)?;
-        Ok(b.txid.zip(b.timeline).map(|(txid, timeline)| {
+        let timeline = b.wal.as_deref().and_then(timeline);
+        Ok(b.txid.zip(timeline).map(|(txid, timeline)| {
             Token::Xid(XidToken {
                 txid,
                 pid: b.pid,
-                started: b.started,
+                started: b.started.0,
                 timeline,
             })
         }))
@@ -172,8 +180,8 @@ mod driver {
             &Seen {
                 in_recovery: s.in_recovery,
                 status: s.status,
-                started: s.started,
-                timeline: s.timeline,
+                started: s.started.0,
+                timeline: s.wal.as_deref().and_then(timeline),
                 next_xid: s.next_xid,
             },
         ))
@@ -193,7 +201,7 @@ mod tests {
         XidToken {
             txid: (1 << 32) | 900,
             pid: 4242,
-            started: "1700000000.5".into(),
+            started: 817_000_000_500_000,
             timeline: "00000001".into(),
         }
     }
@@ -202,7 +210,7 @@ mod tests {
         Seen {
             in_recovery: false,
             status: status.map(str::to_owned),
-            started: "1700000000.5".into(),
+            started: 817_000_000_500_000,
             timeline: Some("00000001".into()),
             next_xid: None,
         }
@@ -236,7 +244,7 @@ mod tests {
     fn after_a_restart_an_id_that_was_not_durable_is_lost() {
         let t = token();
         let restarted = |status, next| Seen {
-            started: "1700000100.25".into(),
+            started: 817_000_100_250_000,
             next_xid: next,
             ..seen(status)
         };
@@ -274,7 +282,15 @@ mod tests {
             s.contains("WHEN 4294968196 >= txid_current() THEN 'future'"),
             "{s}"
         );
-        assert!(s.contains("= '1700000000.5' THEN NULL"), "{s}");
+        assert!(
+            s.contains("+ interval '817000000500000 microseconds' THEN NULL"),
+            "{s}"
+        );
+        assert_eq!(
+            timeline("000000020000000000000003").as_deref(),
+            Some("00000002")
+        );
+        assert_eq!(timeline("0002"), None);
         let e = end_session_sql(&t);
         assert!(
             e.ends_with("WHERE pid = 4242 AND backend_xid::text = '900'"),
