@@ -12,7 +12,8 @@
 //! * not committed: the body runs again, exactly as after a loss before
 //!   COMMIT (it counts as a retry);
 //! * still open on the server (its session has not noticed the lost link):
-//!   that session is ended, once, and the server asked again;
+//!   that session is ended (once it is certainly that session) and the
+//!   server asked again until the timeout;
 //! * no answer before the timeout (server unreachable, transaction too old,
 //!   a failover): `CommitUnknown`, as without the option.
 
