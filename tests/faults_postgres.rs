@@ -231,3 +231,28 @@ fn fork_inside_transaction_parent_commits() {
 fn forked_child_connects_within_the_checkout_timeout() {
     silent::forked_child_connects_within_the_checkout_timeout(Postgres::shared());
 }
+
+#[test]
+fn cut_after_commit_resolved() {
+    matrix::cut_after_commit_resolved(Postgres::shared());
+}
+
+#[test]
+fn dropped_commit_resolved() {
+    matrix::dropped_commit_resolved(Postgres::shared());
+}
+
+#[test]
+fn crash_during_commit_resolved() {
+    matrix::crash_during_commit_resolved(&own());
+}
+
+#[test]
+fn unreachable_after_commit_is_unknown() {
+    matrix::unreachable_after_commit_is_unknown(Postgres::shared());
+}
+
+#[test]
+fn held_commit_resolved() {
+    matrix::held_commit_resolved(Postgres::shared());
+}

@@ -741,6 +741,54 @@ fn proxy_process_commit_faults_postgres() {
     assert_eq!(count(30), 0);
 }
 
+/// `hold_commit`: the server's session waits in its transaction (the row
+/// invisible to others) until the black hole is lifted, which delivers the
+/// COMMIT.
+fn hold_commit_then_lift<C: Connection + Send>(
+    proxy: &ProxyProcess,
+    mut conn: C,
+    count: &dyn Fn() -> i64,
+) where
+    diesel::query_builder::SqlQuery: diesel::query_dsl::methods::ExecuteDsl<C>,
+{
+    proxy.hold_commit();
+    thread::scope(|s| {
+        let committing = s.spawn(move || insert_and_commit(&mut conn, 40, false));
+        assert!(wait(|| !proxy.commit_fault_pending()), "the COMMIT came");
+        assert_eq!(proxy.stats().blackholed, 1);
+        thread::sleep(Duration::from_millis(300));
+        assert!(!committing.is_finished(), "no answer while held");
+        assert_eq!(count(), 0, "not committed while held");
+        proxy.lift_blackhole();
+        committing
+            .join()
+            .unwrap()
+            .expect("committed once delivered");
+    });
+    assert_eq!(count(), 1);
+}
+
+#[test]
+fn proxy_process_hold_commit() {
+    let db = MariaDb::shared();
+    let url = db.create_database("pp_hold");
+    db.exec("CREATE TABLE pp_hold.t (id INT PRIMARY KEY) ENGINE=InnoDB");
+    let proxy = ProxyProcess::start(addr(db.port())).unwrap();
+    let conn = MysqlConnection::establish(&via(&url, db.port(), proxy.port())).unwrap();
+    hold_commit_then_lift(&proxy, conn, &|| {
+        db.query_i64("SELECT COUNT(*) FROM pp_hold.t WHERE id = 40")
+    });
+
+    let db = Postgres::shared();
+    let url = db.create_database("pp_hold");
+    db.exec_in("pp_hold", "CREATE TABLE t (id INT PRIMARY KEY)");
+    let proxy = ProxyProcess::start(addr(db.port())).unwrap();
+    let conn = PgConnection::establish(&via(&url, db.port(), proxy.port())).unwrap();
+    hold_commit_then_lift(&proxy, conn, &|| {
+        db.query_i64_in("pp_hold", "SELECT COUNT(*) FROM t WHERE id = 40")
+    });
+}
+
 /// Under `DB_TXN_KIT_CHILD`, the body of the child process that
 /// [`proxy_process_dies_with_the_test_process`] kills.
 fn child_starts_a_proxy_and_waits() {

@@ -153,6 +153,10 @@ fn options_expr(private: &TokenStream, ident: &Ident, options: &Options) -> Toke
         let ms = Literal::u64_unsuffixed(ms);
         expr.extend(quote!(.timeout_ms(#ms)));
     }
+    if let Some(on) = options.resolve_commit {
+        let on = syn::LitBool::new(on, Span::call_site());
+        expr.extend(quote!(.resolve_commit(#on)));
+    }
     expr
 }
 

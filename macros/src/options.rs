@@ -8,7 +8,7 @@ use syn::punctuated::Punctuated;
 use syn::{Error, Expr, ExprLit, Lit, Meta, Path, Result, Token};
 
 /// Every option, in the order the "unknown option" error lists them.
-const KEYS: [(&str, Key); 8] = [
+const KEYS: [(&str, Key); 9] = [
     ("pool", Key::Pool),
     ("retry", Key::Retry),
     ("retry_conflicts", Key::RetryConflicts),
@@ -16,6 +16,7 @@ const KEYS: [(&str, Key); 8] = [
     ("read_only", Key::ReadOnly),
     ("requires_new", Key::RequiresNew),
     ("timeout", Key::Timeout),
+    ("resolve_commit", Key::ResolveCommit),
     ("crate", Key::Crate),
 ];
 
@@ -28,6 +29,7 @@ enum Key {
     ReadOnly,
     RequiresNew,
     Timeout,
+    ResolveCommit,
     Crate,
 }
 
@@ -40,6 +42,8 @@ pub(crate) struct Options {
     pub read_only: bool,
     pub requires_new: bool,
     pub timeout_ms: Option<u64>,
+    /// `resolve_commit [= true|false]`; `None`: the pool's default.
+    pub resolve_commit: Option<bool>,
     pub krate: Option<Path>,
     /// `retry` or `retry_conflicts` was given a bad value: the intent is unknown, so the
     /// expansion next to the error takes the body as run once, which accepts any body, rather
@@ -84,8 +88,10 @@ pub(crate) fn parse(args: TokenStream) -> (Options, Option<Error>) {
     let mut seen = Vec::new();
     let errors = metas
         .iter()
-        .filter_map(|meta| options.set(meta, &mut seen).err());
-    let errors = errors.reduce(crate::combine);
+        .filter_map(|meta| options.set(meta, &mut seen).err())
+        .collect::<Vec<_>>();
+    let conflict = options.conflict(&metas);
+    let errors = errors.into_iter().chain(conflict).reduce(crate::combine);
     (options, errors)
 }
 
@@ -93,6 +99,20 @@ impl Options {
     /// No option allows a second run, so the body may be an `FnOnce` that moves its captures.
     pub fn runs_once(&self) -> bool {
         self.retry_unknown || (self.retry == Some(0) && self.retry_conflicts.unwrap_or(0) == 0)
+    }
+
+    /// `resolve_commit` with `read_only`: reported at `resolve_commit`, which is then dropped.
+    fn conflict(&mut self, metas: &Punctuated<Meta, Token![,]>) -> Option<Error> {
+        if !(self.read_only && self.resolve_commit == Some(true)) {
+            return None;
+        }
+        self.resolve_commit = None;
+        let meta = metas
+            .iter()
+            .find(|m| matches!(key(m.path()), Ok((_, Key::ResolveCommit))))?;
+        let msg = "`resolve_commit` does nothing with `read_only`: a read-only transaction keeps \
+                   its result when its COMMIT is lost; remove `resolve_commit`";
+        Some(Error::new_spanned(meta, msg))
     }
 
     fn set(&mut self, meta: &Meta, seen: &mut Vec<Key>) -> Result<()> {
@@ -116,6 +136,7 @@ impl Options {
             Key::ReadOnly => self.read_only = flag(meta, name)?,
             Key::RequiresNew => self.requires_new = flag(meta, name)?,
             Key::Timeout => self.timeout_ms = Some(timeout(value(meta, name)?)?),
+            Key::ResolveCommit => self.resolve_commit = Some(switch(meta, name)?),
             Key::Crate => self.krate = Some(crate_path(value(meta, name)?)?),
         }
         Ok(())
@@ -183,6 +204,22 @@ fn flag(meta: &Meta, key: &str) -> Result<bool> {
             let msg = format!("`{key}` takes no arguments; write `{key}` alone");
             Err(Error::new(list.delimiter.span().join(), msg))
         }
+    }
+}
+
+/// A key alone (`true`) or with `= true` / `= false`.
+fn switch(meta: &Meta, key: &str) -> Result<bool> {
+    let usage =
+        || format!("`{key}` takes `true` or `false`, or no value for `true`, e.g. `{key} = false`");
+    match meta {
+        Meta::Path(_) => Ok(true),
+        Meta::NameValue(nv) => match peel(&nv.value) {
+            Expr::Lit(ExprLit {
+                lit: Lit::Bool(b), ..
+            }) => Ok(b.value),
+            other => Err(Error::new_spanned(other, usage())),
+        },
+        Meta::List(list) => Err(Error::new(list.delimiter.span().join(), usage())),
     }
 }
 

@@ -74,11 +74,23 @@ fn all_options() {
     insta::assert_snapshot!(expand(
         quote! {
             pool = POOL.get(), retry = 2, retry_conflicts = 3, isolation = serializable,
-            read_only, requires_new, timeout = "5s"
+            read_only, requires_new, timeout = "5s", resolve_commit = false
         },
         quote! {
             fn report(mut conn: &mut MysqlConnection) -> anyhow::Result<Report> {
                 build_report(&mut conn)
+            }
+        },
+    ));
+}
+
+#[test]
+fn resolve_commit() {
+    insta::assert_snapshot!(expand(
+        quote!(pool = self.pool, resolve_commit),
+        quote! {
+            fn pay(&self, conn: &mut MysqlConnection, order: OrderId) -> Result<Receipt, AppError> {
+                payments::record(conn, order)
             }
         },
     ));

@@ -95,7 +95,9 @@ pub enum Error {
     },
     /// The connection was lost while COMMIT was in flight: the transaction may
     /// or may not have been committed. Never retried; check the data (for
-    /// example by a unique operation id) before doing the work again.
+    /// example by a unique operation id) before doing the work again. With
+    /// `resolve_commit` it comes only when the server could not tell within
+    /// the pool's `commit_resolution_timeout`.
     CommitUnknown {
         /// The annotated function.
         function: &'static str,

@@ -53,7 +53,10 @@
 //! 5. if the connection turned out to be gone before COMMIT was sent, or its
 //!    server refused a write as read-only (a failover: see
 //!    [`Disconnect::ReadOnly`]), throws it away and runs the whole body once
-//!    more on a fresh one;
+//!    more on a fresh one; if it was lost while COMMIT was in flight, returns
+//!    [`Error::CommitUnknown`], or, with [`resolve_commit`](crate#resolve_commit),
+//!    asks the server what became of the transaction and returns the body's
+//!    value or runs it again;
 //! 6. always releases the connection; one that could not be rolled back is
 //!    closed, never handed out again.
 //!

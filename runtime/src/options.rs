@@ -36,6 +36,8 @@ pub struct Options {
     pub(crate) read_only: bool,
     pub(crate) requires_new: bool,
     pub(crate) timeout: Option<Duration>,
+    /// `resolve_commit = ...`; `None`: the pool's default.
+    pub(crate) resolve_commit: Option<bool>,
 }
 
 impl Options {
@@ -49,6 +51,7 @@ impl Options {
             read_only: false,
             requires_new: false,
             timeout: None,
+            resolve_commit: None,
         }
     }
     /// `retry = n`
@@ -79,6 +82,11 @@ impl Options {
     /// `timeout = "..."`
     pub const fn timeout_ms(mut self, ms: u64) -> Self {
         self.timeout = Some(Duration::from_millis(ms));
+        self
+    }
+    /// `resolve_commit = on`
+    pub const fn resolve_commit(mut self, on: bool) -> Self {
+        self.resolve_commit = Some(on);
         self
     }
     /// The annotated function's path, for errors and logs.

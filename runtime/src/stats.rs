@@ -33,8 +33,18 @@ pub struct PoolStats {
     pub retries: u64,
     /// Transactions rolled back (error or panic in the body).
     pub rollbacks: u64,
-    /// COMMITs whose outcome is unknown because the connection was lost.
+    /// COMMITs lost with their connection whose outcome stayed unknown: the
+    /// caller got [`Error::CommitUnknown`](crate::Error::CommitUnknown)
+    /// (commit resolution off, or it found nothing within its timeout).
     pub commit_unknowns: u64,
+    /// COMMITs lost with their connection that commit resolution found
+    /// committed: the caller got the body's value.
+    pub lost_commits_committed: u64,
+    /// COMMITs lost with their connection that commit resolution found not
+    /// committed: the body ran again (counted in `retries` too), or the
+    /// caller got [`Error::Disconnected`](crate::Error::Disconnected) when
+    /// no retry was left.
+    pub lost_commits_aborted: u64,
     /// Connections opened.
     pub opened: u64,
     /// Connections closed (broken, recycled, or pool shrinking).
@@ -76,6 +86,8 @@ pub(crate) struct Counters {
     pub retries: AtomicU64,
     pub rollbacks: AtomicU64,
     pub commit_unknowns: AtomicU64,
+    pub lost_commits_committed: AtomicU64,
+    pub lost_commits_aborted: AtomicU64,
     pub opened: AtomicU64,
     pub closed: AtomicU64,
     pub recycled: AtomicU64,
@@ -102,6 +114,8 @@ impl Counters {
             retries: self.retries.load(Relaxed),
             rollbacks: self.rollbacks.load(Relaxed),
             commit_unknowns: self.commit_unknowns.load(Relaxed),
+            lost_commits_committed: self.lost_commits_committed.load(Relaxed),
+            lost_commits_aborted: self.lost_commits_aborted.load(Relaxed),
             opened: self.opened.load(Relaxed),
             closed: self.closed.load(Relaxed),
             recycled: self.recycled.load(Relaxed),

@@ -300,9 +300,10 @@ pub fn proxy_blackhole_idle<S: TestServer>(server: &S) {
     drop(proxy);
 }
 
-/// The link dies right after COMMIT reached the server: the transaction
-/// committed but the client never heard. The caller gets the distinct
-/// commit-unknown error, never a retry, and the row is there exactly once.
+/// Without `resolve_commit`, the link dies right after COMMIT reached the
+/// server: the transaction committed but the client never heard. The caller
+/// gets the distinct commit-unknown error, never a retry, and the row is
+/// there exactly once.
 pub fn cut_after_commit<S: TestServer>(server: &S) {
     let (proxy, mut l) = via_proxy(server, "cut_commit", |b| b);
     l.transfer();
@@ -520,4 +521,196 @@ pub fn cut_after_read_only_commit<S: TestServer>(server: &S) {
 fn read_ledger<C: db_txn::TxnConnection>(conn: &mut C, pool: &Pool<C>) -> Result<(), LedgerError> {
     conn.batch_execute("SELECT COUNT(*) FROM ops")?;
     Ok(())
+}
+
+/// A ledger whose pool resolves lost COMMITs (`resolve_commit(true)`) and
+/// reaches the server through the fault proxy in a process of its own.
+fn resolving_via_proxy<'s, S: TestServer>(
+    server: &'s S,
+    name: &str,
+    resolution_timeout: Duration,
+) -> (db_txn_tests::ProxyProcess, Ledger<'s, S>) {
+    let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], server.port()));
+    let proxy = db_txn_tests::ProxyProcess::start(upstream).expect("proxy process");
+    let port = proxy.port();
+    let l = Ledger::new(server, name, |url| {
+        let database = url.rsplit('/').next().expect("database in url").to_owned();
+        Pool::builder(server.url_via_port(&database, port))
+            .max_size(2)
+            .checkout_timeout(Duration::from_secs(10))
+            .resolve_commit(true)
+            .commit_resolution_timeout(resolution_timeout)
+            .build()
+            .expect("pool")
+    });
+    (proxy, l)
+}
+
+/// Counts the runs of a transfer's body.
+fn counting(runs: &std::sync::atomic::AtomicU32) -> impl Fn() + '_ {
+    move || {
+        runs.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// `(lost_commits_committed, lost_commits_aborted, commit_unknowns, retries)`.
+fn resolutions(s: &PoolStats) -> (u64, u64, u64, u64) {
+    (
+        s.lost_commits_committed,
+        s.lost_commits_aborted,
+        s.commit_unknowns,
+        s.retries,
+    )
+}
+
+/// With `resolve_commit`, the link dies right after COMMIT reached the
+/// server: the server says the transaction committed, so the caller gets the
+/// body's value; the body ran once and the row is there once.
+pub fn cut_after_commit_resolved<S: TestServer>(server: &S) {
+    let (proxy, mut l) = resolving_via_proxy(server, "cut_commit_resolved", BOUND);
+    l.transfer();
+    proxy.cut_after_commit();
+    let runs = std::sync::atomic::AtomicU32::new(0);
+    let started = Instant::now();
+    l.transfer_with(&counting(&runs));
+    eprintln!("resolved as committed in {:?}", started.elapsed());
+    assert!(!proxy.commit_fault_pending(), "the COMMIT was cut");
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the body ran once");
+    let s = stats(&l);
+    assert_eq!(resolutions(&s), (1, 0, 0, 0), "{s:?}");
+    let op = l.done.last().expect("acknowledged").clone();
+    assert_eq!(l.times_applied(&op), 1, "committed exactly once");
+    l.transfer();
+    l.assert_consistent(0);
+    l.assert_no_leak();
+}
+
+/// With `resolve_commit`, COMMIT never reaches the server (the link is cut
+/// where it begins): the server says the transaction did not commit, so
+/// the body runs again, as after a loss before COMMIT; the row is there once.
+pub fn dropped_commit_resolved<S: TestServer>(server: &S) {
+    let (proxy, mut l) = resolving_via_proxy(server, "drop_commit_resolved", BOUND);
+    l.transfer();
+    proxy.drop_commit();
+    let runs = std::sync::atomic::AtomicU32::new(0);
+    l.transfer_with(&counting(&runs));
+    assert!(!proxy.commit_fault_pending(), "the COMMIT was dropped");
+    assert_eq!(runs.load(Ordering::SeqCst), 2, "the body ran again");
+    let s = stats(&l);
+    assert_eq!(resolutions(&s), (0, 1, 0, 1), "{s:?}");
+    let op = l.done.last().expect("acknowledged").clone();
+    assert_eq!(l.times_applied(&op), 1, "applied exactly once");
+    l.assert_consistent(0);
+    l.assert_no_leak();
+}
+
+/// With `resolve_commit`, the server is killed (SIGKILL) while a call is in
+/// its COMMIT and restarted: once after COMMIT reached the server (the
+/// reply cut), once when COMMIT never reached it. The proxy sends new
+/// connections nowhere meanwhile, so the outcome is asked of the restarted
+/// server: committed, then not committed (the body runs again); the ledger
+/// is exact.
+pub fn crash_during_commit_resolved<S: TestServer>(server: &S) {
+    let (proxy, mut l) = resolving_via_proxy(server, "crash_commit_resolved", BOUND);
+    l.transfer();
+    let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], server.port()));
+    let nowhere = std::net::SocketAddr::from(([127, 0, 0, 1], db_txn_tests::ports::free_port()));
+    let mut runs_per_call = Vec::new();
+    for (arm, what) in [
+        (
+            &(|p: &db_txn_tests::ProxyProcess| p.cut_after_commit()) as &dyn Fn(_),
+            "cut after",
+        ),
+        (&|p: &db_txn_tests::ProxyProcess| p.drop_commit(), "dropped"),
+    ] {
+        arm(&proxy);
+        proxy.retarget(nowhere);
+        let runs = std::sync::atomic::AtomicU32::new(0);
+        thread::scope(|s| {
+            s.spawn(|| {
+                let waited = Instant::now();
+                while proxy.commit_fault_pending() {
+                    assert!(waited.elapsed() < BOUND, "the COMMIT never came");
+                    thread::sleep(Duration::from_millis(1));
+                }
+                server.crash();
+                server.start_again();
+                proxy.retarget(upstream);
+            });
+            l.transfer_with(&counting(&runs));
+        });
+        eprintln!("COMMIT {what}, server crashed: the body ran {runs:?} time(s)");
+        runs_per_call.push(runs.load(Ordering::SeqCst));
+    }
+    assert_eq!(runs_per_call, [1, 2], "committed once, then run again");
+    let s = stats(&l);
+    assert_eq!(resolutions(&s), (1, 1, 0, 1), "{s:?}");
+    l.assert_consistent(0);
+    l.assert_no_leak();
+    l.assert_bounded(BOUND);
+}
+
+/// With `resolve_commit`, the server cannot be reached after the link died
+/// right after COMMIT: the call gives `CommitUnknown` once the resolution
+/// timeout (2 s here) has run out, and not much later.
+pub fn unreachable_after_commit_is_unknown<S: TestServer>(server: &S) {
+    let timeout = Duration::from_secs(2);
+    let (proxy, mut l) = resolving_via_proxy(server, "unreachable_commit", timeout);
+    l.transfer();
+    proxy.cut_after_commit();
+    let nowhere = std::net::SocketAddr::from(([127, 0, 0, 1], db_txn_tests::ports::free_port()));
+    proxy.retarget(nowhere);
+    let started = Instant::now();
+    let (op, r) = l.try_transfer(&|| {});
+    let took = started.elapsed();
+    match r {
+        Err(LedgerError::Txn(db_txn::Error::CommitUnknown { .. })) => {}
+        other => panic!("expected CommitUnknown, got {other:?}"),
+    }
+    eprintln!("unresolved after {took:?}");
+    assert!(took >= timeout, "gave up before the timeout: {took:?}");
+    assert!(
+        took < timeout + Duration::from_secs(3),
+        "not bounded by the timeout: {took:?}"
+    );
+    let s = stats(&l);
+    assert_eq!(resolutions(&s), (0, 0, 1, 0), "{s:?}");
+    proxy.retarget(std::net::SocketAddr::from(([127, 0, 0, 1], server.port())));
+    assert_eq!(l.times_applied(&op), 1, "it had committed");
+    l.transfer();
+    l.assert_consistent(1);
+    l.assert_no_leak();
+}
+
+/// With `resolve_commit`, COMMIT is held by the network (a NAT that forgot
+/// the link: the server's session stays open in its transaction). The
+/// liveness probe cuts the connection; the resolver finds the transaction
+/// still open, ends its session (KILL / pg_terminate_backend, matched by
+/// pid and transaction id) and learns that it did not commit: the body
+/// runs again. The held COMMIT, delivered later, finds the session gone:
+/// the row is there once.
+pub fn held_commit_resolved<S: TestServer>(server: &S) {
+    let (proxy, mut l) = resolving_via_proxy(server, "held_commit", BOUND);
+    l.transfer();
+    proxy.hold_commit();
+    let runs = std::sync::atomic::AtomicU32::new(0);
+    let started = Instant::now();
+    l.transfer_with(&counting(&runs));
+    let took = started.elapsed();
+    eprintln!("held COMMIT resolved after {took:?}");
+    assert!(!proxy.commit_fault_pending(), "the COMMIT was held");
+    proxy.lift_blackhole();
+    assert_eq!(runs.load(Ordering::SeqCst), 2, "the body ran again");
+    let s = stats(&l);
+    assert_eq!(resolutions(&s), (0, 1, 0, 1), "{s:?}");
+    // The held COMMIT is delivered now, to a session that is gone.
+    thread::sleep(Duration::from_millis(300));
+    l.transfer();
+    l.assert_consistent(0);
+    // Only the pool's connections (the liveness probe keeps none): the
+    // lost session is gone.
+    let open = i64::from(l.pool.stats().connections);
+    let count = server.wait_connection_count(&l.database, open, Duration::from_secs(10));
+    assert_eq!(count, open, "{:?}", l.pool.stats());
+    l.assert_bounded(BOUND);
 }

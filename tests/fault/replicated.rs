@@ -71,8 +71,6 @@ pub trait Replicated: TestServer + Sized {
     fn caught_up_with(&self, primary: &Self) -> bool;
     /// Client connections to `database` (replication threads not counted).
     fn clients(&self, database: &str) -> i64;
-    /// SIGKILL, staying down.
-    fn crash(&self);
     /// URL of `database` on this server.
     fn url_for(&self, database: &str) -> String {
         self.url_via_port(database, self.port())
@@ -196,9 +194,6 @@ impl Replicated for db_txn_tests::Postgres {
     fn clients(&self, database: &str) -> i64 {
         self.connection_count(database)
     }
-    fn crash(&self) {
-        db_txn_tests::Postgres::crash(self);
-    }
 }
 
 #[cfg(feature = "mysql")]
@@ -259,8 +254,5 @@ impl Replicated for db_txn_tests::MariaDb {
              AND ID <> CONNECTION_ID() AND COMMAND NOT IN ('Daemon', 'Killed', 'Slave_IO', \
              'Slave_SQL', 'Slave_worker', 'Binlog Dump')"
         ))
-    }
-    fn crash(&self) {
-        db_txn_tests::MariaDb::crash(self);
     }
 }

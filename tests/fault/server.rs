@@ -27,6 +27,8 @@ pub trait TestServer: Sync {
     fn start_again(&self);
     fn freeze(&self);
     fn thaw(&self);
+    /// `SIGKILL` of the server; it stays down until `start_again` (which recovers).
+    fn crash(&self);
     /// SQL that makes the server drop this session after `secs` idle.
     fn idle_limit_sql(secs: u32) -> String;
     /// SQL that sleeps `secs` seconds on the server.
@@ -103,6 +105,9 @@ macro_rules! test_server {
             }
             fn thaw(&self) {
                 self.thaw()
+            }
+            fn crash(&self) {
+                self.crash()
             }
             fn idle_limit_sql(secs: u32) -> String {
                 let idle: fn(u32) -> String = $idle;

@@ -18,8 +18,9 @@
 //! * [`ProxyProcess`] is a fault-injecting TCP proxy in a process of its
 //!   own (the `db_txn_faultproxy` program), as a proxy, NAT or load
 //!   balancer is in a deployment: it cuts connections (FIN or RST),
-//!   black-holes them, cuts right after a `COMMIT` reached the server or
-//!   drops the `COMMIT`, and moves new connections to another server.
+//!   black-holes them, cuts right after a `COMMIT` reached the server,
+//!   drops the `COMMIT` or holds it, and moves new connections to another
+//!   server.
 //!   [`Proxy`] runs the same relay in the test process, with fewer faults.
 //!
 //! Every server (and proxy) started by the kit dies with the test process: it is

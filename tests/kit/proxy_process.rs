@@ -191,6 +191,17 @@ impl ProxyProcess {
         self.command(ProxyCommand::Arm(CommitFault::Drop));
     }
 
+    /// Arms a one-shot fault: the next `COMMIT` any client sends through
+    /// the proxy is held: what came before it is forwarded, then its
+    /// connection is black-holed from the `COMMIT` on, as by
+    /// [`blackhole_existing`](Self::blackhole_existing). The server's
+    /// session stays open in its transaction, the client waits for an
+    /// answer; [`lift_blackhole`](Self::lift_blackhole) delivers the
+    /// `COMMIT`. Replaces a `COMMIT` fault still armed.
+    pub fn hold_commit(&self) {
+        self.command(ProxyCommand::Arm(CommitFault::Hold));
+    }
+
     /// Whether an armed `COMMIT` fault has not fired yet.
     pub fn commit_fault_pending(&self) -> bool {
         self.count(ProxyCommand::Pending) != 0

@@ -36,6 +36,7 @@ fn all_options() {
         read_only,
         requires_new,
         timeout = "2m",
+        resolve_commit = false,
         crate = "::my::db",
     ))
     .unwrap();
@@ -46,6 +47,7 @@ fn all_options() {
     assert_eq!(options.isolation, Some(Isolation::RepeatableRead));
     assert!(options.read_only && options.requires_new);
     assert_eq!(options.timeout_ms, Some(120_000));
+    assert_eq!(options.resolve_commit, Some(false));
     let krate = options.krate.unwrap().to_token_stream().to_string();
     assert_eq!(krate, ":: my :: db");
 }
@@ -74,7 +76,7 @@ fn unknown_key_lists_the_valid_ones() {
     assert_eq!(
         error(quote!(readonly)),
         "unknown option `readonly`; expected one of `pool`, `retry`, `retry_conflicts`, \
-         `isolation`, `read_only`, `requires_new`, `timeout`, `crate`",
+         `isolation`, `read_only`, `requires_new`, `timeout`, `resolve_commit`, `crate`",
     );
     assert!(error(quote!(a::retry = 1)).starts_with("unknown option `a::retry`;"));
 }
@@ -222,4 +224,42 @@ fn crate_must_be_a_path() {
     assert!(error(quote!(crate = "")).starts_with("\"\" is not a path"));
     assert!(error(quote!(crate = "Vec<u8>")).starts_with("\"Vec<u8>\" is not a path"));
     assert_eq!(error(quote!(crate = my_db)), usage);
+}
+
+#[test]
+fn resolve_commit_alone_or_with_a_bool() {
+    let on = |t| parse(t).unwrap().resolve_commit;
+    assert_eq!(on(quote!()), None);
+    assert_eq!(on(quote!(resolve_commit)), Some(true));
+    assert_eq!(on(quote!(resolve_commit = true)), Some(true));
+    assert_eq!(on(quote!(resolve_commit = false)), Some(false));
+    let usage = "`resolve_commit` takes `true` or `false`, or no value for `true`, e.g. \
+                 `resolve_commit = false`";
+    assert_eq!(error(quote!(resolve_commit = 1)), usage);
+    assert_eq!(error(quote!(resolve_commit = "yes")), usage);
+    assert_eq!(error(quote!(resolve_commit(true))), usage);
+    assert_eq!(
+        error(quote!(resolve_commit, resolve_commit = false)),
+        "`resolve_commit` is given more than once"
+    );
+}
+
+#[test]
+fn resolve_commit_with_read_only_is_reported_at_resolve_commit() {
+    let msg = "`resolve_commit` does nothing with `read_only`: a read-only transaction keeps its \
+               result when its COMMIT is lost; remove `resolve_commit`";
+    assert_eq!(error(quote!(read_only, resolve_commit)), msg);
+    assert_eq!(error(quote!(resolve_commit = true, read_only)), msg);
+    // Turning it off is harmless.
+    assert_eq!(
+        parse(quote!(read_only, resolve_commit = false))
+            .unwrap()
+            .resolve_commit,
+        Some(false)
+    );
+    // The expansion next to the error keeps `read_only` and drops the other.
+    let (options, error) = super::parse(quote!(read_only, resolve_commit, retry = x));
+    assert_eq!(error.expect("errors").into_iter().count(), 2);
+    assert!(options.read_only);
+    assert_eq!(options.resolve_commit, None);
 }

@@ -22,6 +22,7 @@
 pub(crate) mod mysql;
 mod position;
 pub(crate) mod postgres;
+mod resolve;
 mod role;
 pub(crate) mod sqlite;
 pub(crate) mod url;
@@ -40,6 +41,7 @@ use diesel::{ConnectionError, ConnectionResult, QueryResult};
 
 use crate::classify::{Disconnect, ErrorClass};
 use crate::options::Options;
+pub(crate) use resolve::{Outcome, Scheme, Token, XidToken};
 pub use sqlite::SingleWriter;
 
 /// The database behind a connection type.
@@ -221,6 +223,54 @@ pub trait Driver: Sized {
     ) -> QueryResult<Replay> {
         Ok(Replay::Reached)
     }
+
+    /// How this server tells the outcome of a lost COMMIT (`runner/commit.rs`).
+    const RESOLVE: Scheme = Scheme::None;
+
+    /// [`Scheme::Marker`]: create the marker table if it is missing (outside
+    /// any transaction) and delete markers left behind long ago.
+    fn create_markers(&mut self) -> QueryResult<()> {
+        Ok(())
+    }
+
+    /// [`Scheme::Marker`]: the BEGIN batch `begin` that also writes marker `id`.
+    fn begin_with_marker(begin: &str, _id: i64) -> String {
+        begin.to_owned()
+    }
+
+    /// [`Scheme::Marker`]: delete the markers of transactions whose outcome is known.
+    fn forget_markers(&mut self, _ids: &[i64]) -> QueryResult<()> {
+        Ok(())
+    }
+
+    /// [`Scheme::Xid`]: what identifies the open transaction, read just
+    /// before COMMIT; `None` if it wrote nothing (nothing to commit).
+    fn before_commit(&mut self) -> QueryResult<Option<Token>> {
+        Ok(None)
+    }
+
+    /// What became of the transaction of `token`, asked on another connection.
+    fn commit_outcome(&mut self, _token: &Token) -> QueryResult<Outcome> {
+        Ok(Outcome::Unknown("this server has no way to tell"))
+    }
+
+    /// End the session that ran the transaction of `token` if it is still
+    /// open on the server (it has not noticed the lost link), so that its
+    /// fate is decided now. Whether one was ended.
+    fn end_lost_session(&mut self, _token: &Token, _lost: &LostSession) -> QueryResult<bool> {
+        Ok(false)
+    }
+}
+
+/// The connection whose COMMIT was lost, as the resolver needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct LostSession {
+    /// Its session id on the server (read at connect).
+    pub id: Option<u64>,
+    /// When it was opened.
+    pub opened: std::time::Instant,
+    /// Which implementation served it.
+    pub flavor: Flavor,
 }
 
 /// Which server implementation answered, where the SQL differs.

@@ -39,6 +39,8 @@ pub(super) struct Config<C: TxnConnection> {
     keepalive: Option<Duration>,
     /// Read replicas (see `topology.rs` for their knobs).
     pub(super) replicas: ReplicaSettings,
+    /// `resolve_commit` and `commit_resolution_timeout`.
+    pub(super) resolve_commit: (bool, Duration),
 }
 
 impl<C: TxnConnection> Config<C> {
@@ -106,6 +108,8 @@ impl<C: TxnConnection> Config<C> {
             limits: self.limits,
             keepalive: self.keepalive,
             replicas: ReplicaSettings::default(),
+            // A replica only serves `read_only` calls, which are never resolved.
+            resolve_commit: (false, self.resolve_commit.1),
         }
     }
 
@@ -165,6 +169,7 @@ impl<C: TxnConnection> PoolBuilder<C> {
                 },
                 keepalive: Some(Duration::from_secs(15)),
                 replicas: ReplicaSettings::default(),
+                resolve_commit: (false, Duration::from_secs(10)),
             },
         }
     }
@@ -318,6 +323,48 @@ impl<C: TxnConnection> PoolBuilder<C> {
         F: Fn(&mut C) -> diesel::QueryResult<()> + Send + Sync + 'static,
     {
         self.config.on_connect = Some(Arc::new(hook));
+        self
+    }
+
+    /// Find out what became of a transaction whose connection was lost
+    /// while its COMMIT was in flight, instead of returning
+    /// [`Error::CommitUnknown`]: committed, the call returns the body's
+    /// value; not committed, the body runs again (a retry, as after a loss
+    /// before COMMIT); still unknown after
+    /// [`commit_resolution_timeout`](Self::commit_resolution_timeout),
+    /// `CommitUnknown`. The default for this pool's functions; a function's
+    /// `#[db_txn(resolve_commit = ...)]` overrides it. Default off (see the
+    /// cost below).
+    ///
+    /// How, and what it costs in the steady state (BENCHMARKS.md has the
+    /// figures):
+    ///
+    /// * MariaDB/MySQL: the BEGIN batch also inserts a row with a random id
+    ///   into the table `db_txn_commit_markers`, which the pool creates on
+    ///   first use (or see the migration in the crate docs): no extra round
+    ///   trip, one extra row written per transaction, and one `DELETE` of
+    ///   256 markers after every 256th COMMIT.
+    /// * PostgreSQL: one query before COMMIT reads the transaction id
+    ///   (`txid_current_if_assigned()`): one extra round trip per
+    ///   transaction, nothing written.
+    /// * SQLite: nothing to do, nothing is lost with a link.
+    ///
+    /// Read-only transactions (`read_only`) are never resolved: a lost
+    /// COMMIT keeps their result anyway.
+    pub fn resolve_commit(mut self, on: bool) -> Self {
+        self.config.resolve_commit.0 = on;
+        self
+    }
+
+    /// How long finding out what became of a lost COMMIT may take, on
+    /// fresh connections (the wait for one included), before the call gives
+    /// up with [`Error::CommitUnknown`]. Default 10 s: long enough for a
+    /// server restart. A statement of the resolution that the server never
+    /// answers is cut by the liveness probe
+    /// ([`liveness_check_after`](Self::liveness_check_after)), which may
+    /// add its bound once.
+    pub fn commit_resolution_timeout(mut self, t: Duration) -> Self {
+        self.config.resolve_commit.1 = t;
         self
     }
 

@@ -28,6 +28,7 @@ mod pooled;
 mod probe;
 mod replicas;
 mod reset;
+pub(crate) mod resolution;
 mod role;
 mod signals;
 mod socket;
@@ -111,6 +112,7 @@ struct Shared<C: TxnConnection> {
     id: u64,
     config: builder::Config<C>,
     signals: Arc<Signals>,
+    resolution: resolution::Resolution,
     /// The r2d2 pool of this process. Replaced (and the parent's leaked, never
     /// dropped: dropping would close the parent's connections) in a forked child.
     current: AtomicPtr<Generation<C>>,
@@ -203,9 +205,11 @@ impl<C: TxnConnection> Pool<C> {
         let signals = Arc::new(Signals::default());
         let generation = Box::new(Generation::new(&config, &signals));
         let replicas = replicas::Replicas::new(&config);
+        let (on, timeout) = config.resolve_commit;
         Pool {
             shared: Arc::new(Shared {
                 id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
+                resolution: resolution::Resolution::new(on, timeout),
                 config,
                 signals,
                 current: AtomicPtr::new(Box::into_raw(generation)),
@@ -305,11 +309,19 @@ impl<C: TxnConnection> Pool<C> {
         &self,
         function: Option<&'static str>,
     ) -> Result<PooledConnection<C>, Error> {
+        self.checkout_within(function, self.shared.config.checkout_timeout)
+    }
+
+    /// [`checkout`](Self::checkout), waiting at most `timeout`.
+    pub(crate) fn checkout_within(
+        &self,
+        function: Option<&'static str>,
+        timeout: std::time::Duration,
+    ) -> Result<PooledConnection<C>, Error> {
         if let Some(refusal) = &self.shared.refused {
             return Err(refusal.error::<C>(self.shared.config.server()));
         }
         let inner = self.inner();
-        let timeout = self.shared.config.checkout_timeout;
         let got = match inner {
             Inner::R2d2(pool) => pool.get_timeout(timeout).map(Checked::R2d2).map_err(|e| {
                 let text = e.to_string();
@@ -368,6 +380,11 @@ impl<C: TxnConnection> Pool<C> {
     #[inline]
     pub(crate) fn counters(&self) -> &Counters {
         &self.shared.signals.counters
+    }
+
+    /// Settings and state for resolving lost COMMITs.
+    pub(crate) fn resolution(&self) -> &resolution::Resolution {
+        &self.shared.resolution
     }
 
     /// A disconnect was found outside a statement (a hung-up socket).

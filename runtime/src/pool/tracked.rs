@@ -51,6 +51,15 @@ impl<C> Tracked<C> {
             self.epoch = self.signals.epoch();
         }
     }
+
+    /// When it was opened, as an `Instant` (from the pool's coarse clock).
+    pub(crate) fn opened(&self) -> std::time::Instant {
+        let age =
+            std::time::Duration::from_millis(super::clock::now().0.saturating_sub(self.created.0));
+        std::time::Instant::now()
+            .checked_sub(age)
+            .unwrap_or_else(std::time::Instant::now)
+    }
 }
 
 impl<C> Drop for Tracked<C> {

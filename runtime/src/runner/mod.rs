@@ -9,6 +9,7 @@
 //! gives [`Error::CommitUnknown`] and is never retried. Calls that join a lent
 //! connection run in a SAVEPOINT and never retry on their own.
 
+mod commit;
 mod nested;
 mod single_writer;
 mod upfront;
@@ -23,10 +24,12 @@ use crate::backend::{txn_sql, TxnConnection, TxnSql};
 use crate::classify::{Disconnect, ErrorClass};
 use crate::error::Step;
 use crate::pool::flags::Flags;
+use crate::pool::tracked::Tracked;
 use crate::pool::{self, PooledConnection};
 use crate::session::{self, Lookup, Settings};
 use crate::stats::Counters;
 use crate::{registry, Error, Options, Pool};
+use commit::Failure;
 
 type Tm = AnsiTransactionManager;
 
@@ -98,6 +101,9 @@ enum Attempt<T, E> {
     /// connection are the parent's, left untouched. Holds the body's panic,
     /// if it panicked.
     Forked(Option<Box<dyn std::any::Any + Send>>),
+    /// The connection was lost while COMMIT was in flight, and the call
+    /// resolves such a loss: [`commit::settle`] asks the server.
+    CommitLost { value: T, lost: commit::Lost },
 }
 
 fn outermost<C, T, E, F>(pool: &Pool<C>, options: &Options, body: &mut F) -> Result<T, E>
@@ -137,17 +143,21 @@ where
         }
         let upfront =
             lock_upfront || (single_writer::one_writer::<C>() && upfront::needed(options.name));
-        match attempt(pool, &mut conn, options, body, upfront) {
+        let outcome = attempt(pool, &mut conn, options, body, upfront);
+        if let Attempt::Forked(_) = outcome {
+            // Neither returned to the parent's pool nor closed: both are
+            // the parent's.
+            std::mem::forget(conn);
+        } else {
+            // Given back (healthy, or closed if lost) before anything else:
+            // before unwinding a panic, and before a lost COMMIT is asked
+            // about on another connection of the pool.
+            drop(conn);
+        }
+        match commit::settle(pool, options, outcome) {
             Attempt::Done(result) => return result,
-            Attempt::Panicked(payload) => {
-                // Give the connection back (healthy, rolled back) before unwinding.
-                drop(conn);
-                resume_unwind(payload)
-            }
+            Attempt::Panicked(payload) => resume_unwind(payload),
             Attempt::Forked(panic) => {
-                // Neither returned to the parent's pool nor closed: both are
-                // the parent's.
-                std::mem::forget(conn);
                 tracing::warn!(
                     target: "db_txn",
                     pid = std::process::id(),
@@ -167,7 +177,6 @@ where
                     kind = %kind,
                     "disconnect detected before COMMIT"
                 );
-                drop(conn);
                 if lost_retries < options.retry {
                     lost_retries += 1;
                     Counters::bump(&counters.retries);
@@ -193,7 +202,6 @@ where
                 .into());
             }
             Attempt::Upgrade => {
-                drop(conn);
                 upfront::remember(options.name);
                 lock_upfront = true;
                 Counters::bump(&counters.retries);
@@ -205,7 +213,6 @@ where
                 continue;
             }
             Attempt::Conflict(result) => {
-                drop(conn);
                 if conflict_retries < options.retry_conflicts {
                     conflict_retries += 1;
                     Counters::bump(&counters.retries);
@@ -218,6 +225,8 @@ where
                 }
                 return result;
             }
+            // Turned into one of the above by `commit::settle`.
+            Attempt::CommitLost { .. } => unreachable!("a lost COMMIT is settled first"),
         }
     }
 }
@@ -237,12 +246,13 @@ where
 {
     let counters = pool.counters();
     let tracked = conn.tracked();
-    // Fields borrowed apart: the body gets `conn` while `flags` is read.
-    let flags: &Flags = &tracked.flags;
-    let sql = match txn_sql::<C>(&tracked.server, options, upfront) {
+    let mut sql = match txn_sql::<C>(&tracked.server, options, upfront) {
         Ok(sql) => sql,
         Err(detail) => return Attempt::Done(Err(unsupported::<C>(options, detail).into())),
     };
+    let mut watch = commit::prepare(pool, tracked, options, &mut sql);
+    // Fields borrowed apart: the body gets `conn` while `flags` is read.
+    let flags: &Flags = &tracked.flags;
     flags.take_conflict();
     flags.take_busy();
     flags.set_read_only_txn(options.read_only);
@@ -250,6 +260,7 @@ where
         if let Some(kind) = flags.disconnect() {
             return Attempt::Lost { kind, source: e };
         }
+        watch.begin_failed(pool);
         // The batch may have half-applied (session settings): do not reuse.
         flags.set_discard();
         return Attempt::Done(Err(step_error(options, Step::Begin, e).into()));
@@ -325,26 +336,37 @@ where
                     source: flags.lost_error(),
                 };
             }
-            match Tm::commit_transaction(&mut tracked.conn) {
+            match commit::commit(&mut tracked.conn, &mut watch) {
                 Ok(()) => {
                     tracked.ok = true;
                     reset_session(&mut tracked.conn, flags, &sql);
+                    watch.committed(pool, &mut tracked.conn);
                     if !options.read_only {
                         // Read-your-writes: where the commit is (pools with replicas only).
                         pool.committed(tracked);
                     }
                     Attempt::Done(Ok(value))
                 }
-                Err(_) if options.read_only && flags.disconnect().is_some() => {
-                    // A read-only transaction has nothing to commit: what it
-                    // read is as good as it was. Only the connection is lost.
+                Err(Failure::Before(e)) => {
+                    commit::failed_before(options, flags, &mut tracked.conn, e)
+                }
+                Err(Failure::Commit(_))
+                    if (options.read_only || watch.wrote_nothing())
+                        && flags.disconnect().is_some()
+                        && flags.disconnect() != Some(Disconnect::ReadOnly) =>
+                {
+                    // A read-only transaction (or one that wrote nothing) has
+                    // nothing to commit: what it read is as good as it was.
+                    // Only the connection is lost.
                     tracing::debug!(
                         target: "db_txn",
                         "connection lost at the COMMIT of a read-only transaction: result kept"
                     );
                     Attempt::Done(Ok(value))
                 }
-                Err(e) => commit_failed(counters, options, flags, &mut tracked.conn, &sql, e),
+                Err(Failure::Commit(e)) => {
+                    commit_failed(counters, options, tracked, &sql, e, (value, watch))
+                }
             }
         }
         Ok(Err(user_error)) => {
@@ -382,10 +404,10 @@ where
 fn commit_failed<C: TxnConnection, T, E: From<Error>>(
     counters: &Counters,
     options: &Options,
-    flags: &Flags,
-    conn: &mut C,
+    tracked: &mut Tracked<C>,
     sql: &TxnSql,
     e: diesel::result::Error,
+    (value, watch): (T, commit::Watch),
 ) -> Attempt<T, E> {
     // diesel reports a failed COMMIT whose ROLLBACK failed too as one error.
     let commit_error = match e {
@@ -393,6 +415,7 @@ fn commit_failed<C: TxnConnection, T, E: From<Error>>(
         e => e,
     };
     let class = crate::classify(C::BACKEND, &commit_error);
+    let flags = &tracked.flags;
     if class == ErrorClass::Disconnect(Disconnect::ReadOnly)
         || flags.disconnect() == Some(Disconnect::ReadOnly)
     {
@@ -404,8 +427,15 @@ fn commit_failed<C: TxnConnection, T, E: From<Error>>(
             source: commit_error,
         };
     }
-    if flags.disconnect().is_some() || matches!(class, ErrorClass::Disconnect(_)) {
+    if let Some(kind) = flags.disconnect().or(match class {
+        ErrorClass::Disconnect(kind) => Some(kind),
+        _ => None,
+    }) {
         flags.set_discard();
+        let commit_error = match watch.lost(tracked, kind, commit_error) {
+            Ok(lost) => return Attempt::CommitLost { value, lost },
+            Err(commit_error) => commit_error,
+        };
         Counters::bump(&counters.commit_unknowns);
         tracing::error!(
             target: "db_txn",
@@ -420,7 +450,9 @@ fn commit_failed<C: TxnConnection, T, E: From<Error>>(
     }
     // A definite failure (for example a serialization failure found at
     // COMMIT): diesel rolled the transaction back.
-    reset_session(conn, flags, sql);
+    drop(value);
+    let flags = tracked.flags.clone();
+    reset_session(&mut tracked.conn, &flags, sql);
     let conflict = flags.take_conflict() || class == ErrorClass::Conflict;
     let result = Err(step_error(options, Step::Commit, commit_error).into());
     if conflict {

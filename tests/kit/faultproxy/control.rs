@@ -67,6 +67,7 @@ impl Command {
             Command::Lift => "lift".into(),
             Command::Arm(CommitFault::CutAfter) => "commit cut-after".into(),
             Command::Arm(CommitFault::Drop) => "commit drop".into(),
+            Command::Arm(CommitFault::Hold) => "commit hold".into(),
             Command::Pending => "commit pending".into(),
             Command::Retarget(addr) => format!("retarget {addr}"),
             Command::Stats => "stats".into(),
@@ -84,6 +85,7 @@ impl Command {
             ["lift"] => Command::Lift,
             ["commit", "cut-after"] => Command::Arm(CommitFault::CutAfter),
             ["commit", "drop"] => Command::Arm(CommitFault::Drop),
+            ["commit", "hold"] => Command::Arm(CommitFault::Hold),
             ["commit", "pending"] => Command::Pending,
             ["retarget", addr] => Command::Retarget(
                 addr.parse()
@@ -163,6 +165,7 @@ mod tests {
             Command::Lift,
             Command::Arm(CommitFault::CutAfter),
             Command::Arm(CommitFault::Drop),
+            Command::Arm(CommitFault::Hold),
             Command::Pending,
             Command::Retarget(addr),
             Command::Stats,

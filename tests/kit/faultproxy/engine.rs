@@ -51,6 +51,11 @@ pub enum CommitFault {
     /// The `COMMIT` never reaches the server: the connection is cut (`Fin`)
     /// where the `COMMIT` message begins, what came before it forwarded.
     Drop,
+    /// The `COMMIT` is held: what came before it is forwarded, then the
+    /// connection is black-holed from the `COMMIT` on, as by
+    /// [`Engine::blackhole_existing`]. The server's session waits in its
+    /// transaction; lifting the black hole delivers the `COMMIT`.
+    Hold,
 }
 
 /// What the proxy holds now.
@@ -343,6 +348,25 @@ impl Shared {
         self.changed.notify_all();
     }
 
+    /// Black-holes `conn` from the middle of the chunk being forwarded (the
+    /// chunk's first part counted as landed) and waits for the lift; false
+    /// if it was cut meanwhile. Either way the chunk is in flight again on
+    /// return, as [`relay`] expects.
+    fn hold(&self, conn: &Conn) -> bool {
+        if let Some(e) = self.lock().conns.get_mut(&conn.id) {
+            e.blackholed = true;
+            e.in_flight -= 1;
+        }
+        self.changed.notify_all();
+        let lifted = self.wait_path(conn, true);
+        if !lifted {
+            if let Some(e) = self.lock().conns.get_mut(&conn.id) {
+                e.in_flight += 1;
+            }
+        }
+        lifted
+    }
+
     /// Takes the armed `COMMIT` fault, if any.
     fn take_commit_fault(&self) -> Option<CommitFault> {
         self.lock().commit_fault.take()
@@ -514,6 +538,10 @@ fn to_server(
             let _ = forward(to, &chunk[..at]);
             Next::Stop
         }
+        Some((CommitFault::Hold, at)) => match forward(to, &chunk[..at]) {
+            Next::Continue if shared.hold(conn) => forward(to, &chunk[at..]),
+            _ => Next::Stop,
+        },
         Some((CommitFault::CutAfter, _)) => {
             // Set before forwarding, so the reply cannot slip through.
             conn.swallow_reply.store(true, Ordering::SeqCst);

@@ -10,18 +10,25 @@ static POOL: std::sync::OnceLock<Pool<SqliteConnection>> = std::sync::OnceLock::
     isolation = serializable,
     read_only,
     requires_new,
-    timeout = "500ms"
+    timeout = "500ms",
+    resolve_commit = false
 )]
 fn report(_conn: &mut SqliteConnection) -> Result<(), db_txn::Error> {
     Ok(())
 }
 
-#[db_txn(isolation = read_committed, timeout = "2m")]
+#[db_txn(isolation = read_committed, timeout = "2m", resolve_commit)]
 fn read_committed(_conn: &mut SqliteConnection) -> Result<(), db_txn::Error> {
     Ok(())
 }
 
-#[db_txn(isolation = repeatable_read, retry = 0, retry_conflicts = 0, timeout = "5s")]
+#[db_txn(
+    isolation = repeatable_read,
+    retry = 0,
+    retry_conflicts = 0,
+    timeout = "5s",
+    resolve_commit = false
+)]
 fn repeatable_read(_conn: &mut SqliteConnection) -> Result<(), db_txn::Error> {
     Ok(())
 }

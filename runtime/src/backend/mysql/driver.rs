@@ -7,10 +7,11 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{MysqlConnection, QueryResult, QueryableByName, RunQueryDsl};
 
 use super::super::{
-    Backend, Driver, Flavor, Position, PositionOf, Replay, ServerInfo, ServerRole, TxnConnection,
+    Backend, Driver, Flavor, LostSession, Outcome, Position, PositionOf, Replay, Scheme,
+    ServerInfo, ServerRole, Token, TxnConnection,
 };
 use super::role::{is_read_only, position_sql, wait_sql, ROLE_SQL};
-use super::{busy_sessions_sql, end_session_sql, Mysql, SERVER_INFO_SQL};
+use super::{busy_sessions_sql, end_session_sql, resolve, Mysql, SERVER_INFO_SQL};
 
 #[derive(QueryableByName)]
 struct Session {
@@ -160,5 +161,30 @@ impl Driver for MysqlConnection {
             .and_then(|h| h.rsplit_once(':'))
             .and_then(|(_, port)| port.parse().ok());
         Ok(client.zip(u16::try_from(p.port).ok()))
+    }
+
+    const RESOLVE: Scheme = Scheme::Marker;
+
+    fn create_markers(&mut self) -> QueryResult<()> {
+        resolve::create(self)
+    }
+
+    fn begin_with_marker(begin: &str, id: i64) -> String {
+        resolve::begin_with_marker(begin, id)
+    }
+
+    fn forget_markers(&mut self, ids: &[i64]) -> QueryResult<()> {
+        resolve::forget(self, ids)
+    }
+
+    fn commit_outcome(&mut self, token: &Token) -> QueryResult<Outcome> {
+        match token {
+            Token::Marker { id } => resolve::outcome(self, *id),
+            Token::Xid(_) => Ok(Outcome::Unknown("not a MariaDB/MySQL token")),
+        }
+    }
+
+    fn end_lost_session(&mut self, _token: &Token, lost: &LostSession) -> QueryResult<bool> {
+        resolve::end_session(self, lost)
     }
 }

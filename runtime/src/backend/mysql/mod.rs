@@ -5,6 +5,7 @@
 #[cfg(feature = "mysql")]
 mod driver;
 mod errors;
+pub(crate) mod resolve;
 mod role;
 mod txn;
 mod url;

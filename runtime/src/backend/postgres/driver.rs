@@ -7,10 +7,11 @@ use diesel::sql_types::{BigInt, Bool, Integer, Nullable};
 use diesel::{PgConnection, QueryResult, QueryableByName, RunQueryDsl};
 
 use super::super::{
-    Backend, Driver, Position, PositionOf, Replay, ServerInfo, ServerRole, TxnConnection,
+    Backend, Driver, LostSession, Outcome, Position, PositionOf, Replay, Scheme, ServerInfo,
+    ServerRole, Token, TxnConnection,
 };
 use super::role::{replayed_sql, POSITION_SQL, ROLE_SQL};
-use super::{busy_sessions_sql, end_session_sql, Postgres, SERVER_INFO_SQL};
+use super::{busy_sessions_sql, end_session_sql, resolve, Postgres, SERVER_INFO_SQL};
 
 #[derive(QueryableByName)]
 struct Session {
@@ -147,5 +148,25 @@ impl Driver for PgConnection {
                 .get_result(self)?;
         let port = |p: Option<i32>| p.and_then(|p| u16::try_from(p).ok());
         Ok(port(p.client).zip(port(p.server)))
+    }
+
+    const RESOLVE: Scheme = Scheme::Xid;
+
+    fn before_commit(&mut self) -> QueryResult<Option<Token>> {
+        resolve::before_commit(self)
+    }
+
+    fn commit_outcome(&mut self, token: &Token) -> QueryResult<Outcome> {
+        match token {
+            Token::Xid(t) => resolve::outcome(self, t),
+            Token::Marker { .. } => Ok(Outcome::Unknown("not a PostgreSQL token")),
+        }
+    }
+
+    fn end_lost_session(&mut self, token: &Token, _lost: &LostSession) -> QueryResult<bool> {
+        match token {
+            Token::Xid(t) => resolve::end_session(self, t),
+            Token::Marker { .. } => Ok(false),
+        }
     }
 }

@@ -4,6 +4,7 @@
 #[cfg(feature = "postgres")]
 mod driver;
 mod errors;
+pub(crate) mod resolve;
 mod role;
 mod txn;
 mod url;
