@@ -102,6 +102,7 @@ mod registry;
 mod runner;
 mod session;
 mod stats;
+pub mod testing;
 
 #[doc(hidden)]
 pub mod __private;

@@ -295,6 +295,17 @@ pub(crate) fn lock_holder(
 /// `begin_test_transaction`) runs annotated functions on it the same way:
 /// `db_txn::lend(&mut conn, || create_user("alice"))`.
 pub fn lend<C: TxnConnection, R>(conn: &mut C, f: impl FnOnce() -> R) -> R {
+    lend_as(conn, "db_txn::lend", None, f)
+}
+
+/// [`lend`], naming the lender in errors and saying what lock its
+/// transaction may hold (a test transaction on SQLite).
+pub(crate) fn lend_as<C: TxnConnection, R>(
+    conn: &mut C,
+    holder: &'static str,
+    held: Option<Held>,
+    f: impl FnOnce() -> R,
+) -> R {
     let ty = TypeId::of::<C>();
     let addr = conn as *const C as usize;
     let ptr = (conn as *mut C).cast::<()>();
@@ -313,11 +324,11 @@ pub fn lend<C: TxnConnection, R>(conn: &mut C, f: impl FnOnce() -> R) -> R {
                 type_id: ty,
                 pool: None,
                 addr,
-                holder: Cell::new("db_txn::lend"),
+                holder: Cell::new(holder),
                 settings: None,
                 lent: Cell::new(Some(ptr)),
                 generation: crate::pool::fork_generation(),
-                held: None,
+                held,
                 below: Cell::new(ptr::null()),
             };
             LendGuard::Outside(enter(&outside))

@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 
 use super::clock::{self, Ms};
+use super::fault::Faults;
 use crate::stats::Counters;
 
 pub(crate) struct Signals {
@@ -18,6 +19,8 @@ pub(crate) struct Signals {
     distrust: AtomicU64,
     warned: AtomicU8,
     pub counters: Counters,
+    /// A retry-safety check running on the pool.
+    pub faults: Faults,
 }
 
 /// Conditions logged once per pool.
@@ -41,6 +44,7 @@ impl Default for Signals {
             distrust: AtomicU64::new(0),
             warned: AtomicU8::new(0),
             counters: Counters::default(),
+            faults: Faults::default(),
         }
     }
 }
