@@ -213,7 +213,7 @@ impl<'a, C: TxnConnection, S: PartialEq + Debug> RetryCheck<'a, C, S> {
             let Some(lost) = run.injected else {
                 return Ok(RetryReport {
                     statements: clean.statements,
-                    runs: at + 1,
+                    runs: 2 + at,
                     simulated,
                 });
             };
