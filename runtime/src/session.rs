@@ -270,7 +270,9 @@ pub(crate) fn lock_holder(
 ///
 /// #[db_txn]
 /// fn add(conn: &mut SqliteConnection, n: i32) -> Result<(), db_txn::Error> {
-///     diesel::sql_query(format!("INSERT INTO t VALUES ({n})")).execute(conn)?;
+///     diesel::sql_query("INSERT INTO t VALUES (?)")
+///         .bind::<diesel::sql_types::Integer, _>(n)
+///         .execute(conn)?;
 ///     Ok(())
 /// }
 ///
@@ -291,9 +293,10 @@ pub(crate) fn lock_holder(
 /// # Ok(()) }
 /// ```
 ///
-/// Code that already holds a connection (for example a test inside
-/// `begin_test_transaction`) runs annotated functions on it the same way:
-/// `db_txn::lend(&mut conn, || create_user("alice"))`.
+/// Code that already holds a connection runs annotated functions on it the
+/// same way: `db_txn::lend(&mut conn, || create_user("alice"))`. For tests,
+/// [`testing::test_transaction`](crate::testing::test_transaction) does this
+/// inside a transaction that is rolled back at the end.
 pub fn lend<C: TxnConnection, R>(conn: &mut C, f: impl FnOnce() -> R) -> R {
     lend_as(conn, "db_txn::lend", None, f)
 }
