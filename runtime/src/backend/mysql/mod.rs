@@ -19,16 +19,22 @@ pub struct Mysql;
 
 /// Read at connect (after the `on_connect` hook): the idle limit, which
 /// server answered, and the session's id.
+// Used by the driver (feature `mysql`) and the unit tests.
+#[cfg_attr(not(feature = "mysql"), allow(dead_code))]
 pub(crate) const SERVER_INFO_SQL: &str = "SELECT CAST(@@SESSION.wait_timeout AS SIGNED) AS \
      wait_timeout, VERSION() AS version, CAST(CONNECTION_ID() AS SIGNED) AS session_id";
 
 /// Ends a session of this user whose link died (its transaction rolls back).
+// Used by the driver (feature `mysql`) and the unit tests.
+#[cfg_attr(not(feature = "mysql"), allow(dead_code))]
 pub(crate) fn end_session_sql(id: u64) -> String {
     format!("KILL {id}")
 }
 
 /// The sessions among `ids` that run a statement (or wait for a lock)
 /// rather than wait for their client (`Sleep`).
+// Used by the driver (feature `mysql`) and the unit tests.
+#[cfg_attr(not(feature = "mysql"), allow(dead_code))]
 pub(crate) fn busy_sessions_sql(ids: &[u64]) -> String {
     let list: Vec<String> = ids.iter().map(u64::to_string).collect();
     format!(
