@@ -406,7 +406,7 @@ async fn transfer_handler(
 }
 
 async fn connections_handler() -> Result<Response, AppError> {
-    let ids = blocking(|| own_connection_ids()).await?;
+    let ids = blocking(own_connection_ids).await?;
     let lines: Vec<String> = ids.iter().map(|id| format!("{id}\n")).collect();
     Ok(lines.concat().into_response())
 }
