@@ -77,7 +77,9 @@ impl<C: TxnConnection> Connector<C> {
             inner: diesel::connection::get_default_instrumentation(),
             watch: watch.clone().filter(|_| stamped),
             seq: 0,
-            fault: Point::new(socket.clone()),
+            fault: Point {
+                socket: socket.clone(),
+            },
             _conn: PhantomData,
         });
         conn.prepare(&self.settings)

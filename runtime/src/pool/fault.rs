@@ -4,11 +4,11 @@
 //!
 //! The observer of each connection asks [`Faults::armed`] at every statement
 //! start: one relaxed load while no check runs. While one runs, the
-//! statements of the armed thread sent inside a transaction (from the first
-//! statement after BEGIN to the last before the top-level COMMIT or
-//! ROLLBACK: pings and session set-up are not counted, nor is COMMIT, whose
-//! loss is the commit-outcome question and not a retry) are counted and
-//! logged; at the N-th, the connection is lost:
+//! statements the armed thread sends while a body of an annotated call runs
+//! (not the checkout's ping, BEGIN or COMMIT, which the runner sends outside
+//! the body: a loss at COMMIT is the commit-outcome question, not a retry;
+//! nor the COMMIT of a `requires_new` call inside) are counted and logged;
+//! at the N-th, the connection is lost:
 //!
 //! * with its socket known (MariaDB/MySQL, PostgreSQL, on Linux), the socket
 //!   is shut down just before the statement is sent: the statement fails as
@@ -36,9 +36,11 @@ pub(crate) struct Faults {
 }
 
 /// What one run of a check asks for, and what it met.
-#[derive(Debug)]
 pub(crate) struct Plan {
     thread: ThreadId,
+    /// A body of an annotated call runs on this thread now (told by the
+    /// caller: the session stack is not this module's).
+    in_body: fn() -> bool,
     /// Lose the connection at this statement (1-based); `None`: only count.
     at: Option<usize>,
     /// The SQL of each statement counted, in order.
@@ -66,13 +68,14 @@ impl Faults {
 
     /// Count the statements of calls on this thread, and lose the connection
     /// at statement `at`. `false` if another check runs on the pool.
-    pub(crate) fn arm(&self, at: Option<usize>) -> bool {
+    pub(crate) fn arm(&self, at: Option<usize>, in_body: fn() -> bool) -> bool {
         let mut plan = self.plan.lock().unwrap_or_else(PoisonError::into_inner);
         if plan.is_some() {
             return false;
         }
         *plan = Some(Plan {
             thread: thread::current().id(),
+            in_body,
             at,
             log: Vec::new(),
             injected: None,
@@ -89,73 +92,24 @@ impl Faults {
     }
 }
 
-/// A transaction event diesel announced, whose statement comes next.
-#[derive(Debug, Clone, Copy, Default)]
-enum Next {
-    #[default]
-    Statement,
-    /// BEGIN (depth 1) or SAVEPOINT.
-    Begin(u32),
-    /// COMMIT/ROLLBACK (depth 1) or RELEASE/ROLLBACK TO SAVEPOINT.
-    End(u32),
-}
-
-/// One connection's part: its socket, and where its statements are.
+/// One connection's part: its socket.
 pub(crate) struct Point {
     /// The connection's socket (-1 while unknown), set once it is found.
     pub socket: Arc<AtomicI32>,
-    next: Next,
-    in_transaction: bool,
 }
 
 impl Point {
-    pub(crate) fn new(socket: Arc<AtomicI32>) -> Self {
-        Point {
-            socket,
-            next: Next::Statement,
-            in_transaction: false,
-        }
-    }
-
-    /// diesel is about to begin a transaction or savepoint (a plain store).
-    #[inline]
-    pub(crate) fn begin(&mut self, depth: u32) {
-        self.next = Next::Begin(depth);
-    }
-
-    /// diesel is about to end a transaction or savepoint.
-    #[inline]
-    pub(crate) fn end(&mut self, depth: u32) {
-        self.next = Next::End(depth);
-    }
-
     /// A statement starts while a check runs on the pool.
     #[cold]
-    pub(crate) fn statement(
-        &mut self,
-        sql: &dyn std::fmt::Display,
-        flags: &Flags,
-        signals: &Signals,
-    ) {
-        match std::mem::take(&mut self.next) {
-            Next::Begin(1) => {
-                self.in_transaction = true;
-                return;
-            }
-            Next::End(1) => {
-                self.in_transaction = false;
-                return;
-            }
-            _ => {}
-        }
-        if !self.in_transaction {
-            return; // a ping, the session's set-up or reset
-        }
+    pub(crate) fn statement(&self, sql: &dyn std::fmt::Display, flags: &Flags, signals: &Signals) {
         let faults = &signals.faults;
         let mut plan = faults.plan.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(plan) = plan.as_mut() else { return };
-        if plan.thread != thread::current().id() {
-            return;
+        if plan.thread != thread::current().id() || !(plan.in_body)() {
+            return; // another thread; a ping, BEGIN, COMMIT, the session's set-up
+        }
+        if is_commit(sql) {
+            return; // of a `requires_new` call inside: the commit-outcome question
         }
         plan.log.push(sql.to_string());
         let n = plan.log.len();
@@ -184,4 +138,12 @@ impl Point {
             simulated,
         });
     }
+}
+
+/// `COMMIT` as diesel sends it (`COMMIT`, `COMMIT TRANSACTION`).
+fn is_commit(sql: &dyn std::fmt::Display) -> bool {
+    let text = sql.to_string();
+    let text = text.trim_start();
+    text.get(..6)
+        .is_some_and(|word| word.eq_ignore_ascii_case("COMMIT"))
 }

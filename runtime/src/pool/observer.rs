@@ -51,11 +51,6 @@ impl<C: TxnConnection> Instrumentation for Observer<C> {
                     self.seen_error(err);
                 }
             }
-            InstrumentationEvent::BeginTransaction { depth, .. } => self.fault.begin(depth.get()),
-            InstrumentationEvent::CommitTransaction { depth, .. }
-            | InstrumentationEvent::RollbackTransaction { depth, .. } => {
-                self.fault.end(depth.get())
-            }
             _ => {}
         }
         if let Some(inner) = &mut self.inner {

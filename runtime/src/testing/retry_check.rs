@@ -35,13 +35,14 @@ const MAX_STATEMENTS: usize = 1000;
 /// `pool = ...`). Its return value must be `PartialEq + Debug`: map an error
 /// type that is not to its message (`.map_err(|e| e.to_string())`).
 ///
-/// Which statements: those the call sends on connections of `pool` on this
-/// thread inside its transactions, from the first statement after BEGIN to
-/// the last one before COMMIT (SAVEPOINTs of joined calls and the
-/// transactions of `requires_new` calls included). A loss at BEGIN is always
-/// safe (the body has not run) and a loss at COMMIT is the commit-outcome
-/// question ([`Error::CommitUnknown`](crate::Error::CommitUnknown)), not a
-/// retry, so neither is tried.
+/// Which statements: those sent on connections of `pool` on this thread
+/// while the body of an annotated call runs (SAVEPOINTs of joined calls and
+/// the statements of `requires_new` calls included, but for their COMMIT).
+/// BEGIN and COMMIT are sent by the runner outside the body: a loss at BEGIN
+/// is always safe (the body has not run) and a loss at COMMIT is the
+/// commit-outcome question
+/// ([`Error::CommitUnknown`](crate::Error::CommitUnknown)), not a retry, so
+/// neither is tried.
 ///
 /// How the connection is lost:
 ///
@@ -249,7 +250,7 @@ impl<'a, C: TxnConnection, S: PartialEq + Debug> RetryCheck<'a, C, S> {
             setup(&mut conn).map_err(RetryCheckError::Setup)?;
         }
         let faults = self.pool.faults();
-        if !faults.arm(at) {
+        if !faults.arm(at, || !session::is_empty()) {
             return Err(RetryCheckError::Busy);
         }
         let armed = Armed(faults);
