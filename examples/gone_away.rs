@@ -1,10 +1,10 @@
 //! The seeds' experiment, side by side: `SET SESSION wait_timeout = 1`, idle
 //! for two seconds, query. Plain diesel + r2d2 (without its ping, as a
-//! service that cannot afford one per checkout) hands out the dead connection
-//! and fails with "Server has gone away" on every call after a pause; a `#[db_txn]`
-//! function succeeds: its pool read the session's `wait_timeout` when the
-//! connection opened and retires a connection idle close to it, without a
-//! ping (the summary's `recycled`).
+//! service that cannot afford one per checkout) hands out the dead
+//! connection and fails with "Server has gone away" on every call after a
+//! pause; a `#[db_txn]` function succeeds: its pool read the session's
+//! `wait_timeout` when the connection opened and retires a connection idle
+//! close to it, without a ping (the summary's `recycled`).
 //!
 //! `cargo run --example gone_away --features mysql` starts a throwaway
 //! MariaDB (set `DATABASE_URL=mysql://...` to use your own).
