@@ -23,45 +23,51 @@ use std::io::Write;
 use db_txn::{db_txn, Pool, PoolStats};
 use db_txn_tests::MariaDb;
 use diesel::connection::SimpleConnection;
+use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use diesel::MysqlConnection;
 
-#[derive(QueryableByName)]
-struct N {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
+diesel::table! {
+    prefork_requests (worker, n) {
+        worker -> BigInt,
+        n -> BigInt,
+        connection_id -> BigInt,
+    }
+}
+
+/// The server's id of the connection `conn`.
+fn server_connection_id(conn: &mut MysqlConnection) -> QueryResult<i64> {
+    diesel::select(sql::<BigInt>("CAST(CONNECTION_ID() AS SIGNED)")).get_result(conn)
 }
 
 /// The server's id of the connection this call runs on.
 #[db_txn]
 fn connection_id(conn: &mut MysqlConnection) -> Result<i64, db_txn::Error> {
-    let row: N =
-        diesel::sql_query("SELECT CAST(CONNECTION_ID() AS SIGNED) AS n").get_result(conn)?;
-    Ok(row.n)
+    Ok(server_connection_id(conn)?)
 }
 
 /// One request served by a worker; returns the connection that served it.
 #[db_txn]
 fn serve_request(conn: &mut MysqlConnection, worker: i64, n: i64) -> Result<i64, db_txn::Error> {
-    diesel::sql_query(
-        "INSERT INTO prefork_requests (worker, n, connection_id) VALUES (?, ?, CONNECTION_ID())",
-    )
-    .bind::<BigInt, _>(worker)
-    .bind::<BigInt, _>(n)
-    .execute(conn)?;
-    let row: N =
-        diesel::sql_query("SELECT CAST(CONNECTION_ID() AS SIGNED) AS n").get_result(conn)?;
-    Ok(row.n)
+    let id = server_connection_id(conn)?;
+    diesel::insert_into(prefork_requests::table)
+        .values((
+            prefork_requests::worker.eq(worker),
+            prefork_requests::n.eq(n),
+            prefork_requests::connection_id.eq(id),
+        ))
+        .execute(conn)?;
+    Ok(id)
 }
 
 /// How many requests `worker` recorded.
 #[db_txn(read_only)]
 fn served_by(conn: &mut MysqlConnection, worker: i64) -> Result<i64, db_txn::Error> {
-    let row: N = diesel::sql_query("SELECT COUNT(*) AS n FROM prefork_requests WHERE worker = ?")
-        .bind::<BigInt, _>(worker)
-        .get_result(conn)?;
-    Ok(row.n)
+    Ok(prefork_requests::table
+        .filter(prefork_requests::worker.eq(worker))
+        .count()
+        .get_result(conn)?)
 }
 
 /// Build the pool for `url`, create the table, and install the pool.

@@ -1,83 +1,80 @@
 //! The main example, on embedded SQLite: `cargo run --example quickstart`.
 //!
-//! Annotated functions take no connection from their callers: each call
-//! checks one out, runs in a transaction, commits on `Ok`, rolls back on `Err`
-//! or panic, and gives the connection back.
+//! It is the crate docs' "Getting started" as a program: a schema with
+//! `table!` and derives, an error type with thiserror, `#[db_txn]`
+//! functions, a pool built and installed at start-up, and calls. Annotated
+//! functions take no connection from their callers: each call checks one
+//! out, runs in a transaction, commits on `Ok`, rolls back on `Err` or panic,
+//! and gives the connection back.
 
 use db_txn::{db_txn, Pool};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text};
 use diesel::SqliteConnection;
 
-#[derive(Debug)]
-enum AppError {
-    Db(diesel::result::Error),
-    Txn(db_txn::Error),
-    Invalid(String),
-}
-
-impl std::fmt::Display for AppError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AppError::Db(e) => write!(f, "database: {e}"),
-            AppError::Txn(e) => write!(f, "{e}"),
-            AppError::Invalid(why) => f.write_str(why),
+/// What `diesel print-schema` writes into `src/schema.rs`.
+mod schema {
+    diesel::table! {
+        accounts (name) {
+            name -> Text,
+            balance -> BigInt,
         }
     }
 }
-impl std::error::Error for AppError {}
 
-impl From<diesel::result::Error> for AppError {
-    fn from(e: diesel::result::Error) -> Self {
-        AppError::Db(e)
-    }
-}
-impl From<db_txn::Error> for AppError {
-    fn from(e: db_txn::Error) -> Self {
-        AppError::Txn(e)
-    }
-}
+use schema::accounts;
 
-#[derive(QueryableByName, Debug)]
+/// A row of `accounts`.
+#[derive(Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = accounts)]
+#[diesel(check_for_backend(diesel::sqlite::Sqlite))]
 struct Account {
-    #[diesel(sql_type = Text)]
     name: String,
-    #[diesel(sql_type = BigInt)]
     balance: i64,
+}
+
+/// The application's errors. `#[db_txn]` needs `From<db_txn::Error>`; `?` on
+/// diesel's results needs `From<diesel::result::Error>`.
+#[derive(Debug, thiserror::Error)]
+enum AppError {
+    #[error(transparent)]
+    Db(#[from] db_txn::Error),
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+    #[error("{0} cannot go below zero")]
+    Overdraft(String),
 }
 
 #[db_txn]
 fn open_account(conn: &mut SqliteConnection, name: &str, balance: i64) -> Result<(), AppError> {
-    diesel::sql_query("INSERT INTO accounts (name, balance) VALUES (?, ?)")
-        .bind::<Text, _>(name)
-        .bind::<BigInt, _>(balance)
+    diesel::insert_into(accounts::table)
+        .values(Account {
+            name: name.to_owned(),
+            balance,
+        })
         .execute(conn)?;
     Ok(())
 }
 
 #[db_txn]
 fn withdraw(conn: &mut SqliteConnection, name: &str, amount: i64) -> Result<(), AppError> {
-    diesel::sql_query("UPDATE accounts SET balance = balance - ? WHERE name = ?")
-        .bind::<BigInt, _>(amount)
-        .bind::<Text, _>(name)
+    diesel::update(accounts::table.find(name))
+        .set(accounts::balance.eq(accounts::balance - amount))
         .execute(conn)?;
-    let left: Account = diesel::sql_query("SELECT name, balance FROM accounts WHERE name = ?")
-        .bind::<Text, _>(name)
-        .get_result(conn)?;
-    if left.balance < 0 {
+    let left: i64 = accounts::table
+        .find(name)
+        .select(accounts::balance)
+        .first(conn)?;
+    if left < 0 {
         // The UPDATE above is rolled back with the transaction.
-        return Err(AppError::Invalid(format!("{name} cannot go below zero")));
+        return Err(AppError::Overdraft(name.to_owned()));
     }
     Ok(())
 }
 
 #[db_txn]
 fn deposit(conn: &mut SqliteConnection, name: &str, amount: i64) -> Result<(), AppError> {
-    diesel::sql_query("UPDATE accounts SET balance = balance + ? WHERE name = ?")
-        .bind::<BigInt, _>(amount)
-        .bind::<Text, _>(name)
-        .execute(conn)?;
+    add_to_balance(conn, name, amount)?;
     Ok(())
 }
 
@@ -97,25 +94,27 @@ fn transfer(
 
 #[db_txn(read_only)]
 fn balances(conn: &mut SqliteConnection) -> Result<Vec<Account>, AppError> {
-    Ok(diesel::sql_query("SELECT name, balance FROM accounts ORDER BY name").load(conn)?)
+    Ok(accounts::table
+        .order(accounts::name)
+        .select(Account::as_select())
+        .load(conn)?)
 }
 
 #[db_txn]
 fn crash_midway(conn: &mut SqliteConnection) -> Result<(), AppError> {
-    deposit_raw(conn, "alice", 1_000_000)?;
+    add_to_balance(conn, "alice", 1_000_000)?;
     panic!("the process is fine; this transaction is not");
 }
 
-fn deposit_raw(conn: &mut SqliteConnection, name: &str, amount: i64) -> QueryResult<usize> {
-    diesel::sql_query("UPDATE accounts SET balance = balance + ? WHERE name = ?")
-        .bind::<BigInt, _>(amount)
-        .bind::<Text, _>(name)
+/// Plain diesel, on the caller's connection.
+fn add_to_balance(conn: &mut SqliteConnection, name: &str, amount: i64) -> QueryResult<usize> {
+    diesel::update(accounts::table.find(name))
+        .set(accounts::balance.eq(accounts::balance + amount))
         .execute(conn)
 }
 
 fn show(step: &str) -> Result<(), AppError> {
-    let all = balances()?;
-    let line: Vec<String> = all
+    let line: Vec<String> = balances()?
         .iter()
         .map(|a| format!("{}={}", a.name, a.balance))
         .collect();
@@ -123,15 +122,18 @@ fn show(step: &str) -> Result<(), AppError> {
     Ok(())
 }
 
-fn main() -> Result<(), AppError> {
+/// The schema. An application runs its migrations here instead, on a
+/// connection of the pool before installing it (crate docs: "Migrations").
+const SCHEMA: &str = "CREATE TABLE accounts (name TEXT PRIMARY KEY, balance BIGINT NOT NULL)";
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("db_txn-quickstart-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| AppError::Invalid(e.to_string()))?;
+    std::fs::create_dir_all(&dir)?;
     let path = dir.join("bank.db");
     let pool = Pool::<SqliteConnection>::builder(path.to_string_lossy())
         .max_size(4)
         .build()?;
-    pool.get()?
-        .batch_execute("CREATE TABLE accounts (name TEXT PRIMARY KEY, balance BIGINT NOT NULL)")?;
+    pool.get()?.batch_execute(SCHEMA)?;
     db_txn::install(pool.clone());
     println!("db_txn quickstart: SQLite database {}", path.display());
 
@@ -143,9 +145,11 @@ fn main() -> Result<(), AppError> {
     show("transfer 30 alice -> bob (1 commit):")?;
 
     match transfer("bob", "alice", 500) {
-        Err(AppError::Invalid(why)) => println!("transfer 500 bob -> alice refused: {why}"),
-        Err(other) => return Err(other),
-        Ok(()) => return Err(AppError::Invalid("an overdraft went through".into())),
+        Err(AppError::Overdraft(who)) => {
+            println!("transfer 500 bob -> alice refused: {who} cannot go below zero")
+        }
+        Err(other) => return Err(other.into()),
+        Ok(()) => return Err("an overdraft went through".into()),
     }
     show("after the refused transfer (rolled back):")?;
 
@@ -161,6 +165,6 @@ fn main() -> Result<(), AppError> {
         "pool: {} checkouts, {} connection(s) opened, {} closed, {} rollbacks, {} of {} idle",
         s.checkouts, s.opened, s.closed, s.rollbacks, s.idle_connections, s.connections
     );
-    std::fs::remove_dir_all(&dir).map_err(|e| AppError::Invalid(e.to_string()))?;
+    std::fs::remove_dir_all(&dir)?;
     Ok(())
 }

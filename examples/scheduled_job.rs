@@ -33,28 +33,38 @@ use db_txn::{db_txn, Pool, PoolStats};
 use db_txn_tests::MariaDb;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::Unsigned;
 use diesel::MysqlConnection;
+
+diesel::table! {
+    job_tokens (id) {
+        id -> BigInt,
+        address -> Varchar,
+        total_supply -> Nullable<BigInt>,
+    }
+}
+
+/// A token whose supply the job has yet to fill in.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = job_tokens)]
+#[diesel(check_for_backend(diesel::mysql::Mysql))]
+struct Pending {
+    id: i64,
+    address: String,
+}
 
 /// The job: every token whose `total_supply` is still unknown gets it.
 #[db_txn]
 fn update_supplies(conn: &mut MysqlConnection) -> Result<usize, db_txn::Error> {
-    #[derive(QueryableByName)]
-    struct Pending {
-        #[diesel(sql_type = BigInt)]
-        id: i64,
-        #[diesel(sql_type = Text)]
-        address: String,
-    }
-    let pending: Vec<Pending> =
-        diesel::sql_query("SELECT id, address FROM job_tokens WHERE total_supply IS NULL")
-            .load(conn)?;
+    let pending: Vec<Pending> = job_tokens::table
+        .filter(job_tokens::total_supply.is_null())
+        .select(Pending::as_select())
+        .load(conn)?;
     for token in &pending {
         // A stand-in for the crawler's call to the chain.
         let supply = token.address.bytes().map(i64::from).sum::<i64>() * 1_000;
-        diesel::sql_query("UPDATE job_tokens SET total_supply = ? WHERE id = ?")
-            .bind::<BigInt, _>(supply)
-            .bind::<BigInt, _>(token.id)
+        diesel::update(job_tokens::table.find(token.id))
+            .set(job_tokens::total_supply.eq(supply))
             .execute(conn)?;
     }
     Ok(pending.len())
@@ -63,8 +73,8 @@ fn update_supplies(conn: &mut MysqlConnection) -> Result<usize, db_txn::Error> {
 /// The web part: a request that registers a token.
 #[db_txn]
 fn register_token(conn: &mut MysqlConnection, address: &str) -> Result<(), db_txn::Error> {
-    diesel::sql_query("INSERT INTO job_tokens (address) VALUES (?)")
-        .bind::<Text, _>(address)
+    diesel::insert_into(job_tokens::table)
+        .values(job_tokens::address.eq(address))
         .execute(conn)?;
     Ok(())
 }
@@ -72,14 +82,29 @@ fn register_token(conn: &mut MysqlConnection, address: &str) -> Result<(), db_tx
 /// How many tokens still lack a supply.
 #[db_txn(read_only)]
 pub fn unfilled(conn: &mut MysqlConnection) -> Result<i64, db_txn::Error> {
-    #[derive(QueryableByName)]
-    struct N {
-        #[diesel(sql_type = BigInt)]
-        n: i64,
-    }
-    let n: N = diesel::sql_query("SELECT COUNT(*) AS n FROM job_tokens WHERE total_supply IS NULL")
-        .get_result(conn)?;
-    Ok(n.n)
+    Ok(job_tokens::table
+        .filter(job_tokens::total_supply.is_null())
+        .count()
+        .get_result(conn)?)
+}
+
+/// `wait_timeout` of the connection it runs on (or of the server, with
+/// `GLOBAL`), in seconds.
+fn set_wait_timeout(conn: &mut MysqlConnection, scope: Scope, secs: u32) -> QueryResult<()> {
+    let sql = match scope {
+        Scope::Session => "SET SESSION wait_timeout = ?",
+        Scope::Global => "SET GLOBAL wait_timeout = ?",
+    };
+    diesel::sql_query(sql)
+        .bind::<Unsigned<diesel::sql_types::Integer>, _>(secs)
+        .execute(conn)
+        .map(drop)
+}
+
+#[derive(Clone, Copy)]
+enum Scope {
+    Session,
+    Global,
 }
 
 /// Build the pool for `url`, create the table (with two tokens waiting),
@@ -91,20 +116,25 @@ pub fn setup(
 ) -> Result<Pool<MysqlConnection>, db_txn::Error> {
     let mut builder = Pool::<MysqlConnection>::builder(url).max_size(4);
     if let Some(secs) = session_wait_timeout {
-        builder = builder.on_connect(move |c: &mut MysqlConnection| {
-            c.batch_execute(&format!("SET SESSION wait_timeout = {secs}"))
-        });
+        builder = builder.on_connect(move |c| set_wait_timeout(c, Scope::Session, secs));
     }
     let pool = builder.build()?;
-    pool.get()?.batch_execute(
+    let mut conn = pool.get()?;
+    conn.batch_execute(
         "DROP TABLE IF EXISTS job_tokens;
          CREATE TABLE job_tokens (
              id BIGINT AUTO_INCREMENT PRIMARY KEY,
              address VARCHAR(64) NOT NULL,
              total_supply BIGINT NULL
-         ) ENGINE = InnoDB;
-         INSERT INTO job_tokens (address) VALUES ('0xseed-a'), ('0xseed-b')",
+         ) ENGINE = InnoDB",
     )?;
+    diesel::insert_into(job_tokens::table)
+        .values(&vec![
+            job_tokens::address.eq("0xseed-a"),
+            job_tokens::address.eq("0xseed-b"),
+        ])
+        .execute(&mut *conn)?;
+    drop(conn);
     db_txn::install(pool.clone());
     Ok(pool)
 }
@@ -287,7 +317,11 @@ fn main() -> Result<(), BoxError> {
         Err(_) => {
             println!("DATABASE_URL is not set: starting a throwaway MariaDB");
             let db = MariaDb::start()?;
-            db.try_exec(&format!("SET GLOBAL wait_timeout = {WAIT_TIMEOUT}"))?;
+            set_wait_timeout(
+                &mut MysqlConnection::establish(&db.url())?,
+                Scope::Global,
+                WAIT_TIMEOUT,
+            )?;
             println!(
                 "MariaDB on 127.0.0.1:{}, SET GLOBAL wait_timeout = {WAIT_TIMEOUT}",
                 db.port()

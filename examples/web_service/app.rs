@@ -10,6 +10,7 @@
 //! | `POST /accounts/{id}/deposit?amount=N` | add `N` |
 //! | `POST /transfers?from=A&to=B&amount=N` | move `N` from `A` to `B`; 409 if `A` has less |
 //! | `GET /stats` | the pool's counters |
+//! | `GET /debug/connections` | the server's ids of the service's open connections, one a line (for the KILL one-liner `main.rs` prints) |
 //!
 //! Writes take an optional `Idempotency-Key` header: a request sent again
 //! with the same key is applied once.
@@ -17,7 +18,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use axum::extract::{Path, Query};
@@ -113,6 +114,7 @@ impl Account {
 pub fn setup(url: &str) -> Result<Pool<MysqlConnection>, AppError> {
     let pool = Pool::<MysqlConnection>::builder(url)
         .max_size(10)
+        .on_connect(record_connection)
         // Long enough to ride out a database restart: a request made while
         // the server is down waits for it instead of failing.
         .checkout_timeout(Duration::from_secs(10))
@@ -251,6 +253,53 @@ fn record_op(
     }
 }
 
+/// Each connection the pool opened, as the server lists it: its id and the
+/// client's address (`HOST`, with our port). Ids are unique only within one
+/// run of the server, so after a restart an id recorded before may belong to
+/// another client; the address tells them apart.
+static OWN_CONNECTIONS: Mutex<Vec<Session>> = Mutex::new(Vec::new());
+
+#[derive(QueryableByName, Debug, Clone, PartialEq, Eq)]
+struct Session {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    host: String,
+}
+
+const SESSIONS_SQL: &str =
+    "SELECT CAST(ID AS SIGNED) AS id, HOST AS host FROM information_schema.PROCESSLIST";
+
+/// The pool's `on_connect` hook: remember this connection.
+fn record_connection(conn: &mut MysqlConnection) -> QueryResult<()> {
+    let session: Session = diesel::sql_query(
+        "SELECT CAST(ID AS SIGNED) AS id, HOST AS host FROM information_schema.PROCESSLIST \
+         WHERE ID = CONNECTION_ID()",
+    )
+    .get_result(conn)?;
+    own_connections().push(session);
+    Ok(())
+}
+
+fn own_connections() -> std::sync::MutexGuard<'static, Vec<Session>> {
+    OWN_CONNECTIONS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The server's ids of this service's connections that are open now.
+#[db_txn(read_only, retry = 3)]
+pub fn own_connection_ids(conn: &mut MysqlConnection) -> Result<Vec<i64>, AppError> {
+    let open: Vec<Session> = diesel::sql_query(SESSIONS_SQL).load(conn)?;
+    let mut mine = own_connections();
+    // Forget the connections that are gone.
+    mine.retain(|s| open.contains(s));
+    let mut ids: Vec<i64> = mine.iter().map(|s| s.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
+}
+
 /// Run a call again (up to 3 times) if the connection was lost while its
 /// COMMIT was in flight: the one outcome `db_txn` cannot decide, and so
 /// leaves to the caller. Safe here because every call is idempotent: a write
@@ -356,6 +405,12 @@ async fn transfer_handler(
     )))
 }
 
+async fn connections_handler() -> Result<Response, AppError> {
+    let ids = blocking(own_connection_ids).await?;
+    let lines: Vec<String> = ids.iter().map(|id| format!("{id}\n")).collect();
+    Ok(lines.concat().into_response())
+}
+
 async fn stats_handler() -> Result<Response, AppError> {
     let pool = db_txn::installed::<MysqlConnection>()
         .ok_or_else(|| AppError::Internal("no pool installed".into()))?;
@@ -393,6 +448,7 @@ pub fn router() -> Router {
         .route("/accounts/{id}/deposit", post(deposit_handler))
         .route("/transfers", post(transfer_handler))
         .route("/stats", get(stats_handler))
+        .route("/debug/connections", get(connections_handler))
 }
 
 /// Serve [`router`] on `listener` until `shutdown` completes.

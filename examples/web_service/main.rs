@@ -52,14 +52,13 @@ fn main() -> Result<(), BoxError> {
         println!("  curl -X POST '{base}/transfers?from=1&to=2&amount=30'");
         println!("  curl {base}/accounts/2");
         println!("  curl {base}/stats");
-        if let Some(db) = &server {
-            let p = db.port();
-            println!("then cut the service's connections on the server side and ask again:");
-            println!(
-                "  mariadb -h127.0.0.1 -P{p} -uroot -N -e \"SELECT ID FROM \
-                 information_schema.PROCESSLIST WHERE DB = 'test'\" \
-                 | xargs -n1 mariadb-admin -h127.0.0.1 -P{p} -uroot kill"
-            );
+        println!("then cut the service's own connections on the server side and ask again:");
+        println!(
+            "  curl -s {base}/debug/connections | xargs -r -n1 mariadb-admin {} kill",
+            admin_args(&url)
+        );
+        if has_password(&url) {
+            println!("  (with MYSQL_PWD set to the password in DATABASE_URL)");
         }
         println!();
         app::serve(listener, async {
@@ -70,6 +69,35 @@ fn main() -> Result<(), BoxError> {
     println!("stopped; pool: {}", app::stats_json(&pool.stats()));
     drop(server); // stops the throwaway server, if one was started
     Ok(())
+}
+
+/// `mariadb-admin` options that reach the server of `url`
+/// (`mysql://user:pass@host:port/db`) as its user, without the password.
+fn admin_args(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let (userinfo, hostport) = authority.rsplit_once('@').unwrap_or(("", authority));
+    let user = userinfo.split(':').next().unwrap_or("");
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((host, port)) => (host, port),
+        None => (hostport, "3306"),
+    };
+    let mut args = format!(
+        "-h{} -P{port}",
+        if host.is_empty() { "localhost" } else { host }
+    );
+    if !user.is_empty() {
+        args.push_str(&format!(" -u{user}"));
+    }
+    args
+}
+
+fn has_password(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    authority
+        .rsplit_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
 }
 
 /// `DATABASE_URL`, or a throwaway MariaDB started for this run (stopped

@@ -14,13 +14,20 @@
 //! use diesel::prelude::*;
 //! use diesel::SqliteConnection;
 //!
+//! diesel::table! {
+//!     users (id) {
+//!         id -> Integer,
+//!         name -> Text,
+//!     }
+//! }
+//!
+//! /// Adds a user; returns how many there are.
 //! #[db_txn]
 //! fn add_user(conn: &mut SqliteConnection, name: &str) -> Result<i64, db_txn::Error> {
-//!     diesel::sql_query("INSERT INTO users (name) VALUES (?)")
-//!         .bind::<diesel::sql_types::Text, _>(name)
+//!     diesel::insert_into(users::table)
+//!         .values(users::name.eq(name))
 //!         .execute(conn)?;
-//!     let n = diesel::dsl::sql::<diesel::sql_types::BigInt>("(SELECT COUNT(*) FROM users)");
-//!     Ok(diesel::select(n).get_result(conn)?)
+//!     Ok(users::table.count().get_result(conn)?)
 //! }
 //!
 //! fn main() -> Result<(), db_txn::Error> {
@@ -28,7 +35,8 @@
 //! #   let path = dir.path().join("app.db");
 //! #   let url = path.to_str().unwrap();
 //!     let pool = db_txn::Pool::<SqliteConnection>::new(url)?;
-//! #   diesel::sql_query("CREATE TABLE users (name TEXT)").execute(&mut *pool.get()?)?;
+//! #   diesel::sql_query("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+//! #       .execute(&mut *pool.get()?)?;
 //!     db_txn::install(pool);
 //!
 //!     // The caller does not pass a connection: the attribute supplies one.
@@ -37,6 +45,17 @@
 //!     Ok(())
 //! }
 //! ```
+//!
+//! Backends: SQLite, MariaDB/MySQL and PostgreSQL, through diesel's
+//! synchronous connections, one cargo feature each.
+//!
+//! **Contents:** [getting started](#getting-started) (from `Cargo.toml` to
+//! calls) · [features](#features) and [what works where](#what-works-where) ·
+//! [what a call does](#what-a-call-does) · [the desugaring](#the-desugaring) ·
+//! [sessions](#sessions) · [options](#options) · [migrations](#migrations) ·
+//! [testing](#testing) · [what bounds what](#what-bounds-what).
+#![doc = include_str!("../GETTING_STARTED.md")]
+#![doc = include_str!("../FEATURES.md")]
 //!
 //! # What a call does
 //!
@@ -62,19 +81,33 @@
 //!
 //! # The desugaring
 //!
-//! ```ignore
-//! #[db_txn(retry = 2)]
+//! ```
+//! # use diesel::prelude::*;
+//! # use diesel::SqliteConnection;
+//! # diesel::table! { users (id) { id -> Integer, name -> Text } }
+//! # type User = i64;
+//! # type AppError = db_txn::Error;
+//! #[db_txn::db_txn(retry = 2)]
 //! fn create_user(conn: &mut SqliteConnection, name: &str) -> Result<User, AppError> {
-//!     /* body */
+//!     diesel::insert_into(users::table).values(users::name.eq(name)).execute(conn)?;
+//!     Ok(users::table.count().get_result(conn)?)
 //! }
 //! ```
 //! becomes
-//! ```ignore
+//! ```
+//! # use diesel::prelude::*;
+//! # use diesel::SqliteConnection;
+//! # diesel::table! { users (id) { id -> Integer, name -> Text } }
+//! # type User = i64;
+//! # type AppError = db_txn::Error;
 //! fn create_user(name: &str) -> Result<User, AppError> {
 //!     ::db_txn::__private::run::<SqliteConnection, _, _, _>(
 //!         ::db_txn::__private::Target::Default,
 //!         ::db_txn::__private::Options::new(concat!(module_path!(), "::", "create_user")).retry(2),
-//!         |conn: &mut SqliteConnection| -> Result<User, AppError> { /* body */ },
+//!         |conn: &mut SqliteConnection| -> Result<User, AppError> {
+//!             diesel::insert_into(users::table).values(users::name.eq(name)).execute(conn)?;
+//!             Ok(users::table.count().get_result(conn)?)
+//!         },
 //!     )
 //! }
 //! ```
@@ -92,12 +125,16 @@
 //! A call made from inside another annotated call's body on the same pool
 //! joins that transaction (in a SAVEPOINT) when the caller lends its
 //! connection with [`lend`]; the same function is the way to run annotated
-//! functions on a connection you already hold, for example inside
-//! `begin_test_transaction`. `#[db_txn(requires_new)]` takes a connection and
-//! a transaction of its own instead.
+//! functions on a connection you already hold (tests do it in a transaction
+//! that rolls back: [`testing::test_transaction`]).
+//! `#[db_txn(requires_new)]` takes a connection and a transaction of its own
+//! instead.
 #![doc = include_str!("../OPTIONS.md")]
+#![doc = include_str!("../MIGRATIONS.md")]
+#![doc = include_str!("../TESTING.md")]
 #![doc = include_str!("../BOUNDS.md")]
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
 mod classify;
@@ -108,6 +145,7 @@ mod registry;
 mod runner;
 mod session;
 mod stats;
+pub mod testing;
 
 #[doc(hidden)]
 pub mod __private;

@@ -270,7 +270,9 @@ pub(crate) fn lock_holder(
 ///
 /// #[db_txn]
 /// fn add(conn: &mut SqliteConnection, n: i32) -> Result<(), db_txn::Error> {
-///     diesel::sql_query(format!("INSERT INTO t VALUES ({n})")).execute(conn)?;
+///     diesel::sql_query("INSERT INTO t VALUES (?)")
+///         .bind::<diesel::sql_types::Integer, _>(n)
+///         .execute(conn)?;
 ///     Ok(())
 /// }
 ///
@@ -291,10 +293,22 @@ pub(crate) fn lock_holder(
 /// # Ok(()) }
 /// ```
 ///
-/// Code that already holds a connection (for example a test inside
-/// `begin_test_transaction`) runs annotated functions on it the same way:
-/// `db_txn::lend(&mut conn, || create_user("alice"))`.
+/// Code that already holds a connection runs annotated functions on it the
+/// same way: `db_txn::lend(&mut conn, || create_user("alice"))`. For tests,
+/// [`testing::test_transaction`](crate::testing::test_transaction) does this
+/// inside a transaction that is rolled back at the end.
 pub fn lend<C: TxnConnection, R>(conn: &mut C, f: impl FnOnce() -> R) -> R {
+    lend_as(conn, "db_txn::lend", None, f)
+}
+
+/// [`lend`], naming the lender in errors and saying what lock its
+/// transaction may hold (a test transaction on SQLite).
+pub(crate) fn lend_as<C: TxnConnection, R>(
+    conn: &mut C,
+    holder: &'static str,
+    held: Option<Held>,
+    f: impl FnOnce() -> R,
+) -> R {
     let ty = TypeId::of::<C>();
     let addr = conn as *const C as usize;
     let ptr = (conn as *mut C).cast::<()>();
@@ -313,11 +327,11 @@ pub fn lend<C: TxnConnection, R>(conn: &mut C, f: impl FnOnce() -> R) -> R {
                 type_id: ty,
                 pool: None,
                 addr,
-                holder: Cell::new("db_txn::lend"),
+                holder: Cell::new(holder),
                 settings: None,
                 lent: Cell::new(Some(ptr)),
                 generation: crate::pool::fork_generation(),
-                held: None,
+                held,
                 below: Cell::new(ptr::null()),
             };
             LendGuard::Outside(enter(&outside))

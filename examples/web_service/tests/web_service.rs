@@ -292,4 +292,17 @@ fn no_request_fails_while_connections_are_killed_and_the_server_restarts() {
         open,
         "the server sees exactly the pool's connections: {s:?}"
     );
+    // What the KILL one-liner of `main.rs` reads: the pool's connections in
+    // this run of the server (none from before the restart), and nothing else.
+    let own = app::own_connection_ids().expect("own connections");
+    let listed = db.connection_ids("bank");
+    assert_eq!(
+        own.len(),
+        pool.stats().connections as usize,
+        "{own:?} vs the pool"
+    );
+    assert!(
+        own.iter().all(|id| listed.contains(id)),
+        "{own:?} vs the server's {listed:?}"
+    );
 }

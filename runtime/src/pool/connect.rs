@@ -3,12 +3,14 @@
 
 use std::marker::PhantomData;
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicI32, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use diesel::r2d2::Error as R2d2Error;
 
 use super::clock;
+use super::fault::Point;
 use super::flags::Flags;
 use super::fork;
 use super::observer::Observer;
@@ -90,6 +92,7 @@ impl<C: TxnConnection> Connector<C> {
             .watchdog
             .as_ref()
             .is_some_and(Watchdog::times_statements);
+        let socket = Arc::new(AtomicI32::new(-1));
         conn.set_instrumentation(Observer::<C> {
             flags: flags.clone(),
             signals: self.signals.clone(),
@@ -97,6 +100,9 @@ impl<C: TxnConnection> Connector<C> {
             inner: diesel::connection::get_default_instrumentation(),
             watch: watch.clone().filter(|_| stamped),
             seq: 0,
+            fault: Point {
+                socket: socket.clone(),
+            },
             _conn: PhantomData,
         });
         conn.prepare(&self.settings)
@@ -118,6 +124,9 @@ impl<C: TxnConnection> Connector<C> {
             server.session_id = None;
         }
         let fd = self.identify(&mut conn, candidates)?;
+        if let Some(fd) = fd {
+            socket.store(fd, Relaxed);
+        }
         if let Some(watch) = &watch {
             watch.set_session(server.session_id);
             if let Some(fd) = fd {

@@ -9,7 +9,8 @@
 //! socket under a connection), [`fork`] and [`child`] (after `fork()`),
 //! [`pooled`] (the checked-out handle) and [`reset`] (cleaning it when a
 //! raw user returns it), [`target`] (what the URL opens, or why it is
-//! refused), [`url`] (the URL in messages).
+//! refused), [`url`] (the URL in messages), [`fault`] (a connection lost on
+//! purpose by a retry-safety check).
 //! Beyond one server: [`topology`] (the builder's knobs for it), [`role`]
 //! (the role a server must have), [`replicas`] (read routing), [`floor`]
 //! and [`token`] (read-your-writes).
@@ -18,6 +19,7 @@ mod builder;
 mod child;
 mod clock;
 mod connect;
+pub(crate) mod fault;
 pub(crate) mod flags;
 mod floor;
 mod fork;
@@ -387,10 +389,20 @@ impl<C: TxnConnection> Pool<C> {
         &self.shared.resolution
     }
 
+    /// Where a retry-safety check on this pool is armed.
+    pub(crate) fn faults(&self) -> &fault::Faults {
+        &self.shared.signals.faults
+    }
+
     /// A disconnect was found outside a statement (a hung-up socket).
     pub(crate) fn signals_disconnect(&self) {
         self.shared.signals.disconnect_seen();
     }
+}
+
+/// `url` as messages show it: without the password.
+pub(crate) fn redact_url(url: &str) -> String {
+    url::redact(url)
 }
 
 /// The fork generation of this process (0 unless it is a forked child).

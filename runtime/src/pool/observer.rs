@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use diesel::connection::{Instrumentation, InstrumentationEvent};
 
+use super::fault::Point;
 use super::flags::Flags;
 use super::signals::Signals;
 use super::watchdog::Watch;
@@ -24,14 +25,19 @@ pub(crate) struct Observer<C> {
     pub watch: Option<Arc<Watch>>,
     /// Statements started on this connection (wrapping).
     pub seq: u32,
+    /// Where a retry-safety check may lose this connection.
+    pub fault: Point,
     pub _conn: PhantomData<fn() -> C>,
 }
 
 impl<C: TxnConnection> Instrumentation for Observer<C> {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
         match &event {
-            InstrumentationEvent::StartQuery { .. } => {
+            InstrumentationEvent::StartQuery { query, .. } => {
                 self.flags.mark_used();
+                if self.signals.faults.armed() {
+                    self.fault.statement(query, &self.flags, &self.signals);
+                }
                 if let Some(watch) = &self.watch {
                     self.seq = self.seq.wrapping_add(1);
                     watch.statement_started(self.seq);

@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 
 use super::clock::{self, Ms};
+use super::fault::Faults;
 use crate::stats::Counters;
 
 pub(crate) struct Signals {
@@ -21,6 +22,8 @@ pub(crate) struct Signals {
     distrust: AtomicU64,
     warned: AtomicU8,
     pub counters: Counters,
+    /// A retry-safety check running on the pool.
+    pub faults: Faults,
 }
 
 /// Conditions logged once per pool.
@@ -47,6 +50,7 @@ impl Default for Signals {
             distrust: AtomicU64::new(0),
             warned: AtomicU8::new(0),
             counters: Counters::default(),
+            faults: Faults::default(),
         }
     }
 }

@@ -66,6 +66,7 @@ struct Ports {
     port: i64,
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
 impl TxnConnection for MysqlConnection {
     const BACKEND: Backend = Backend::Mysql;
 }

@@ -6,6 +6,8 @@
 mod driver;
 mod errors;
 pub(crate) mod resolve;
+// Used by the driver (behind the feature) and the unit tests.
+#[cfg_attr(not(feature = "mysql"), allow(dead_code))]
 mod role;
 mod txn;
 mod url;
@@ -22,17 +24,23 @@ pub struct Mysql;
 /// Read at connect (after the `on_connect` hook): the idle limit, which
 /// server answered, the session's id, and the role (as [`role::ROLE_SQL`]
 /// reads it).
+// Used by the driver (feature `mysql`) and the unit tests.
+#[cfg_attr(not(feature = "mysql"), allow(dead_code))]
 pub(crate) const SERVER_INFO_SQL: &str = "SELECT CAST(@@SESSION.wait_timeout AS SIGNED) AS \
      wait_timeout, VERSION() AS version, CAST(CONNECTION_ID() AS SIGNED) AS session_id, \
      CAST(@@GLOBAL.read_only AS CHAR) AS read_only";
 
 /// Ends a session of this user whose link died (its transaction rolls back).
+// Used by the driver (feature `mysql`) and the unit tests.
+#[cfg_attr(not(feature = "mysql"), allow(dead_code))]
 pub(crate) fn end_session_sql(id: u64) -> String {
     format!("KILL {id}")
 }
 
 /// The sessions among `ids` that run a statement (or wait for a lock)
 /// rather than wait for their client (`Sleep`).
+// Used by the driver (feature `mysql`) and the unit tests.
+#[cfg_attr(not(feature = "mysql"), allow(dead_code))]
 pub(crate) fn busy_sessions_sql(ids: &[u64]) -> String {
     let list: Vec<String> = ids.iter().map(u64::to_string).collect();
     format!(

@@ -62,6 +62,7 @@ struct Ports {
     server: Option<i32>,
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 impl TxnConnection for PgConnection {
     const BACKEND: Backend = Backend::Postgres;
 }

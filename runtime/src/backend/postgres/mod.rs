@@ -5,6 +5,8 @@
 mod driver;
 mod errors;
 pub(crate) mod resolve;
+// Used by the driver (behind the feature) and the unit tests.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 mod role;
 mod txn;
 mod url;
@@ -20,10 +22,14 @@ pub struct Postgres;
 
 /// Read at connect: the session's id on the server, and its role (as
 /// [`role::ROLE_SQL`] reads it).
+// Used by the driver (feature `postgres`) and the unit tests.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) const SERVER_INFO_SQL: &str = "SELECT pg_backend_pid() AS session_id, \
      pg_is_in_recovery() AS standby, current_setting('transaction_read_only') = 'on' AS read_only";
 
 /// Ends a session of this role whose link died (its transaction rolls back).
+// Used by the driver (feature `postgres`) and the unit tests.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) fn end_session_sql(id: u64) -> String {
     format!("SELECT pg_terminate_backend({id})")
 }
@@ -31,6 +37,8 @@ pub(crate) fn end_session_sql(id: u64) -> String {
 /// The sessions among `ids` that run a statement (or wait for a lock)
 /// rather than wait for their client: `idle in transaction` means the server
 /// waits for us.
+// Used by the driver (feature `postgres`) and the unit tests.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) fn busy_sessions_sql(ids: &[u64]) -> String {
     let list: Vec<String> = ids.iter().map(u64::to_string).collect();
     format!(

@@ -19,6 +19,7 @@ struct Opened {
     journal: String,
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 impl TxnConnection for SqliteConnection {
     const BACKEND: Backend = Backend::Sqlite;
 }

@@ -45,6 +45,7 @@ impl SingleWriter {
 }
 
 /// The id of the database file at `path` (as SQLite reports it: absolute).
+#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
 pub(super) fn database_id(path: &str) -> u64 {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock, PoisonError};

@@ -31,6 +31,7 @@ pub(super) fn explain(url: &str, error: ConnectionError) -> ConnectionError {
 
 /// A failed `PRAGMA journal_mode = WAL` on `path`: WAL keeps two files next
 /// to the database (`-wal`, `-shm`) that must be created.
+#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
 pub(super) fn explain_wal(message: &str, path: &Path) -> String {
     let wal = PathBuf::from(format!("{}-wal", path.display()));
     format!(
