@@ -19,6 +19,8 @@
 
 // The dialects are plain text and tables, compiled whatever the features; each
 // module gates its driver (the diesel connection type) on its cargo feature.
+#[cfg(feature = "async")]
+pub(crate) mod async_driver;
 pub(crate) mod mysql;
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
@@ -34,6 +36,9 @@ use diesel::QueryResult;
 
 use crate::classify::{Disconnect, ErrorClass};
 use crate::options::Options;
+
+#[cfg(feature = "async")]
+pub use async_driver::AsyncTxnConnection;
 
 /// The database behind a connection type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -75,7 +80,8 @@ impl fmt::Display for Backend {
     label = "not a db_txn connection type",
     note = "db_txn supports diesel's `SqliteConnection` (feature `sqlite`), `MysqlConnection` \
             (feature `mysql`) and `PgConnection` (feature `postgres`): take `&mut` one of them \
-            and enable its feature on the `db_txn` dependency"
+            and enable its feature on the `db_txn` dependency; a diesel-async connection \
+            (`AsyncPgConnection`, `AsyncMysqlConnection`) is taken by an `async fn`"
 )]
 pub trait TxnConnection:
     Connection<TransactionManager = AnsiTransactionManager> + R2D2Connection + Send + 'static + Driver

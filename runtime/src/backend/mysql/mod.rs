@@ -1,10 +1,15 @@
 //! MariaDB and MySQL: transaction SQL ([`txn`]), error classification and
-//! connect texts ([`errors`]), and `MysqlConnection` ([`driver`], feature
-//! `mysql`).
+//! connect texts ([`errors`]), `MysqlConnection` ([`driver`], feature
+//! `mysql`) and `AsyncMysqlConnection` ([`async_driver`], feature
+//! `async-mysql`).
 
+#[cfg(feature = "async-mysql")]
+mod async_driver;
 #[cfg(feature = "mysql")]
 mod driver;
 mod errors;
+#[cfg(any(feature = "mysql", feature = "async-mysql"))]
+mod rows;
 mod txn;
 
 use diesel::result::DatabaseErrorKind;

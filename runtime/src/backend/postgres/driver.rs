@@ -1,30 +1,10 @@
 //! `PgConnection`: what the pool reads from the server at connect.
 
-use diesel::sql_types::{BigInt, Integer, Nullable};
-use diesel::{PgConnection, QueryResult, QueryableByName, RunQueryDsl};
+use diesel::{PgConnection, QueryResult, RunQueryDsl};
 
 use super::super::{Backend, Driver, ServerInfo, TxnConnection};
+use super::rows::{self, Id, Ports, Session, PORTS_SQL};
 use super::{busy_sessions_sql, Postgres, SERVER_INFO_SQL};
-
-#[derive(QueryableByName)]
-struct Session {
-    #[diesel(sql_type = Integer)]
-    session_id: i32,
-}
-
-#[derive(QueryableByName)]
-struct Id {
-    #[diesel(sql_type = BigInt)]
-    id: i64,
-}
-
-#[derive(QueryableByName)]
-struct Ports {
-    #[diesel(sql_type = Nullable<Integer>)]
-    client: Option<i32>,
-    #[diesel(sql_type = Nullable<Integer>)]
-    server: Option<i32>,
-}
 
 impl TxnConnection for PgConnection {
     const BACKEND: Backend = Backend::Postgres;
@@ -35,26 +15,16 @@ impl Driver for PgConnection {
 
     fn server_info(&mut self) -> QueryResult<ServerInfo> {
         let s: Session = diesel::sql_query(SERVER_INFO_SQL).get_result(self)?;
-        Ok(ServerInfo {
-            session_id: u64::try_from(s.session_id).ok(),
-            ..ServerInfo::default()
-        })
+        Ok(s.server_info())
     }
 
     fn busy_sessions(&mut self, ids: &[u64]) -> QueryResult<Vec<u64>> {
         let rows: Vec<Id> = diesel::sql_query(busy_sessions_sql(ids)).load(self)?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|r| u64::try_from(r.id).ok())
-            .collect())
+        Ok(rows::ids(rows))
     }
 
     fn socket_ports(&mut self) -> QueryResult<Option<(u16, u16)>> {
-        // NULL over a unix socket.
-        let p: Ports =
-            diesel::sql_query("SELECT inet_client_port() AS client, inet_server_port() AS server")
-                .get_result(self)?;
-        let port = |p: Option<i32>| p.and_then(|p| u16::try_from(p).ok());
-        Ok(port(p.client).zip(port(p.server)))
+        let p: Ports = diesel::sql_query(PORTS_SQL).get_result(self)?;
+        Ok(p.pair())
     }
 }

@@ -1,9 +1,14 @@
 //! PostgreSQL: transaction SQL ([`txn`]), error classification and connect
-//! texts ([`errors`]), and `PgConnection` ([`driver`], feature `postgres`).
+//! texts ([`errors`]), `PgConnection` ([`driver`], feature `postgres`) and
+//! `AsyncPgConnection` ([`async_driver`], feature `async-postgres`).
 
+#[cfg(feature = "async-postgres")]
+mod async_driver;
 #[cfg(feature = "postgres")]
 mod driver;
 mod errors;
+#[cfg(any(feature = "postgres", feature = "async-postgres"))]
+mod rows;
 mod txn;
 
 use diesel::result::DatabaseErrorKind;
