@@ -92,6 +92,8 @@
 #![doc = include_str!("../OPTIONS.md")]
 #![warn(missing_docs)]
 
+#[cfg(feature = "async")]
+mod asynk;
 mod backend;
 mod classify;
 mod error;
@@ -105,6 +107,14 @@ mod stats;
 #[doc(hidden)]
 pub mod __private;
 
+#[cfg(feature = "async")]
+pub use asynk::{
+    pool::{AsyncPool, AsyncPoolBuilder, AsyncPooledConnection, BoxFuture},
+    registry::{install_async, installed_async, uninstall_async},
+    session::{lend_async, with_connection_async},
+};
+#[cfg(feature = "async")]
+pub use backend::AsyncTxnConnection;
 pub use backend::{classify, Backend, TxnConnection};
 pub use classify::{Disconnect, ErrorClass};
 /// Runs the function's body in a transaction on a pooled connection: see [what a call

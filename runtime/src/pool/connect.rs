@@ -66,7 +66,7 @@ impl<C: TxnConnection> Connector<C> {
             .watchdog
             .as_ref()
             .is_some_and(Watchdog::times_statements);
-        conn.set_instrumentation(Observer::<C> {
+        conn.set_instrumentation(Observer::<C::Dialect> {
             flags: flags.clone(),
             signals: self.signals.clone(),
             classifier: self.classifier.clone(),

@@ -11,10 +11,12 @@ use super::flags::Flags;
 use super::signals::Signals;
 use super::watchdog::Watch;
 use super::Classifier;
-use crate::backend::TxnConnection;
+use crate::backend::Dialect;
 use crate::classify::ErrorClass;
 
-pub(crate) struct Observer<C> {
+/// `D` is the connection's [`Dialect`], so that sync and async drivers of a
+/// server share it.
+pub(crate) struct Observer<D> {
     pub flags: Arc<Flags>,
     pub signals: Arc<Signals>,
     pub classifier: Option<Arc<Classifier>>,
@@ -24,10 +26,10 @@ pub(crate) struct Observer<C> {
     pub watch: Option<Arc<Watch>>,
     /// Statements started on this connection (wrapping).
     pub seq: u32,
-    pub _conn: PhantomData<fn() -> C>,
+    pub _conn: PhantomData<fn() -> D>,
 }
 
-impl<C: TxnConnection> Instrumentation for Observer<C> {
+impl<D: Dialect + 'static> Instrumentation for Observer<D> {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
         if let Some(watch) = &self.watch {
             match &event {
@@ -47,7 +49,7 @@ impl<C: TxnConnection> Instrumentation for Observer<C> {
                 .classifier
                 .as_ref()
                 .and_then(|rule| rule(err))
-                .unwrap_or_else(|| crate::classify(C::BACKEND, err));
+                .unwrap_or_else(|| crate::classify(D::BACKEND, err));
             match class {
                 ErrorClass::Disconnect(d) => {
                     if self.flags.disconnect().is_none() {

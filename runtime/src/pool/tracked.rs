@@ -16,19 +16,19 @@ pub struct Tracked<C> {
     pub(crate) conn: C,
     pub(crate) flags: Arc<Flags>,
     pub(crate) server: ServerInfo,
-    pub(super) created: Instant,
+    pub(crate) created: Instant,
     /// Last time a transaction committed or a ping succeeded on it.
-    pub(super) last_ok: Instant,
+    pub(crate) last_ok: Instant,
     /// Last time it went back to the pool.
-    pub(super) last_release: Instant,
+    pub(crate) last_release: Instant,
     /// The pool epoch when it was last known healthy.
-    pub(super) epoch: u64,
-    pub(super) signals: Arc<Signals>,
+    pub(crate) epoch: u64,
+    pub(crate) signals: Arc<Signals>,
     pub(crate) watch: Option<Arc<Watch>>,
     /// The connection's socket, when it was identified.
     pub(crate) fd: Option<RawFd>,
     /// Keeps a forked child off the socket.
-    pub(super) protected: Option<Protected>,
+    pub(crate) protected: Option<Protected>,
 }
 
 impl<C> Tracked<C> {
