@@ -92,13 +92,15 @@ fn call(func: &ItemFn, options: &Options, checked: &Checked) -> TokenStream {
         (true, true) => "run_async_once",
     };
     let run = Ident::new(run, Span::call_site());
-    let awaited = checked.is_async.then(|| quote!(.await));
+
     let conn_ty = checked.conn_ty;
 
     // The whole call is spanned at the return type: an unmet `E: From<db_txn::Error>` (E is
     // inferred, so rustc reports it on the call) then points at the user's error type.
     let span = error_type_span(checked.output);
     let krate = respan(krate, span);
+    // With the call's span: an unmet bound of the future is reported once there.
+    let awaited = checked.is_async.then(|| quote_spanned!(span=> .await));
     let mut args = Group::new(
         Delimiter::Parenthesis,
         quote!(#target, #options_expr, #closure),

@@ -74,6 +74,8 @@ pub use no_async_support::*;
 /// What `#[db_txn]` on an `async fn` calls (feature `async`).
 #[cfg(feature = "async")]
 mod async_support {
+    use std::future::Future;
+
     use super::Options;
     use crate::{AsyncPool, AsyncTxnConnection, Error};
 
@@ -114,17 +116,17 @@ mod async_support {
     /// fails the `Clone` bound below, whose line rustc shows: the comment on
     /// it is the remedy, and `tests/async/ui/fail/moved_argument_with_retry.stderr`
     /// pins it.
-    pub async fn run_async<C, T, E, F>(
-        target: AsyncTarget<'_, C>,
+    pub fn run_async<'a, C, T, E, F>(
+        target: AsyncTarget<'a, C>,
         options: Options,
         body: F,
-    ) -> Result<T, E>
+    ) -> impl Future<Output = Result<T, E>> + use<'a, C, T, E, F>
     where
         C: AsyncTxnConnection,
         E: From<Error>,
         F: AsyncFnOnce(&mut C) -> Result<T, E> + Clone, // may run twice: to move arguments, use #[db_txn(retry = 0)]
     {
-        crate::asynk::runner::run(target, options, || Some(body.clone())).await
+        crate::asynk::runner::run(target, options, move || Some(body.clone()))
     }
 
     /// The body of a `#[db_txn(retry = 0)]` `async fn`, which may consume its

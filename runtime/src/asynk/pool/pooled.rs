@@ -6,10 +6,11 @@
 //! * Nothing owed (no statement in flight, no transaction, no pending
 //!   session reset): back to the pool.
 //! * A statement in flight (its future was dropped before it finished):
-//!   detached from the pool at once, its server-side statement cancelled
-//!   (PostgreSQL's cancel request, MariaDB/MySQL `KILL QUERY`) in a spawned
-//!   task when a runtime is there, and the connection closed; the server
-//!   rolls the transaction back. A COMMIT in flight is not cancelled, and is
+//!   detached from the pool at once and closed, and its server-side
+//!   statement cancelled (PostgreSQL's cancel request, MariaDB/MySQL `KILL
+//!   QUERY`) in a spawned task, or on a thread of its own when no runtime
+//!   runs it (its runtime shutting down); the server rolls the transaction
+//!   back. A COMMIT in flight is not cancelled, and is
 //!   counted and logged as commit-unknown.
 //! * In a transaction but idle (dropped while the body awaited something
 //!   else): rolled back, and the session reset, in a spawned task, then
@@ -24,6 +25,7 @@ use diesel_async::TransactionManager;
 
 use super::manager::Manager;
 use super::slot::Slot;
+use crate::backend::async_driver::Canceller;
 use crate::backend::AsyncTxnConnection;
 use crate::stats::Counters;
 
@@ -142,10 +144,46 @@ fn abandon_statement<C: AsyncTxnConnection>(mut obj: Object<Manager<C>>) {
     };
     // Closed now (the server rolls the transaction back when it notices).
     drop(Object::take(obj));
-    if let (Some(cancel), Ok(runtime)) = (cancel, tokio::runtime::Handle::try_current()) {
-        drop(runtime.spawn(async move {
+    if let Some(cancel) = cancel {
+        let cancel = Cancel(Some(cancel));
+        match tokio::runtime::Handle::try_current() {
+            // On a runtime that is shutting down the task is dropped unrun,
+            // and `Cancel` moves to a thread of its own.
+            Ok(runtime) => drop(runtime.spawn(cancel.run())),
+            Err(_) => drop(cancel),
+        }
+    }
+}
+
+/// A cancel request to send; sent from a thread of its own (on a runtime of
+/// its own) if dropped unsent.
+struct Cancel(Option<Canceller>);
+
+impl Cancel {
+    async fn run(mut self) {
+        if let Some(cancel) = self.0.take() {
             let _ = tokio::time::timeout(CANCEL_LIMIT, cancel()).await;
-        }));
+        }
+    }
+}
+
+impl Drop for Cancel {
+    fn drop(&mut self) {
+        let Some(cancel) = self.0.take() else { return };
+        // No runtime to spawn on (its runtime shut down, or none): the
+        // statement would otherwise run to its end, holding its locks.
+        let _ = std::thread::Builder::new()
+            .name("db_txn-cancel".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                if let Ok(runtime) = runtime {
+                    runtime.block_on(async {
+                        let _ = tokio::time::timeout(CANCEL_LIMIT, cancel()).await;
+                    });
+                }
+            });
     }
 }
 

@@ -297,6 +297,12 @@ where
                     source: flags.lost_error(),
                 };
             }
+            if slot.depth() != Ok(Some(1)) {
+                // A savepoint is still open: a joined call's future outlived
+                // the `lend_async` that lent the connection. COMMIT would only
+                // release that savepoint; roll everything back instead.
+                return left_nested(options, slot, &flags).await;
+            }
             slot.committing = true;
             let committed = Tm::commit_transaction(&mut slot.tracked.conn).await;
             slot.committing = false;
@@ -349,6 +355,31 @@ where
             Attempt::Panicked(payload)
         }
     }
+}
+
+/// The body returned with the transaction still nested.
+async fn left_nested<C: AsyncTxnConnection, T, E: From<Error>>(
+    options: &Options,
+    slot: &mut Slot<C>,
+    flags: &Flags,
+) -> Attempt<T, E> {
+    while let Ok(Some(_)) = slot.depth() {
+        if Tm::rollback_transaction(&mut slot.tracked.conn)
+            .await
+            .is_err()
+        {
+            flags.set_discard();
+            break;
+        }
+    }
+    reset_session(slot, flags).await;
+    let source = diesel::result::Error::QueryBuilderError(
+        "the body returned while a call that joined its transaction was still open (its \
+         future outlived the `lend_async` that lent the connection): rolled back instead of \
+         committed"
+            .into(),
+    );
+    Attempt::Done(Err(step_error(options, Step::Commit, source).into()))
 }
 
 /// The body left a statement in flight (it dropped the statement's future).
