@@ -2,6 +2,7 @@
 //! ([`AsyncServer`]), the ledger workload on the async form ([`ledger`]),
 //! and the fault matrix ([`matrix`], the rows of `tests/fault/matrix.rs`).
 
+pub mod cancel;
 pub mod ledger;
 pub mod matrix;
 pub mod server;

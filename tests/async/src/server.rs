@@ -37,11 +37,14 @@ pub trait AsyncServer: Sync + 'static {
     fn sleep_sql(secs: f64) -> String;
     /// SQL that tells this session's id.
     const SESSION_ID_SQL: &'static str;
+    /// Sessions on `database` that are in a transaction or running a
+    /// statement (not counting the kit's own).
+    fn open_transactions(&self, database: &str) -> i64;
 }
 
 macro_rules! async_server {
     ($server:ty, $conn:ty, $name:literal, $user_url:literal, $params:literal,
-     idle: $idle:expr, sleep: $sleep:expr, id: $id:literal) => {
+     idle: $idle:expr, sleep: $sleep:expr, id: $id:literal, busy: $busy:literal) => {
         impl AsyncServer for $server {
             type Conn = $conn;
             const NAME: &'static str = $name;
@@ -100,6 +103,9 @@ macro_rules! async_server {
                 let sleep: fn(f64) -> String = $sleep;
                 sleep(secs)
             }
+            fn open_transactions(&self, database: &str) -> i64 {
+                self.query_i64(&format!($busy, db = database))
+            }
         }
     };
 }
@@ -115,7 +121,10 @@ async_server!(
     "?prefer_socket=false",
     idle: |secs| format!("SET SESSION wait_timeout = {secs}"),
     sleep: |secs| format!("SELECT SLEEP({secs})"),
-    id: "SELECT CAST(CONNECTION_ID() AS SIGNED) AS n"
+    id: "SELECT CAST(CONNECTION_ID() AS SIGNED) AS n",
+    busy: "SELECT COUNT(*) FROM information_schema.PROCESSLIST p WHERE p.DB = '{db}' \
+           AND p.ID <> CONNECTION_ID() AND (p.COMMAND NOT IN ('Sleep', 'Killed') OR p.ID IN \
+           (SELECT trx_mysql_thread_id FROM information_schema.INNODB_TRX))"
 );
 
 async_server!(
@@ -126,7 +135,10 @@ async_server!(
     "",
     idle: |secs| format!("SET idle_session_timeout = {}", secs * 1000),
     sleep: |secs| format!("SELECT pg_sleep({secs})"),
-    id: "SELECT CAST(pg_backend_pid() AS BIGINT) AS n"
+    id: "SELECT CAST(pg_backend_pid() AS BIGINT) AS n",
+    busy: "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = '{db}' \
+           AND pid <> pg_backend_pid() AND backend_type = 'client backend' \
+           AND (state <> 'idle' OR xact_start IS NOT NULL)"
 );
 
 /// Polls `f` every 20 ms until it holds or `limit` passes; whether it held.
