@@ -1,5 +1,6 @@
 //! README's "what survives what" table is generated from the fault matrix's
-//! test names (`tests/faults_*.rs`) and each case's doc comment
+//! test names (`tests/faults_*.rs`, and the async form's
+//! `tests/async/tests/faults_*.rs`) and each case's doc comment
 //! (`tests/fault/matrix.rs`). This test fails when the README is out
 //! of date; `UPDATE_README=1 cargo test --test readme_matrix` rewrites it.
 
@@ -13,9 +14,10 @@ fn tests_in(path: &str) -> Vec<String> {
     let mut names = Vec::new();
     let mut after_test = false;
     for line in text.lines().map(str::trim) {
-        if line == "#[test]" {
+        if line == "#[test]" || line.starts_with("#[tokio::test") {
             after_test = true;
         } else if after_test {
+            let line = line.strip_prefix("async ").unwrap_or(line);
             if let Some(rest) = line.strip_prefix("fn ") {
                 names.push(rest.split('(').next().unwrap_or_default().to_owned());
             }
@@ -47,8 +49,13 @@ fn cases() -> Vec<(String, String)> {
 }
 
 fn table() -> String {
-    let mariadb = tests_in("tests/faults_mariadb.rs");
-    let postgres = tests_in("tests/faults_postgres.rs");
+    let files = [
+        "tests/faults_mariadb.rs",
+        "tests/faults_postgres.rs",
+        "tests/async/tests/faults_mariadb.rs",
+        "tests/async/tests/faults_postgres.rs",
+    ];
+    let tests: Vec<Vec<String>> = files.iter().map(|f| tests_in(f)).collect();
     let mark = |tests: &[String], name: &str| {
         if tests.iter().any(|t| t == name) {
             "✓"
@@ -57,19 +64,20 @@ fn table() -> String {
         }
     };
     let mut out = String::from(
-        "| case (test name) | MariaDB | PostgreSQL | what is checked |\n|---|:-:|:-:|---|\n",
+        "| case (test name) | MariaDB | PostgreSQL | MariaDB, `async fn` | PostgreSQL, `async fn` | \
+         what is checked |\n|---|:-:|:-:|:-:|:-:|---|\n",
     );
     for (name, doc) in cases() {
-        let (m, p) = (mark(&mariadb, &name), mark(&postgres, &name));
-        if m == "–" && p == "–" {
+        let marks: Vec<&str> = tests.iter().map(|t| mark(t, &name)).collect();
+        if marks.iter().all(|m| *m == "–") {
             continue;
         }
-        out += &format!("| `{name}` | {m} | {p} | {doc} |\n");
+        out += &format!("| `{name}` | {} | {doc} |\n", marks.join(" | "));
     }
     let fork = tests_in("tests/fork.rs");
     assert_eq!(fork.len(), 1, "tests/fork.rs holds one test");
     out += &format!(
-        "| `{}` (tests/fork.rs) | ✓ | ✓ | A forked child uses fresh connections; the parent's stay open and serve it without a reconnect. |\n",
+        "| `{}` (tests/fork.rs) | ✓ | ✓ | – | – | A forked child uses fresh connections; the parent's stay open and serve it without a reconnect (an async pool, like its runtime, is built after the fork). |\n",
         fork[0]
     );
     out

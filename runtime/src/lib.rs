@@ -7,7 +7,9 @@
 //! leaked until the server refuses new ones. The usual cures are a ping before
 //! every use, recycling timers, a hand-written "roll back on error"
 //! decorator, and closing the session after every request. With `db_txn`
-//! they are one attribute:
+//! they are one attribute.
+//!
+#![cfg_attr(feature = "async-postgres", doc = include_str!("../ASYNC_INTRO.md"))]
 //!
 //! ```
 //! use db_txn::db_txn;
@@ -89,6 +91,7 @@
 //! functions on a connection you already hold, for example inside
 //! `begin_test_transaction`. `#[db_txn(requires_new)]` takes a connection and
 //! a transaction of its own instead.
+#![cfg_attr(feature = "async-postgres", doc = include_str!("../ASYNC.md"))]
 #![doc = include_str!("../OPTIONS.md")]
 #![warn(missing_docs)]
 
