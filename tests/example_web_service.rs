@@ -4,7 +4,7 @@
 //! match what the clients were told, every write must be in the ledger
 //! exactly once, and the pool must end all-idle with the server seeing just
 //! its connections.
-#![cfg(feature = "mysql")]
+#![cfg(feature = "async-mysql")]
 
 #[path = "../examples/web_service/app.rs"]
 mod app;
@@ -186,14 +186,14 @@ fn no_request_fails_while_connections_are_killed_and_the_server_restarts() {
         )
         .init();
     let db = MariaDb::start().unwrap_or_else(|e| panic!("{e}"));
-    let url = db.create_database("bank");
-    let pool = app::setup(&url).expect("setup");
+    let url = format!("{}?prefer_socket=false", db.create_database("bank"));
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
+    let pool = runtime.block_on(app::setup(&url)).expect("setup");
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind");

@@ -3,7 +3,7 @@
 //! request, `pool_pre_ping`, `pool_recycle` or an `auto_rollback` decorator.
 //!
 //! ```sh
-//! cargo run --example web_service --features mysql
+//! cargo run --example web_service --features async-mysql
 //! ```
 //!
 //! `DATABASE_URL` (`mysql://user:pass@host:port/db`) names the database; if
@@ -11,9 +11,10 @@
 //! on 127.0.0.1 (default: a free one, printed). `RUST_LOG` sets the log
 //! filter (default `info`). Ctrl-C stops it.
 //!
-//! Handlers run the blocking database calls on tokio's blocking threads
-//! (`spawn_blocking`); each call checks out a connection, runs one
-//! transaction and gives the connection back, whatever happens in between.
+//! Handlers await `#[db_txn]` `async fn`s on diesel-async (no
+//! `spawn_blocking`); each call checks out a connection, runs one
+//! transaction and gives the connection back, whatever happens in between,
+//! a client that hangs up mid-request included.
 //! `tests/example_web_service.rs` sends requests while the server KILLs the
 //! service's connections and restarts, and checks that none failed.
 
@@ -29,7 +30,6 @@ fn main() -> Result<(), BoxError> {
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let (url, server) = database()?;
-    let pool = app::setup(&url)?;
     let port: u16 = match std::env::var("PORT") {
         Ok(p) => p
             .parse()
@@ -40,6 +40,7 @@ fn main() -> Result<(), BoxError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let pool = runtime.block_on(app::setup(&url))?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let base = format!("http://{}", listener.local_addr()?);
@@ -67,6 +68,8 @@ fn main() -> Result<(), BoxError> {
         .await
     })?;
     println!("stopped; pool: {}", app::stats_json(&pool.stats()));
+    drop(pool);
+    drop(runtime);
     drop(server); // stops the throwaway server, if one was started
     Ok(())
 }
@@ -83,5 +86,10 @@ fn database() -> Result<(String, Option<MariaDb>), BoxError> {
         "MariaDB on 127.0.0.1:{} (user root, no password)",
         server.port()
     );
-    Ok((server.url(), Some(server)))
+    // Over TCP, as to a remote server: mysql_async would otherwise move a
+    // local connection onto the server's unix socket.
+    Ok((
+        format!("{}?prefer_socket=false", server.url()),
+        Some(server),
+    ))
 }
