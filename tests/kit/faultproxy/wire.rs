@@ -272,7 +272,7 @@ pub fn is_commit_sql(sql: &[u8]) -> bool {
     word_ok
         && rest
             .first()
-            .map_or(true, |c| c.is_ascii_whitespace() || *c == b';')
+            .is_none_or(|c| c.is_ascii_whitespace() || *c == b';')
 }
 
 #[cfg(test)]
