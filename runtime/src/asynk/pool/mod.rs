@@ -25,6 +25,7 @@ mod probe;
 pub(crate) mod slot;
 
 use std::future::Future;
+use std::mem::ManuallyDrop;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -67,11 +68,24 @@ pub struct AsyncPool<C: AsyncTxnConnection> {
 
 struct Shared<C: AsyncTxnConnection> {
     id: u64,
-    pool: deadpool::managed::Pool<Manager<C>>,
+    /// The fork generation of the process that built it: in a forked child
+    /// the pool is neither used nor dropped (dropping would close, with a
+    /// QUIT, connections the parent still uses).
+    generation: u64,
+    pool: ManuallyDrop<deadpool::managed::Pool<Manager<C>>>,
     url: String,
     max_size: u32,
     checkout_timeout: Duration,
     signals: Arc<Signals>,
+}
+
+impl<C: AsyncTxnConnection> Drop for Shared<C> {
+    fn drop(&mut self) {
+        if self.generation == crate::pool::fork_generation() {
+            // SAFETY: dropped once, here, and never used again.
+            unsafe { ManuallyDrop::drop(&mut self.pool) };
+        }
+    }
 }
 
 impl<C: AsyncTxnConnection> Clone for AsyncPool<C> {
@@ -125,7 +139,8 @@ impl<C: AsyncTxnConnection> AsyncPool<C> {
         AsyncPool {
             shared: Arc::new(Shared {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-                pool,
+                generation: crate::pool::fork_generation(),
+                pool: ManuallyDrop::new(pool),
                 url: config.url,
                 max_size: config.max_size,
                 checkout_timeout: config.checkout_timeout,
@@ -146,6 +161,9 @@ impl<C: AsyncTxnConnection> AsyncPool<C> {
         &self,
         function: Option<&'static str>,
     ) -> Result<AsyncPooledConnection<C>, Error> {
+        if self.shared.generation != crate::pool::fork_generation() {
+            return Err(Error::AsyncPoolForked { function });
+        }
         let timeout = self.shared.checkout_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
         let mut last_error = None;
@@ -194,6 +212,10 @@ impl<C: AsyncTxnConnection> AsyncPool<C> {
     /// Counters since the pool was built, and the live state (connections
     /// open and idle).
     pub fn stats(&self) -> PoolStats {
+        if self.shared.generation != crate::pool::fork_generation() {
+            // The parent's pool state may be locked forever in the child.
+            return self.shared.signals.counters.snapshot(0, 0);
+        }
         let status = self.shared.pool.status();
         self.shared.signals.counters.snapshot(
             u32::try_from(status.size).unwrap_or(u32::MAX),

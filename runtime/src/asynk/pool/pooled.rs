@@ -39,11 +39,16 @@ const CANCEL_LIMIT: Duration = Duration::from_secs(5);
 /// owes something (see [the crate docs](crate#cancellation)).
 pub struct AsyncPooledConnection<C: AsyncTxnConnection> {
     obj: Option<Object<Manager<C>>>,
+    /// The fork generation it was checked out in.
+    generation: u64,
 }
 
 impl<C: AsyncTxnConnection> AsyncPooledConnection<C> {
     pub(super) fn new(obj: Object<Manager<C>>) -> Self {
-        AsyncPooledConnection { obj: Some(obj) }
+        AsyncPooledConnection {
+            obj: Some(obj),
+            generation: crate::pool::fork_generation(),
+        }
     }
 
     pub(crate) fn slot(&mut self) -> &mut Slot<C> {
@@ -77,9 +82,14 @@ impl<C: AsyncTxnConnection> DerefMut for AsyncPooledConnection<C> {
 
 impl<C: AsyncTxnConnection> Drop for AsyncPooledConnection<C> {
     fn drop(&mut self) {
-        if let Some(obj) = self.obj.take() {
-            release(obj);
+        let Some(obj) = self.obj.take() else { return };
+        if self.generation != crate::pool::fork_generation() {
+            // Held across fork() and dropped in the child: the connection and
+            // the pool's state are the parent's.
+            std::mem::forget(obj);
+            return;
         }
+        release(obj);
     }
 }
 
