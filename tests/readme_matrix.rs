@@ -77,7 +77,7 @@ fn table() -> String {
     let fork = tests_in("tests/fork.rs");
     assert_eq!(fork.len(), 1, "tests/fork.rs holds one test");
     out += &format!(
-        "| `{}` (tests/fork.rs) | ✓ | ✓ | – | – | A forked child uses fresh connections; the parent's stay open and serve it without a reconnect (an async pool, like its runtime, is built after the fork). |\n",
+        "| `{}` (tests/fork.rs) | ✓ | ✓ | – | – | A forked child uses fresh connections; the parent's stay open and serve it without a reconnect. (An async pool, like its runtime, is built after the fork: one inherited is refused in the child, `Error::AsyncPoolForked`, and left intact for the parent: `tests/async/tests/fork.rs`.) |\n",
         fork[0]
     );
     out
