@@ -50,12 +50,14 @@ pub(crate) struct Frame {
     state: Mutex<State>,
 }
 
-#[derive(Clone, Copy)]
 struct State {
     holder: &'static str,
     lent: Option<LentPtr>,
-    /// The joined call that holds the connection now (0: none).
-    claim: u64,
+    /// The joined calls that hold the connection, outermost first: a joined
+    /// call may lend it on to calls of its own. A lend that ends takes the
+    /// claims made under it off, so a joined call's future that outlived its
+    /// lend finds its claim gone.
+    claims: Vec<u64>,
 }
 
 impl Frame {
@@ -110,13 +112,11 @@ impl Lent {
     pub(crate) unsafe fn claim<'a, C>(self, holder: &'static str) -> Option<(&'a mut C, Claim)> {
         let id = NEXT_CLAIM.fetch_add(1, Ordering::Relaxed);
         let mut state = self.frame.state();
-        let saved = *state;
-        let ptr = saved.lent?;
-        *state = State {
-            holder,
-            lent: None,
-            claim: id,
-        };
+        let ptr = state.lent?;
+        let saved = (state.holder, state.lent);
+        state.holder = holder;
+        state.lent = None;
+        state.claims.push(id);
         drop(state);
         let claim = Claim {
             frame: self.frame,
@@ -137,16 +137,18 @@ pub(crate) fn lookup<C: AsyncTxnConnection>(pool: Option<u64>) -> Lookup {
     match found {
         None => Lookup::Free,
         Some(frame) => {
-            let state = *frame.state();
-            match state.lent {
-                None => Lookup::Busy {
-                    holder: state.holder,
-                },
-                Some(_) => Lookup::Lent(Lent {
-                    holder: state.holder,
+            let (holder, lent) = {
+                let state = frame.state();
+                (state.holder, state.lent.is_some())
+            };
+            if lent {
+                Lookup::Lent(Lent {
+                    holder,
                     settings: frame.settings,
                     frame,
-                }),
+                })
+            } else {
+                Lookup::Busy { holder }
             }
         }
     }
@@ -156,7 +158,7 @@ pub(crate) fn lookup<C: AsyncTxnConnection>(pool: Option<u64>) -> Lookup {
 pub(crate) struct Claim {
     frame: Arc<Frame>,
     id: u64,
-    saved: State,
+    saved: (&'static str, Option<LentPtr>),
 }
 
 impl Claim {
@@ -173,8 +175,10 @@ impl Claim {
 impl Drop for Claim {
     fn drop(&mut self) {
         let mut state = self.frame.state();
-        if state.claim == self.id {
-            *state = self.saved;
+        // Gone already when the lend it was made under ended first.
+        if state.claims.last() == Some(&self.id) {
+            state.claims.pop();
+            (state.holder, state.lent) = self.saved;
         }
     }
 }
@@ -194,7 +198,7 @@ impl<F: Future> Future for Guarded<F> {
     type Output = F::Output;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let claimed = this.frame.state().claim == *this.id;
+        let claimed = this.frame.state().claims.contains(this.id);
         if !claimed || !in_scope(this.frame) {
             // Polling on would use a connection this future no longer borrows.
             panic!(
@@ -224,7 +228,7 @@ pub(crate) fn enter<C: AsyncTxnConnection, F: Future>(
         state: Mutex::new(State {
             holder,
             lent: None,
-            claim: 0,
+            claims: Vec::new(),
         }),
     });
     TOP.scope(Some(frame), fut)
@@ -278,7 +282,7 @@ pub async fn lend_async<C: AsyncTxnConnection, R>(conn: &mut C, f: impl AsyncFnO
                 state: Mutex::new(State {
                     holder: "db_txn::lend_async",
                     lent: Some(ptr),
-                    claim: 0,
+                    claims: Vec::new(),
                 }),
             });
             TOP.scope(Some(frame), f()).await
@@ -290,23 +294,31 @@ pub async fn lend_async<C: AsyncTxnConnection, R>(conn: &mut C, f: impl AsyncFnO
 /// when its future is dropped).
 struct Lending {
     frame: Arc<Frame>,
-    saved: State,
+    saved: (&'static str, Option<LentPtr>),
+    /// Claims made before this lend.
+    claims: usize,
 }
 
 impl Lending {
     fn new(frame: Arc<Frame>, ptr: LentPtr) -> Self {
         let mut state = frame.state();
-        let saved = *state;
+        let saved = (state.holder, state.lent);
+        let claims = state.claims.len();
         state.lent = Some(ptr);
-        state.claim = 0;
         drop(state);
-        Lending { frame, saved }
+        Lending {
+            frame,
+            saved,
+            claims,
+        }
     }
 }
 
 impl Drop for Lending {
     fn drop(&mut self) {
-        *self.frame.state() = self.saved;
+        let mut state = self.frame.state();
+        (state.holder, state.lent) = self.saved;
+        state.claims.truncate(self.claims);
     }
 }
 

@@ -238,6 +238,46 @@ async fn nesting_through_lend_async() {
     assert_eq!((s.connections, s.idle_connections), (2, 2), "{s:?}");
 }
 
+#[db_txn(pool = pool)]
+async fn middle(conn: &mut Pg, pool: &AsyncPool<Pg>, tag: &str) -> Result<(), Error> {
+    conn.batch_execute(&format!("INSERT INTO ops VALUES ('{tag}-middle', 0, 1, 1)"))
+        .await?;
+    // A joined call lends the connection on: its own calls join too.
+    db_txn::lend_async(conn, async || {
+        add(pool, &format!("{tag}-inner"), false).await?;
+        assert!(add(pool, &format!("{tag}-inner-failed"), true)
+            .await
+            .is_err());
+        Ok(())
+    })
+    .await
+}
+
+#[db_txn(pool = pool)]
+async fn top(conn: &mut Pg, pool: &AsyncPool<Pg>, tag: &str) -> Result<(), Error> {
+    db_txn::lend_async(conn, async || {
+        middle(pool, tag).await?;
+        add(pool, &format!("{tag}-after"), false).await
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joined_call_lends_on() {
+    let pool = pg_pool("async_lend_on", 1).await;
+    top(&pool, "deep").await.unwrap();
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT COUNT(*) AS n FROM ops WHERE op_id LIKE 'deep-%'"
+        )
+        .await,
+        3,
+        "middle, inner and after: one connection, one transaction"
+    );
+    assert_eq!(pool.stats().checkouts, 3, "schema, top, the count");
+}
+
 /// A connection held outside any pool (a test's): annotated calls run on
 /// it through `lend_async`, in a transaction of their own on it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
