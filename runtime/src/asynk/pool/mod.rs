@@ -45,7 +45,17 @@ use manager::Manager;
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A pool of diesel-async connections of type `C`, cheap to clone (all
-/// clones share it): the async twin of [`Pool`](crate::Pool).
+/// clones share it): the async twin of [`Pool`](crate::Pool), with the same
+/// checkout policy, watchdog and counters.
+///
+/// It runs on [deadpool](https://docs.rs/deadpool) rather than bb8: deadpool
+/// asks the pool's manager about a connection at each checkout (where the
+/// policy trusts, pings or retires it), lets a connection that owes a
+/// ROLLBACK or was dropped mid-statement be taken out for good, and spawns
+/// no background tasks, so the pool works on any tokio runtime and a
+/// checkout does nothing behind the caller's back. bb8 pings every checkout
+/// unless told not to, reaps and refills from spawned tasks, and puts back
+/// whatever connection is dropped.
 ///
 /// Build one at start-up, inside the tokio runtime, and either
 /// [`install_async`](crate::install_async) it as the default for `C` or
