@@ -28,7 +28,10 @@
 //! acknowledged.
 //!
 //! Options: `--smoke` (a few transactions each; checks correctness only),
-//! `--only mariadb,postgres`.
+//! `--only mariadb,postgres`, `--pin one|none`: by default the program and
+//! the servers it starts share one CPU, as in `tests/bench/` (see its
+//! `pin.rs`: unpinned on a two-core VM, where a connection's round trips
+//! land decides more than the code does).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -498,9 +501,38 @@ fn table_sql() -> String {
     )
 }
 
+/// Pins this thread (and so the runtime's threads and the servers started
+/// after it) to the first CPU it may use.
+fn pin_to_one_cpu() -> String {
+    // SAFETY: `set` is a plain bit set; the calls fill in or read it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        let size = std::mem::size_of_val(&set);
+        if libc::sched_getaffinity(0, size, &mut set) != 0 {
+            return "not pinned: sched_getaffinity failed".into();
+        }
+        let Some(cpu) = (0..libc::CPU_SETSIZE as usize).find(|&c| libc::CPU_ISSET(c, &set)) else {
+            return "not pinned: no CPU in the mask".into();
+        };
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut one);
+        if libc::sched_setaffinity(0, size, &one) != 0 {
+            return "not pinned: sched_setaffinity failed".into();
+        }
+        format!("pinned to CPU {cpu}, with the servers")
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let smoke = args.iter().any(|a| a == "--smoke");
+    let unpinned = args.windows(2).any(|w| w[0] == "--pin" && w[1] == "none");
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let placement = if unpinned {
+        "not pinned".to_owned()
+    } else {
+        pin_to_one_cpu()
+    };
     let only: Vec<String> = match args.iter().position(|a| a == "--only") {
         Some(i) => args
             .get(i + 1)
@@ -515,7 +547,14 @@ fn main() -> ExitCode {
         .build()
         .expect("runtime");
     let started = Instant::now();
-    let mut report = String::from("## `async fn`\n");
+    let mut report = format!(
+        "## `async fn`\n\n{} transactions per contender and workload (1 task), {} bursts of {TASKS} \
+         tasks x {} (64 tasks); {placement}; load average {}\n",
+        cfg.samples,
+        cfg.bursts,
+        cfg.per_task,
+        load.split(' ').next().unwrap_or("?")
+    );
     for backend in &only {
         let result = match backend.as_str() {
             "postgres" => {
