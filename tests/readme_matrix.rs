@@ -1,9 +1,9 @@
 //! README's "what survives what" table is generated from the fault matrix's
-//! test names (`tests/faults_*.rs`, and `tests/topology_*.rs` for replicas,
-//! failover and poolers) and each case's doc comment (`tests/fault/matrix.rs`,
-//! `tests/fault/silent.rs`, `tests/fault/topology.rs`, `tests/fault/pooler.rs`). This test fails when
-//! the README is out of date; `UPDATE_README=1 cargo test --test readme_matrix`
-//! rewrites it.
+//! test names (`tests/faults_*.rs` and `tests/topology_*.rs`, and the async
+//! form's `tests/async/tests/faults_*.rs`) and each case's doc comment (the
+//! `pub fn`s of `tests/fault/matrix.rs`, `silent.rs`, `topology.rs`,
+//! `pooler.rs`). This test fails when the README is out of date;
+//! `UPDATE_README=1 cargo test --test readme_matrix` rewrites it.
 
 use std::fs;
 
@@ -15,9 +15,10 @@ fn tests_in(path: &str) -> Vec<String> {
     let mut names = Vec::new();
     let mut after_test = false;
     for line in text.lines().map(str::trim) {
-        if line == "#[test]" {
+        if line == "#[test]" || line.starts_with("#[tokio::test") {
             after_test = true;
         } else if after_test {
+            let line = line.strip_prefix("async ").unwrap_or(line);
             if let Some(rest) = line.strip_prefix("fn ") {
                 names.push(rest.split('(').next().unwrap_or_default().to_owned());
             }
@@ -66,8 +67,12 @@ fn cases_in(path: &str) -> Vec<(String, String)> {
 }
 
 fn table() -> String {
-    let mariadb = tests_in_all(&["tests/faults_mariadb.rs", "tests/topology_mariadb.rs"]);
-    let postgres = tests_in_all(&["tests/faults_postgres.rs", "tests/topology_postgres.rs"]);
+    let tests: Vec<Vec<String>> = vec![
+        tests_in_all(&["tests/faults_mariadb.rs", "tests/topology_mariadb.rs"]),
+        tests_in_all(&["tests/faults_postgres.rs", "tests/topology_postgres.rs"]),
+        tests_in("tests/async/tests/faults_mariadb.rs"),
+        tests_in("tests/async/tests/faults_postgres.rs"),
+    ];
     let mark = |tests: &[String], name: &str| {
         if tests.iter().any(|t| t == name) {
             "✓"
@@ -83,19 +88,20 @@ fn table() -> String {
         );
     }
     let mut out = String::from(
-        "| case (test name) | MariaDB | PostgreSQL | what is checked |\n|---|:-:|:-:|---|\n",
+        "| case (test name) | MariaDB | PostgreSQL | MariaDB, `async fn` | PostgreSQL, `async fn` | \
+         what is checked |\n|---|:-:|:-:|:-:|:-:|---|\n",
     );
     for (name, doc) in cases {
-        let (m, p) = (mark(&mariadb, &name), mark(&postgres, &name));
-        if m == "–" && p == "–" {
+        let marks: Vec<&str> = tests.iter().map(|t| mark(t, &name)).collect();
+        if marks.iter().all(|m| *m == "–") {
             continue;
         }
-        out += &format!("| `{name}` | {m} | {p} | {doc} |\n");
+        out += &format!("| `{name}` | {} | {doc} |\n", marks.join(" | "));
     }
     let fork = tests_in("tests/fork.rs");
     assert_eq!(fork.len(), 1, "tests/fork.rs holds one test");
     out += &format!(
-        "| `{}` (tests/fork.rs) | ✓ | ✓ | A forked child uses fresh connections; the parent's stay open and serve it without a reconnect. |\n",
+        "| `{}` (tests/fork.rs) | ✓ | ✓ | – | – | A forked child uses fresh connections; the parent's stay open and serve it without a reconnect. (An async pool, like its runtime, is built after the fork: one inherited is refused in the child, `Error::AsyncPoolForked`, and left intact for the parent: `tests/async/tests/fork.rs`.) |\n",
         fork[0]
     );
     out

@@ -14,6 +14,13 @@
 //!
 //! Writes take an optional `Idempotency-Key` header: a request sent again
 //! with the same key is applied once.
+//!
+//! The database functions are `async fn`s on diesel-async's
+//! `AsyncMysqlConnection`: a handler awaits them on its own task, with no
+//! thread hop. A client that hangs up mid-request makes hyper drop the
+//! handler's future; the call's transaction is then rolled back (or its
+//! statement cancelled and its connection closed), never committed half-way
+//! and never left to the next request.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -26,12 +33,11 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
-use db_txn::{db_txn, Pool, PoolStats};
-use diesel::connection::SimpleConnection;
-use diesel::prelude::*;
-use diesel::result::DatabaseErrorKind;
+use db_txn::{db_txn, AsyncPool, PoolStats};
+use diesel::result::{DatabaseErrorKind, OptionalExtension};
 use diesel::sql_types::{BigInt, Text};
-use diesel::MysqlConnection;
+use diesel::QueryableByName;
+use diesel_async::{AsyncMysqlConnection, RunQueryDsl, SimpleAsyncConnection};
 
 /// Everything a handler can answer with other than success.
 #[derive(Debug)]
@@ -45,7 +51,7 @@ pub enum AppError {
         amount: i64,
     },
     BadRequest(String),
-    /// A handler thread panicked.
+    /// The service is misconfigured.
     Internal(String),
 }
 
@@ -110,17 +116,20 @@ impl Account {
 }
 
 /// Build the pool for `url`, create the tables, and install the pool as the
-/// default of every `#[db_txn]` function on `MysqlConnection`.
-pub fn setup(url: &str) -> Result<Pool<MysqlConnection>, AppError> {
-    let pool = Pool::<MysqlConnection>::builder(url)
+/// default of every `#[db_txn]` function on `AsyncMysqlConnection`.
+pub async fn setup(url: &str) -> Result<AsyncPool<AsyncMysqlConnection>, AppError> {
+    let pool = AsyncPool::<AsyncMysqlConnection>::builder(url)
         .max_size(10)
-        .on_connect(record_connection)
+        .on_connect(|conn| Box::pin(record_connection(conn)))
         // Long enough to ride out a database restart: a request made while
         // the server is down waits for it instead of failing.
         .checkout_timeout(Duration::from_secs(10))
-        .build()?;
-    pool.get()?.batch_execute(
-        "CREATE TABLE IF NOT EXISTS bank_accounts (
+        .build()
+        .await?;
+    pool.get()
+        .await?
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS bank_accounts (
              id BIGINT PRIMARY KEY,
              balance BIGINT NOT NULL
          ) ENGINE = InnoDB;
@@ -130,8 +139,9 @@ pub fn setup(url: &str) -> Result<Pool<MysqlConnection>, AppError> {
              account BIGINT NOT NULL,
              amount BIGINT NOT NULL
          ) ENGINE = InnoDB",
-    )?;
-    db_txn::install(pool.clone());
+        )
+        .await?;
+    db_txn::install_async(pool.clone());
     Ok(pool)
 }
 
@@ -145,36 +155,38 @@ pub fn setup(url: &str) -> Result<Pool<MysqlConnection>, AppError> {
 // again too.
 
 #[db_txn(retry = 3, retry_conflicts = 3)]
-fn open_account(conn: &mut MysqlConnection, id: i64) -> Result<Account, AppError> {
+async fn open_account(conn: &mut AsyncMysqlConnection, id: i64) -> Result<Account, AppError> {
     diesel::sql_query("INSERT IGNORE INTO bank_accounts (id, balance) VALUES (?, 0)")
         .bind::<BigInt, _>(id)
-        .execute(conn)?;
-    balance_of(conn, id)
+        .execute(conn)
+        .await?;
+    balance_of(conn, id).await
 }
 
 #[db_txn(retry = 3, retry_conflicts = 3)]
-fn deposit(
-    conn: &mut MysqlConnection,
+async fn deposit(
+    conn: &mut AsyncMysqlConnection,
     op: &str,
     id: i64,
     amount: i64,
 ) -> Result<Account, AppError> {
-    if !record_op(conn, op, "deposit", id, amount)? {
-        return balance_of(conn, id); // applied before: answer as then
+    if !record_op(conn, op, "deposit", id, amount).await? {
+        return balance_of(conn, id).await; // applied before: answer as then
     }
     let updated = diesel::sql_query("UPDATE bank_accounts SET balance = balance + ? WHERE id = ?")
         .bind::<BigInt, _>(amount)
         .bind::<BigInt, _>(id)
-        .execute(conn)?;
+        .execute(conn)
+        .await?;
     if updated == 0 {
         return Err(AppError::NotFound(id)); // the op row is rolled back too
     }
-    balance_of(conn, id)
+    balance_of(conn, id).await
 }
 
 #[db_txn(retry = 3, retry_conflicts = 3)]
-fn transfer(
-    conn: &mut MysqlConnection,
+async fn transfer(
+    conn: &mut AsyncMysqlConnection,
     op: &str,
     from: i64,
     to: i64,
@@ -185,7 +197,7 @@ fn transfer(
             "from and to are the same account".into(),
         ));
     }
-    if record_op(conn, op, "transfer", from, amount)? {
+    if record_op(conn, op, "transfer", from, amount).await? {
         // Both rows locked in id order, so opposite transfers wait for each
         // other instead of deadlocking (`retry_conflicts` covers what is left).
         let locked: Vec<Account> = diesel::sql_query(
@@ -193,7 +205,8 @@ fn transfer(
         )
         .bind::<BigInt, _>(from)
         .bind::<BigInt, _>(to)
-        .load(conn)?;
+        .load(conn)
+        .await?;
         let find = |id| locked.iter().find(|a| a.id == id).copied();
         let source = find(from).ok_or(AppError::NotFound(from))?;
         find(to).ok_or(AppError::NotFound(to))?;
@@ -208,29 +221,31 @@ fn transfer(
             diesel::sql_query("UPDATE bank_accounts SET balance = balance + ? WHERE id = ?")
                 .bind::<BigInt, _>(delta)
                 .bind::<BigInt, _>(id)
-                .execute(conn)?;
+                .execute(conn)
+                .await?;
         }
     }
-    Ok((balance_of(conn, from)?, balance_of(conn, to)?))
+    Ok((balance_of(conn, from).await?, balance_of(conn, to).await?))
 }
 
 #[db_txn(read_only, retry = 3)]
-fn account(conn: &mut MysqlConnection, id: i64) -> Result<Account, AppError> {
-    balance_of(conn, id)
+async fn account(conn: &mut AsyncMysqlConnection, id: i64) -> Result<Account, AppError> {
+    balance_of(conn, id).await
 }
 
-fn balance_of(conn: &mut MysqlConnection, id: i64) -> Result<Account, AppError> {
+async fn balance_of(conn: &mut AsyncMysqlConnection, id: i64) -> Result<Account, AppError> {
     diesel::sql_query("SELECT id, balance FROM bank_accounts WHERE id = ?")
         .bind::<BigInt, _>(id)
         .get_result(conn)
+        .await
         .optional()?
         .ok_or(AppError::NotFound(id))
 }
 
 /// Record operation `op` in this transaction; `false` if it was recorded
 /// (and so applied) before.
-fn record_op(
-    conn: &mut MysqlConnection,
+async fn record_op(
+    conn: &mut AsyncMysqlConnection,
     op: &str,
     kind: &str,
     account: i64,
@@ -243,7 +258,8 @@ fn record_op(
     .bind::<Text, _>(kind)
     .bind::<BigInt, _>(account)
     .bind::<BigInt, _>(amount)
-    .execute(conn);
+    .execute(conn)
+    .await;
     match inserted {
         Ok(_) => Ok(true),
         Err(diesel::result::Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
@@ -271,12 +287,13 @@ const SESSIONS_SQL: &str =
     "SELECT CAST(ID AS SIGNED) AS id, HOST AS host FROM information_schema.PROCESSLIST";
 
 /// The pool's `on_connect` hook: remember this connection.
-fn record_connection(conn: &mut MysqlConnection) -> QueryResult<()> {
+async fn record_connection(conn: &mut AsyncMysqlConnection) -> diesel::QueryResult<()> {
     let session: Session = diesel::sql_query(
         "SELECT CAST(ID AS SIGNED) AS id, HOST AS host FROM information_schema.PROCESSLIST \
          WHERE ID = CONNECTION_ID()",
     )
-    .get_result(conn)?;
+    .get_result(conn)
+    .await?;
     own_connections().push(session);
     Ok(())
 }
@@ -289,8 +306,8 @@ fn own_connections() -> std::sync::MutexGuard<'static, Vec<Session>> {
 
 /// The server's ids of this service's connections that are open now.
 #[db_txn(read_only, retry = 3)]
-pub fn own_connection_ids(conn: &mut MysqlConnection) -> Result<Vec<i64>, AppError> {
-    let open: Vec<Session> = diesel::sql_query(SESSIONS_SQL).load(conn)?;
+pub async fn own_connection_ids(conn: &mut AsyncMysqlConnection) -> Result<Vec<i64>, AppError> {
+    let open: Vec<Session> = diesel::sql_query(SESSIONS_SQL).load(conn).await?;
     let mut mine = own_connections();
     // Forget the connections that are gone.
     mine.retain(|s| open.contains(s));
@@ -305,10 +322,12 @@ pub fn own_connection_ids(conn: &mut MysqlConnection) -> Result<Vec<i64>, AppErr
 /// leaves to the caller. Safe here because every call is idempotent: a write
 /// carries its operation id, which makes another run a no-op if the first
 /// one did commit, and a read changes nothing.
-fn idempotent<T>(call: impl Fn() -> Result<T, AppError>) -> Result<T, AppError> {
+async fn idempotent<T, F: Future<Output = Result<T, AppError>>>(
+    call: impl Fn() -> F,
+) -> Result<T, AppError> {
     let mut again = 3;
     loop {
-        match call() {
+        match call().await {
             Err(AppError::Db(e)) if e.is_commit_unknown() && again > 0 => {
                 again -= 1;
                 tracing::warn!("{e}; running it again (idempotent)");
@@ -316,17 +335,6 @@ fn idempotent<T>(call: impl Fn() -> Result<T, AppError>) -> Result<T, AppError> 
             other => return other,
         }
     }
-}
-
-/// Run blocking database work off the async worker threads.
-async fn blocking<T, F>(work: F) -> Result<T, AppError>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Result<T, AppError> + Send + 'static,
-{
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| AppError::Internal(format!("handler thread: {e}")))?
 }
 
 /// The client's `Idempotency-Key`, or a fresh id.
@@ -372,12 +380,12 @@ fn json(body: String) -> Response {
 }
 
 async fn open_handler(Path(id): Path<i64>) -> Result<Response, AppError> {
-    let account = blocking(move || idempotent(|| open_account(id))).await?;
+    let account = idempotent(|| open_account(id)).await?;
     Ok(json(account.json()))
 }
 
 async fn get_handler(Path(id): Path<i64>) -> Result<Response, AppError> {
-    let account = blocking(move || idempotent(|| account(id))).await?;
+    let account = idempotent(|| account(id)).await?;
     Ok(json(account.json()))
 }
 
@@ -387,7 +395,7 @@ async fn deposit_handler(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let (amount, op) = (amount(&query)?, operation_id(&headers)?);
-    let account = blocking(move || idempotent(|| deposit(&op, id, amount))).await?;
+    let account = idempotent(|| deposit(&op, id, amount)).await?;
     Ok(json(account.json()))
 }
 
@@ -397,7 +405,7 @@ async fn transfer_handler(
 ) -> Result<Response, AppError> {
     let (from, to) = (int_param(&query, "from")?, int_param(&query, "to")?);
     let (amount, op) = (amount(&query)?, operation_id(&headers)?);
-    let (from, to) = blocking(move || idempotent(|| transfer(&op, from, to, amount))).await?;
+    let (from, to) = idempotent(|| transfer(&op, from, to, amount)).await?;
     Ok(json(format!(
         r#"{{"from":{},"to":{}}}"#,
         from.json(),
@@ -406,13 +414,13 @@ async fn transfer_handler(
 }
 
 async fn connections_handler() -> Result<Response, AppError> {
-    let ids = blocking(own_connection_ids).await?;
+    let ids = own_connection_ids().await?;
     let lines: Vec<String> = ids.iter().map(|id| format!("{id}\n")).collect();
     Ok(lines.concat().into_response())
 }
 
 async fn stats_handler() -> Result<Response, AppError> {
-    let pool = db_txn::installed::<MysqlConnection>()
+    let pool = db_txn::installed_async::<AsyncMysqlConnection>()
         .ok_or_else(|| AppError::Internal("no pool installed".into()))?;
     Ok(json(stats_json(&pool.stats())))
 }

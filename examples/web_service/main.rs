@@ -11,12 +11,12 @@
 //! on 127.0.0.1 (default: a free one, printed). `RUST_LOG` sets the log
 //! filter (default `info`). Ctrl-C stops it.
 //!
-//! Handlers run the blocking database calls on tokio's blocking threads
-//! (`spawn_blocking`); each call checks out a connection, runs one
-//! transaction and gives the connection back, whatever happens in between.
-//! `tests/web_service.rs` (`cargo test -p db_txn_web_service`) sends
-//! requests while the server KILLs the service's connections and restarts,
-//! and checks that none failed.
+//! Handlers await `#[db_txn]` `async fn`s on diesel-async (no
+//! `spawn_blocking`); each call checks out a connection, runs one
+//! transaction and gives the connection back, whatever happens in between,
+//! a client that hangs up mid-request included.
+//! `tests/web_service.rs` (`cargo test -p db_txn_web_service`) sends requests while the server KILLs the
+//! service's connections and restarts, and checks that none failed.
 
 mod app;
 
@@ -30,7 +30,6 @@ fn main() -> Result<(), BoxError> {
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let (url, server) = database()?;
-    let pool = app::setup(&url)?;
     let port: u16 = match std::env::var("PORT") {
         Ok(p) => p
             .parse()
@@ -41,6 +40,7 @@ fn main() -> Result<(), BoxError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let pool = runtime.block_on(app::setup(&url))?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let base = format!("http://{}", listener.local_addr()?);
@@ -67,6 +67,8 @@ fn main() -> Result<(), BoxError> {
         .await
     })?;
     println!("stopped; pool: {}", app::stats_json(&pool.stats()));
+    drop(pool);
+    drop(runtime);
     drop(server); // stops the throwaway server, if one was started
     Ok(())
 }
@@ -112,5 +114,10 @@ fn database() -> Result<(String, Option<MariaDb>), BoxError> {
         "MariaDB on 127.0.0.1:{} (user root, no password)",
         server.port()
     );
-    Ok((server.url(), Some(server)))
+    // Over TCP, as to a remote server: mysql_async would otherwise move a
+    // local connection onto the server's unix socket.
+    Ok((
+        format!("{}?prefer_socket=false", server.url()),
+        Some(server),
+    ))
 }

@@ -62,43 +62,62 @@ fn expand(func: &ItemFn, options: &Options, checked: &Checked) -> TokenStream {
     }
 }
 
-/// `#krate::__private::run::<C, _, _, _>(target, options, closure)`.
+/// `#krate::__private::run::<C, _, _, _>(target, options, closure)`; on an `async fn`,
+/// `#krate::__private::run_async::<C, _, _, _>(target, options, async closure).await`.
 fn call(func: &ItemFn, options: &Options, checked: &Checked) -> TokenStream {
     let krate = match &options.krate {
         Some(path) => path.to_token_stream(),
         None => quote!(::db_txn),
     };
     let private = quote!(#krate::__private);
+    let target_ty = if checked.is_async {
+        quote!(AsyncTarget)
+    } else {
+        quote!(Target)
+    };
     let target = match &options.pool {
-        Some(pool) => pool_target(&private, pool, checked.conn_ty),
+        Some(pool) => pool_target(&private, pool, checked),
         // Spanned at `C`, where an unmet bound of `Target<C>` belongs.
-        None => respan(quote!(#private::Target::Default), checked.conn_ty.span()),
+        None => respan(
+            quote!(#private::#target_ty::Default),
+            checked.conn_ty.span(),
+        ),
     };
     let options_expr = options_expr(&private, &func.sig.ident, options);
     let closure = closure(func, checked);
-    let run = if options.runs_once() {
-        "run_once"
-    } else {
-        "run"
+    let run = match (checked.is_async, options.runs_once()) {
+        (false, false) => "run",
+        (false, true) => "run_once",
+        (true, false) => "run_async",
+        (true, true) => "run_async_once",
     };
     let run = Ident::new(run, Span::call_site());
+
     let conn_ty = checked.conn_ty;
 
     // The whole call is spanned at the return type: an unmet `E: From<db_txn::Error>` (E is
     // inferred, so rustc reports it on the call) then points at the user's error type.
     let span = error_type_span(checked.output);
     let krate = respan(krate, span);
+    // With the call's span: an unmet bound of the future is reported once there.
+    let awaited = checked.is_async.then(|| quote_spanned!(span=> .await));
     let mut args = Group::new(
         Delimiter::Parenthesis,
         quote!(#target, #options_expr, #closure),
     );
     args.set_span(span);
-    quote_spanned!(span=> #krate::__private::#run::<#conn_ty, _, _, _> #args)
+    quote_spanned!(span=> #krate::__private::#run::<#conn_ty, _, _, _> #args #awaited)
 }
 
-/// `Target::Explicit(as_pool::<C>(&(pool)))`, spanned over the pool expression so that a value of
-/// the wrong type is reported there.
-fn pool_target(private: &TokenStream, pool: &syn::Expr, conn_ty: &Type) -> TokenStream {
+/// `Target::Explicit(as_pool::<C>(&(pool)))` (`AsyncTarget` and `as_async_pool` on an `async fn`),
+/// spanned over the pool expression so that a value of the wrong type is reported there.
+fn pool_target(private: &TokenStream, pool: &syn::Expr, checked: &Checked) -> TokenStream {
+    let conn_ty = checked.conn_ty;
+    let (target, as_pool) = if checked.is_async {
+        (quote!(AsyncTarget), quote!(as_async_pool))
+    } else {
+        (quote!(Target), quote!(as_pool))
+    };
     let tokens = pool.to_token_stream();
     let first = pool.span();
     let last = tokens
@@ -111,10 +130,11 @@ fn pool_target(private: &TokenStream, pool: &syn::Expr, conn_ty: &Type) -> Token
     let mut pool = Group::new(Delimiter::Parenthesis, tokens);
     pool.set_span(last);
     let private = respan(private.clone(), first);
-    quote_spanned!(first=> #private::Target::Explicit(#private::as_pool::<#conn_ty>(&#pool)))
+    quote_spanned!(first=> #private::#target::Explicit(#private::#as_pool::<#conn_ty>(&#pool)))
 }
 
-/// `|conn: &mut C| -> R { body }`. Not `move`: the body may run again on a retry.
+/// `|conn: &mut C| -> R { body }`, or `async |conn: &mut C| -> R { body }` on an `async fn`. Not
+/// `move`: the body may run again on a retry (an async closure is cloned for each attempt).
 fn closure(func: &ItemFn, checked: &Checked) -> TokenStream {
     let attrs = &checked.conn.attrs;
     let pat = &checked.conn.pat;
@@ -122,7 +142,8 @@ fn closure(func: &ItemFn, checked: &Checked) -> TokenStream {
     let mut output = checked.output.clone();
     erase_impl_trait(&mut output);
     let body = func.body();
-    quote!(|#(#attrs)* #pat: &mut #conn_ty| -> #output #body)
+    let asyncness = &func.sig.asyncness;
+    quote!(#asyncness |#(#attrs)* #pat: &mut #conn_ty| -> #output #body)
 }
 
 /// `Options::new("path::to::fn").retry(2)...`, with a call for each option given.

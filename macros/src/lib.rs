@@ -41,7 +41,10 @@ use proc_macro::TokenStream;
 ///
 /// The function takes the connection first (after `self`), `conn: &mut C` for a diesel
 /// connection type `C`, and returns a `Result` whose error type implements
-/// `From<db_txn::Error>`. Its callers leave the connection out.
+/// `From<db_txn::Error>`. Its callers leave the connection out. On an `async fn`, `C` is a
+/// diesel-async connection (`AsyncPgConnection`, `AsyncMysqlConnection`; db_txn's features
+/// `async-postgres`, `async-mysql`), the pool an `AsyncPool<C>`, and the body becomes an async
+/// closure handed to `run_async`, whose future the function awaits.
 ///
 /// | Option | Values | Default |
 /// |---|---|---|
@@ -65,6 +68,19 @@ use proc_macro::TokenStream;
 ///         ::db_txn::__private::Options::new(concat!(module_path!(), "::", "find")).retry(2),
 ///         |conn: &mut PgConnection| -> Result<User, AppError> { /* body */ },
 ///     ) // retry = 0: run_once, whose body is an FnOnce
+/// }
+/// ```
+///
+/// and `#[db_txn] async fn find(conn: &mut AsyncPgConnection, id: i32) -> Result<User, AppError>`:
+///
+/// ```text
+/// async fn find(id: i32) -> Result<User, AppError> {
+///     ::db_txn::__private::run_async::<AsyncPgConnection, _, _, _>(
+///         ::db_txn::__private::AsyncTarget::Default,
+///         ::db_txn::__private::Options::new(concat!(module_path!(), "::", "find")),
+///         async |conn: &mut AsyncPgConnection| -> Result<User, AppError> { /* body */ },
+///     )
+///     .await // a clone of the async closure per attempt; retry = 0: run_async_once
 /// }
 /// ```
 ///

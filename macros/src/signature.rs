@@ -14,14 +14,11 @@ pub(crate) struct Checked<'a> {
     pub conn_ty: &'a Type,
     /// The declared return type: `Result<T, E>` or an alias.
     pub output: &'a Type,
+    /// An `async fn`: its connection is a diesel-async one.
+    pub is_async: bool,
 }
 
 pub(crate) fn check(sig: &Signature) -> Result<Checked<'_>> {
-    let asyncness = sig.asyncness.as_ref().map(|asyncness| {
-        let msg = "`async fn` is not supported yet: diesel connections are blocking; \
-                   make this function sync and call it from `tokio::task::spawn_blocking`";
-        Error::new_spanned(asyncness, msg)
-    });
     let constness = sig.constness.as_ref().map(|constness| {
         let msg = "#[db_txn] functions cannot be `const`: they check out a connection at run time";
         Error::new_spanned(constness, msg)
@@ -32,7 +29,6 @@ pub(crate) fn check(sig: &Signature) -> Result<Checked<'_>> {
     let conn = connection(sig);
     let output = output(sig);
     let errors = [
-        asyncness,
         constness,
         variadic,
         conn.as_ref().err().cloned(),
@@ -47,6 +43,7 @@ pub(crate) fn check(sig: &Signature) -> Result<Checked<'_>> {
         conn,
         conn_ty,
         output: output?,
+        is_async: sig.asyncness.is_some(),
     })
 }
 

@@ -160,6 +160,32 @@ fn bad_signature_still_emits_the_fn() {
 }
 
 #[test]
+fn async_fn() {
+    insta::assert_snapshot!(expand(
+        quote!(retry = 2, read_only),
+        quote! {
+            /// Finds a user.
+            pub async fn find_user(conn: &mut AsyncPgConnection, id: i32) -> QueryResult<User> {
+                users::table.find(id).first(conn).await
+            }
+        },
+    ));
+}
+
+#[test]
+fn async_method_with_pool_runs_once() {
+    insta::assert_snapshot!(expand(
+        quote!(pool = self.pool, retry = 0),
+        quote! {
+            pub async fn take(&self, conn: &mut AsyncMysqlConnection, name: String) -> Result<String, AppError> {
+                diesel::sql_query("SELECT 1").execute(conn).await?;
+                Ok(name)
+            }
+        },
+    ));
+}
+
+#[test]
 fn not_a_fn_returns_the_item() {
     insta::assert_snapshot!(expand(
         quote!(),

@@ -163,6 +163,14 @@ pub enum Error {
         /// The database is in WAL mode.
         wal: bool,
     },
+    /// An [`AsyncPool`](crate::AsyncPool) built before `fork()` was used in
+    /// the child. Its connections, and the tokio runtime that drives them,
+    /// are the parent's: the child builds a pool (and a runtime) of its own.
+    /// The inherited pool is never touched, not even when it is dropped.
+    AsyncPoolForked {
+        /// The annotated function; `None` for a direct `AsyncPool::get`.
+        function: Option<&'static str>,
+    },
     /// A joining call asked for transaction settings that differ from the
     /// transaction it joins.
     NestedMismatch {
@@ -346,6 +354,17 @@ impl fmt::Display for Error {
                 caller_writes,
                 wal,
             } => locked_by_caller(f, function, holder, *caller_writes, *wal),
+            Error::AsyncPoolForked { function } => {
+                if let Some(function) = function {
+                    write!(f, "`{function}`: ")?;
+                }
+                write!(
+                    f,
+                    "this async pool was built before fork(): its connections and the tokio \
+                     runtime that drives them are the parent's; build the pool (and the \
+                     runtime) in the child"
+                )
+            }
             Error::NestedMismatch {
                 function,
                 holder,

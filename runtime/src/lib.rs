@@ -7,7 +7,9 @@
 //! leaked until the server refuses new ones. The usual cures are a ping before
 //! every use, recycling timers, a hand-written "roll back on error"
 //! decorator, and closing the session after every request. With `db_txn`
-//! they are one attribute:
+//! they are one attribute.
+//!
+#![cfg_attr(feature = "async-postgres", doc = include_str!("../ASYNC_INTRO.md"))]
 //!
 //! ```
 //! use db_txn::db_txn;
@@ -129,6 +131,7 @@
 //! that rolls back: [`testing::test_transaction`]).
 //! `#[db_txn(requires_new)]` takes a connection and a transaction of its own
 //! instead.
+#![cfg_attr(feature = "async-postgres", doc = include_str!("../ASYNC.md"))]
 #![doc = include_str!("../OPTIONS.md")]
 #![doc = include_str!("../MIGRATIONS.md")]
 #![doc = include_str!("../TESTING.md")]
@@ -136,6 +139,8 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "async")]
+mod asynk;
 mod backend;
 mod classify;
 mod error;
@@ -150,6 +155,14 @@ pub mod testing;
 #[doc(hidden)]
 pub mod __private;
 
+#[cfg(feature = "async")]
+pub use asynk::{
+    pool::{AsyncPool, AsyncPoolBuilder, AsyncPooledConnection, BoxFuture},
+    registry::{install_async, installed_async, uninstall_async},
+    session::{lend_async, with_connection_async},
+};
+#[cfg(feature = "async")]
+pub use backend::AsyncTxnConnection;
 pub use backend::{classify, Backend, TxnConnection};
 pub use classify::{Disconnect, ErrorClass};
 /// Runs the function's body in a transaction on a pooled connection: see [what a call

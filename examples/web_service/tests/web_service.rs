@@ -185,14 +185,14 @@ fn no_request_fails_while_connections_are_killed_and_the_server_restarts() {
         )
         .init();
     let db = MariaDb::start().unwrap_or_else(|e| panic!("{e}"));
-    let url = db.create_database("bank");
-    let pool = app::setup(&url).expect("setup");
+    let url = format!("{}?prefer_socket=false", db.create_database("bank"));
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
+    let pool = runtime.block_on(app::setup(&url)).expect("setup");
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind");
@@ -294,7 +294,9 @@ fn no_request_fails_while_connections_are_killed_and_the_server_restarts() {
     );
     // What the KILL one-liner of `main.rs` reads: the pool's connections in
     // this run of the server (none from before the restart), and nothing else.
-    let own = app::own_connection_ids().expect("own connections");
+    let own = runtime
+        .block_on(app::own_connection_ids())
+        .expect("own connections");
     let listed = db.connection_ids("bank");
     assert_eq!(
         own.len(),

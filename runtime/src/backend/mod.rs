@@ -19,6 +19,8 @@
 
 // The dialects are plain text and tables, compiled whatever the features; each
 // module gates its driver (the diesel connection type) on its cargo feature.
+#[cfg(feature = "async")]
+pub(crate) mod async_driver;
 pub(crate) mod mysql;
 mod position;
 pub(crate) mod postgres;
@@ -43,6 +45,9 @@ use crate::classify::{Disconnect, ErrorClass};
 use crate::options::Options;
 pub(crate) use resolve::{Outcome, Scheme, Token, XidToken};
 pub use sqlite::SingleWriter;
+
+#[cfg(feature = "async")]
+pub use async_driver::AsyncTxnConnection;
 
 /// The database behind a connection type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -84,7 +89,8 @@ impl fmt::Display for Backend {
     label = "not a db_txn connection type",
     note = "db_txn supports diesel's `SqliteConnection` (feature `sqlite`), `MysqlConnection` \
             (feature `mysql`) and `PgConnection` (feature `postgres`): take `&mut` one of them \
-            and enable its feature on the `db_txn` dependency"
+            and enable its feature on the `db_txn` dependency; a diesel-async connection \
+            (`AsyncPgConnection`, `AsyncMysqlConnection`) is taken by an `async fn`"
 )]
 pub trait TxnConnection:
     Connection<TransactionManager = AnsiTransactionManager> + R2D2Connection + Send + 'static + Driver
@@ -140,6 +146,12 @@ pub trait Dialect {
     /// transaction was open (the connection is clean).
     fn idle_rollback(_message: &str) -> bool {
         false
+    }
+
+    /// SQL that ends the session `id` of this server (its link died), if
+    /// the server has a way.
+    fn end_session_sql(_id: u64) -> Option<String> {
+        None
     }
 
     /// Ends whatever transaction a raw user left open, quietly when there

@@ -93,7 +93,7 @@ impl<C: TxnConnection> Connector<C> {
             .as_ref()
             .is_some_and(Watchdog::times_statements);
         let socket = Arc::new(AtomicI32::new(-1));
-        conn.set_instrumentation(Observer::<C> {
+        conn.set_instrumentation(Observer::<C::Dialect> {
             flags: flags.clone(),
             signals: self.signals.clone(),
             classifier: self.classifier.clone(),

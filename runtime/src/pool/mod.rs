@@ -17,29 +17,29 @@
 
 mod builder;
 mod child;
-mod clock;
+pub(crate) mod clock;
 mod connect;
 pub(crate) mod fault;
 pub(crate) mod flags;
 mod floor;
 mod fork;
 mod manager;
-mod observer;
-mod policy;
+pub(crate) mod observer;
+pub(crate) mod policy;
 mod pooled;
-mod probe;
+pub(crate) mod probe;
 mod replicas;
 mod reset;
 pub(crate) mod resolution;
-mod role;
-mod signals;
-mod socket;
+pub(crate) mod role;
+pub(crate) mod signals;
+pub(crate) mod socket;
 mod target;
 mod token;
 mod topology;
 pub(crate) mod tracked;
-mod url;
-mod watchdog;
+pub(crate) mod url;
+pub(crate) mod watchdog;
 
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};

@@ -12,10 +12,12 @@ use super::flags::Flags;
 use super::signals::Signals;
 use super::watchdog::Watch;
 use super::Classifier;
-use crate::backend::{Dialect, TxnConnection};
+use crate::backend::Dialect;
 use crate::classify::{Disconnect, ErrorClass};
 
-pub(crate) struct Observer<C> {
+/// `D` is the connection's [`Dialect`], so that sync and async drivers of a
+/// server share it.
+pub(crate) struct Observer<D> {
     pub flags: Arc<Flags>,
     pub signals: Arc<Signals>,
     pub classifier: Option<Arc<Classifier>>,
@@ -27,10 +29,10 @@ pub(crate) struct Observer<C> {
     pub seq: u32,
     /// Where a retry-safety check may lose this connection.
     pub fault: Point,
-    pub _conn: PhantomData<fn() -> C>,
+    pub _conn: PhantomData<fn() -> D>,
 }
 
-impl<C: TxnConnection> Instrumentation for Observer<C> {
+impl<D: Dialect + 'static> Instrumentation for Observer<D> {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
         match &event {
             InstrumentationEvent::StartQuery { query, .. } => {
@@ -59,12 +61,12 @@ impl<C: TxnConnection> Instrumentation for Observer<C> {
     }
 }
 
-impl<C: TxnConnection> Observer<C> {
+impl<D: Dialect> Observer<D> {
     #[cold]
     fn seen_error(&self, err: &diesel::result::Error) {
         {
             if let diesel::result::Error::DatabaseError(kind, info) = err {
-                if <C::Dialect as Dialect>::lock_busy(*kind, info.message()) {
+                if D::lock_busy(*kind, info.message()) {
                     self.flags.set_busy();
                 }
             }
@@ -72,7 +74,7 @@ impl<C: TxnConnection> Observer<C> {
                 .classifier
                 .as_ref()
                 .and_then(|rule| rule(err))
-                .unwrap_or_else(|| crate::classify(C::BACKEND, err));
+                .unwrap_or_else(|| crate::classify(D::BACKEND, err));
             match class {
                 // The body's own write inside a `read_only` transaction.
                 ErrorClass::Disconnect(Disconnect::ReadOnly) if self.flags.read_only_txn() => {}

@@ -16,35 +16,35 @@ pub struct Tracked<C> {
     pub(crate) conn: C,
     pub(crate) flags: Arc<Flags>,
     pub(crate) server: ServerInfo,
-    pub(super) created: Ms,
+    pub(crate) created: Ms,
     /// Last time a transaction committed or a ping succeeded on it.
-    pub(super) last_ok: Ms,
+    pub(crate) last_ok: Ms,
     /// A transaction committed since checkout: `last_ok` moves to the
     /// return, which reads the clock anyway.
     pub(crate) ok: bool,
     /// Last time it went back to the pool.
-    pub(super) last_release: Ms,
+    pub(crate) last_release: Ms,
     /// Retired unpinged once idle this long (ms): before the server's own
     /// idle limit (`wait_timeout`, read at connect).
-    pub(super) retire_idle: u64,
+    pub(crate) retire_idle: u64,
     /// The pool epoch when it was last known healthy.
-    pub(super) epoch: u64,
+    pub(crate) epoch: u64,
     /// The pool's role epoch when its role was last checked, and when.
-    pub(super) role_epoch: u64,
-    pub(super) role_checked: Ms,
-    pub(super) signals: Arc<Signals>,
+    pub(crate) role_epoch: u64,
+    pub(crate) role_checked: Ms,
+    pub(crate) signals: Arc<Signals>,
     pub(crate) watch: Option<Arc<Watch>>,
     /// The connection's socket, when it was identified.
     pub(crate) fd: Option<RawFd>,
     /// Keeps a forked child off the socket.
-    pub(super) protected: Option<Protected>,
+    pub(crate) protected: Option<Protected>,
 }
 
 impl<C> Tracked<C> {
     /// Back in the pool at `now`: a successful use starts the ping window
     /// again.
     #[inline]
-    pub(super) fn returned(&mut self, now: Ms) {
+    pub(crate) fn returned(&mut self, now: Ms) {
         self.last_release = now;
         if std::mem::take(&mut self.ok) {
             self.last_ok = now;

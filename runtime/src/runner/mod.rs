@@ -472,7 +472,7 @@ fn reset_session<C: TxnConnection>(conn: &mut C, flags: &Flags, sql: &TxnSql) {
     }
 }
 
-pub(super) fn step_error(options: &Options, step: Step, source: diesel::result::Error) -> Error {
+pub(crate) fn step_error(options: &Options, step: Step, source: diesel::result::Error) -> Error {
     Error::Transaction {
         function: options.name,
         step,
@@ -490,7 +490,7 @@ pub(super) fn unsupported<C: TxnConnection>(options: &Options, detail: &'static 
 
 /// 10 ms, 20 ms, 40 ms, ... up to 1 s, with up to 50 % jitter so that the
 /// transactions that collided do not collide again.
-fn backoff(retry: u32) -> Duration {
+pub(crate) fn backoff(retry: u32) -> Duration {
     let base = Duration::from_millis(10)
         .saturating_mul(1 << retry.saturating_sub(1).min(7))
         .min(Duration::from_secs(1));

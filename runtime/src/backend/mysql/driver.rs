@@ -10,20 +10,9 @@ use super::super::{
     Backend, Driver, Flavor, LostSession, Outcome, Position, PositionOf, Replay, Scheme,
     ServerInfo, ServerRole, Token, TxnConnection,
 };
-use super::role::{is_read_only, position_sql, wait_sql, ROLE_SQL};
+use super::role::{position_sql, wait_sql, ROLE_SQL};
+use super::rows::{self, role_of, Id, Ports, Session, PORTS_SQL};
 use super::{busy_sessions_sql, end_session_sql, resolve, Mysql, SERVER_INFO_SQL};
-
-#[derive(QueryableByName)]
-struct Session {
-    #[diesel(sql_type = BigInt)]
-    wait_timeout: i64,
-    #[diesel(sql_type = Text)]
-    version: String,
-    #[diesel(sql_type = BigInt)]
-    session_id: i64,
-    #[diesel(sql_type = Text)]
-    read_only: String,
-}
 
 #[derive(QueryableByName)]
 struct Role {
@@ -43,29 +32,6 @@ struct Waited {
     r: Option<i64>,
 }
 
-/// `read_only` is the role of a MariaDB/MySQL server: replicas run with it.
-fn role_of(read_only: &str) -> ServerRole {
-    let read_only = is_read_only(read_only);
-    ServerRole {
-        read_only,
-        replica: read_only,
-    }
-}
-
-#[derive(QueryableByName)]
-struct Id {
-    #[diesel(sql_type = BigInt)]
-    id: i64,
-}
-
-#[derive(QueryableByName)]
-struct Ports {
-    #[diesel(sql_type = Nullable<Text>)]
-    host: Option<String>,
-    #[diesel(sql_type = BigInt)]
-    port: i64,
-}
-
 #[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
 impl TxnConnection for MysqlConnection {
     const BACKEND: Backend = Backend::Mysql;
@@ -75,21 +41,8 @@ impl Driver for MysqlConnection {
     type Dialect = Mysql;
 
     fn server_info(&mut self) -> QueryResult<ServerInfo> {
-        // The server closes this connection after `wait_timeout` seconds idle;
-        // the pool retires it before then instead of finding out the hard way.
         let s: Session = diesel::sql_query(SERVER_INFO_SQL).get_result(self)?;
-        Ok(ServerInfo {
-            idle_limit: u64::try_from(s.wait_timeout).ok().map(Duration::from_secs),
-            flavor: if s.version.contains("MariaDB") {
-                Flavor::MariaDb
-            } else {
-                Flavor::Mysql
-            },
-            session_id: u64::try_from(s.session_id).ok(),
-            single_writer: None,
-            role: role_of(&s.read_only),
-            behind_pooler: false,
-        })
+        Ok(s.server_info())
     }
 
     fn role(&mut self) -> QueryResult<ServerRole> {
@@ -143,25 +96,12 @@ impl Driver for MysqlConnection {
 
     fn busy_sessions(&mut self, ids: &[u64]) -> QueryResult<Vec<u64>> {
         let rows: Vec<Id> = diesel::sql_query(busy_sessions_sql(ids)).load(self)?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|r| u64::try_from(r.id).ok())
-            .collect())
+        Ok(rows::ids(rows))
     }
 
     fn socket_ports(&mut self) -> QueryResult<Option<(u16, u16)>> {
-        let p: Ports = diesel::sql_query(
-            "SELECT HOST AS host, CAST(@@port AS SIGNED) AS port \
-             FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()",
-        )
-        .get_result(self)?;
-        // HOST is "address:port" over TCP, "localhost" over a unix socket.
-        let client = p
-            .host
-            .as_deref()
-            .and_then(|h| h.rsplit_once(':'))
-            .and_then(|(_, port)| port.parse().ok());
-        Ok(client.zip(u16::try_from(p.port).ok()))
+        let p: Ports = diesel::sql_query(PORTS_SQL).get_result(self)?;
+        Ok(p.pair())
     }
 
     const RESOLVE: Scheme = Scheme::Marker;

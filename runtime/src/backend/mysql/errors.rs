@@ -54,6 +54,28 @@ const MYSQL_TEXTS: &[(&str, Disconnect)] = &[
     ("Running in read-only mode", Disconnect::ReadOnly),
 ];
 
+/// The texts of mysql_async, the client under diesel-async's
+/// `AsyncMysqlConnection`, which reports every lost link as an I/O error
+/// whatever the server did. Produced with mysql_async 0.36 and MariaDB 10.11
+/// in `tests/async/tests/disconnect_texts.rs` (KILL idle, mid-transaction and
+/// during a query, `wait_timeout`, a restart, a shutdown during a query, a
+/// cut link, a cut after COMMIT): the first statement on the dead link gets
+/// `Input/output error: Input/output error: Broken pipe (os error 32)` (or
+/// `... connection closed`, `... Connection reset by peer (os error 104)`),
+/// every later one `... Driver error: `Connection to the server is closed.'`;
+/// after a statement future was dropped mid-flight or a freeze, the replies
+/// are out of step: `... can't parse: buf doesn't have enough data`.
+const MYSQL_ASYNC_TEXTS: &[(&str, Disconnect)] = &[
+    // DriverError::ConnectionClosed
+    ("Connection to the server is closed.", Disconnect::Closed),
+];
+
+/// mysql_async's `Error::Io` display starts with this: a failure of the link
+/// (or of the protocol on it), never the server's verdict on a statement.
+/// Matched as a prefix: a server message can quote an errno text (`Errcode:
+/// 5 "Input/output error"`) but never starts with it.
+const MYSQL_ASYNC_IO_PREFIX: &str = "Input/output error: ";
+
 const MYSQL_CONFLICTS: &[&str] = &[
     // 1213 ER_LOCK_DEADLOCK (diesel maps it to SerializationFailure for prepared statements)
     "Deadlock found when trying to get lock",
@@ -65,6 +87,12 @@ pub(super) fn classify(kind: DatabaseErrorKind, message: &str) -> ErrorClass {
     }
     if let Some((_, d)) = MYSQL_TEXTS.iter().find(|(t, _)| message.contains(t)) {
         return ErrorClass::Disconnect(*d);
+    }
+    if let Some((_, d)) = MYSQL_ASYNC_TEXTS.iter().find(|(t, _)| message.contains(t)) {
+        return ErrorClass::Disconnect(*d);
+    }
+    if message.starts_with(MYSQL_ASYNC_IO_PREFIX) {
+        return ErrorClass::Disconnect(Disconnect::Lost);
     }
     if kind == DatabaseErrorKind::SerializationFailure
         || MYSQL_CONFLICTS.iter().any(|t| message.contains(t))
@@ -80,6 +108,8 @@ const UNREACHABLE: &[&str] = &[
     "Can't connect",
     // 2013 during the handshake: the port is open but the server went away
     "Lost connection",
+    // mysql_async: "Input/output error: Connection refused (os error 111)"
+    "Connection refused",
 ];
 
 pub(super) fn unreachable(message: &str) -> bool {
@@ -138,6 +168,23 @@ mod tests {
             ("Cannot execute statement in a READ ONLY transaction", ErrorClass::Other),
             ("Duplicate entry '1' for key 'PRIMARY'", ErrorClass::Other),
             ("Table 'test.nope' doesn't exist", ErrorClass::Other),
+            // mysql_async
+            (
+                "Input/output error: Input/output error: Broken pipe (os error 32)",
+                ErrorClass::Disconnect(Lost),
+            ),
+            (
+                "Input/output error: Input/output error: Driver error: `Connection to the server is closed.'",
+                ErrorClass::Disconnect(Closed),
+            ),
+            (
+                "Input/output error: Input/output error: can't parse: buf doesn't have enough data",
+                ErrorClass::Disconnect(Lost),
+            ),
+            (
+                "Error writing file '/tmp/x' (Errcode: 5 \"Input/output error\")",
+                ErrorClass::Other,
+            ),
         ];
         for (msg, want) in cases {
             assert_eq!(classify(unknown, msg), *want, "{msg}");
@@ -151,6 +198,9 @@ mod tests {
     #[test]
     fn unreachable_is_not_a_refusal() {
         assert!(unreachable("Can't connect to server on '127.0.0.1' (111)"));
+        assert!(unreachable(
+            "Input/output error: Connection refused (os error 111)"
+        ));
         assert!(!unreachable(
             "Access denied for user 'app'@'localhost' (using password: YES)"
         ));

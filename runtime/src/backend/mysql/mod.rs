@@ -1,7 +1,10 @@
 //! MariaDB and MySQL: transaction SQL ([`txn`]), error classification and
-//! connect texts ([`errors`]), and `MysqlConnection` ([`driver`], feature
-//! `mysql`).
+//! connect texts ([`errors`]), `MysqlConnection` ([`driver`], feature
+//! `mysql`) and `AsyncMysqlConnection` ([`async_driver`], feature
+//! `async-mysql`).
 
+#[cfg(feature = "async-mysql")]
+mod async_driver;
 #[cfg(feature = "mysql")]
 mod driver;
 mod errors;
@@ -9,6 +12,8 @@ pub(crate) mod resolve;
 // Used by the driver (behind the feature) and the unit tests.
 #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
 mod role;
+#[cfg(any(feature = "mysql", feature = "async-mysql"))]
+mod rows;
 mod txn;
 mod url;
 
@@ -80,6 +85,10 @@ impl Dialect for Mysql {
             );
         }
         Ok(txn::sql(server, options))
+    }
+
+    fn end_session_sql(id: u64) -> Option<String> {
+        Some(end_session_sql(id))
     }
 
     fn classify(kind: DatabaseErrorKind, message: &str) -> ErrorClass {

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use diesel::sql_types::{BigInt, Bool, Integer, Nullable};
+use diesel::sql_types::{BigInt, Bool};
 use diesel::{PgConnection, QueryResult, QueryableByName, RunQueryDsl};
 
 use super::super::{
@@ -11,17 +11,8 @@ use super::super::{
     ServerRole, Token, TxnConnection,
 };
 use super::role::{replayed_sql, POSITION_SQL, ROLE_SQL};
+use super::rows::{self, Id, Ports, Session, PORTS_SQL};
 use super::{busy_sessions_sql, end_session_sql, resolve, Postgres, SERVER_INFO_SQL};
-
-#[derive(QueryableByName)]
-struct Session {
-    #[diesel(sql_type = Integer)]
-    session_id: i32,
-    #[diesel(sql_type = Bool)]
-    standby: bool,
-    #[diesel(sql_type = Bool)]
-    read_only: bool,
-}
 
 #[derive(QueryableByName)]
 struct Role {
@@ -48,20 +39,6 @@ struct Replayed {
 /// The longest pause between two looks at a standby's replay location.
 const REPLAY_POLL_MAX: Duration = Duration::from_millis(5);
 
-#[derive(QueryableByName)]
-struct Id {
-    #[diesel(sql_type = BigInt)]
-    id: i64,
-}
-
-#[derive(QueryableByName)]
-struct Ports {
-    #[diesel(sql_type = Nullable<Integer>)]
-    client: Option<i32>,
-    #[diesel(sql_type = Nullable<Integer>)]
-    server: Option<i32>,
-}
-
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 impl TxnConnection for PgConnection {
     const BACKEND: Backend = Backend::Postgres;
@@ -72,14 +49,7 @@ impl Driver for PgConnection {
 
     fn server_info(&mut self) -> QueryResult<ServerInfo> {
         let s: Session = diesel::sql_query(SERVER_INFO_SQL).get_result(self)?;
-        Ok(ServerInfo {
-            session_id: u64::try_from(s.session_id).ok(),
-            role: ServerRole {
-                read_only: s.read_only,
-                replica: s.standby,
-            },
-            ..ServerInfo::default()
-        })
+        Ok(s.server_info())
     }
 
     fn end_session(&mut self, id: u64) -> QueryResult<()> {
@@ -136,19 +106,12 @@ impl Driver for PgConnection {
 
     fn busy_sessions(&mut self, ids: &[u64]) -> QueryResult<Vec<u64>> {
         let rows: Vec<Id> = diesel::sql_query(busy_sessions_sql(ids)).load(self)?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|r| u64::try_from(r.id).ok())
-            .collect())
+        Ok(rows::ids(rows))
     }
 
     fn socket_ports(&mut self) -> QueryResult<Option<(u16, u16)>> {
-        // NULL over a unix socket.
-        let p: Ports =
-            diesel::sql_query("SELECT inet_client_port() AS client, inet_server_port() AS server")
-                .get_result(self)?;
-        let port = |p: Option<i32>| p.and_then(|p| u16::try_from(p).ok());
-        Ok(port(p.client).zip(port(p.server)))
+        let p: Ports = diesel::sql_query(PORTS_SQL).get_result(self)?;
+        Ok(p.pair())
     }
 
     const RESOLVE: Scheme = Scheme::Xid;

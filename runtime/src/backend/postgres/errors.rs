@@ -6,6 +6,16 @@ use diesel::result::DatabaseErrorKind;
 
 use crate::classify::{Disconnect, ErrorClass};
 
+/// tokio-postgres, the client under diesel-async's `AsyncPgConnection`, gives
+/// diesel every error without a SQLSTATE as `UnableToSendCommand` (a
+/// disconnect by its kind alone): `connection closed` after
+/// pg_terminate_backend, a restart, idle_session_timeout,
+/// idle_in_transaction_session_timeout, a cut link or a cut after COMMIT;
+/// `error communicating with the server: ...` for an I/O error. A server
+/// that says why it ends the session first (57P01 during a statement) is
+/// matched by the server's text below. Produced with tokio-postgres 0.7 in
+/// `tests/async/tests/disconnect_texts.rs`.
+///
 /// Produced by libpq 15 in `tests/disconnect_texts.rs`: `ClosedConnection`
 /// "server closed the connection unexpectedly" (after pg_terminate_backend, a
 /// restart, idle_session_timeout, a cut link), then `UnableToSendCommand` "no
@@ -125,6 +135,9 @@ const UNREACHABLE: &[&str] = &[
     "query_wait_timeout",
     "server login has been failing",
     "pgbouncer cannot connect to server",
+    // tokio-postgres (diesel-async keeps only this, not the I/O cause): the
+    // connect itself failed, no server spoke
+    "error connecting to server",
 ];
 
 pub(super) fn unreachable(message: &str) -> bool {
@@ -174,6 +187,18 @@ mod tests {
             (K::Unknown, "server conn crashed?", ErrorClass::Disconnect(Lost)),
             (K::Unknown, "query_wait_timeout", ErrorClass::Disconnect(ServerShutdown)),
             (K::Unknown, "relation \"nope\" does not exist", ErrorClass::Other),
+            // tokio-postgres
+            (K::UnableToSendCommand, "connection closed", ErrorClass::Disconnect(Closed)),
+            (
+                K::UnableToSendCommand,
+                "error communicating with the server: Connection reset by peer (os error 104)",
+                ErrorClass::Disconnect(Closed),
+            ),
+            (
+                K::Unknown,
+                "terminating connection due to idle-in-transaction timeout",
+                ErrorClass::Disconnect(IdleTimeout),
+            ),
         ];
         for (kind, msg, want) in cases {
             assert_eq!(classify(*kind, msg), *want, "{msg}");
@@ -188,6 +213,7 @@ mod tests {
         assert!(!unreachable(
             "FATAL:  password authentication failed for user \"app\""
         ));
+        assert!(unreachable("error connecting to server"));
         assert!(!unreachable("FATAL:  database \"nope\" does not exist"));
         assert!(unreachable(
             "connection to server at \"127.0.0.1\", port 5433 failed: session is read-only"

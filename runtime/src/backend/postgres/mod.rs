@@ -1,6 +1,9 @@
 //! PostgreSQL: transaction SQL ([`txn`]), error classification and connect
-//! texts ([`errors`]), and `PgConnection` ([`driver`], feature `postgres`).
+//! texts ([`errors`]), `PgConnection` ([`driver`], feature `postgres`) and
+//! `AsyncPgConnection` ([`async_driver`], feature `async-postgres`).
 
+#[cfg(feature = "async-postgres")]
+mod async_driver;
 #[cfg(feature = "postgres")]
 mod driver;
 mod errors;
@@ -8,6 +11,8 @@ pub(crate) mod resolve;
 // Used by the driver (behind the feature) and the unit tests.
 #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 mod role;
+#[cfg(any(feature = "postgres", feature = "async-postgres"))]
+mod rows;
 mod txn;
 mod url;
 
@@ -73,6 +78,10 @@ impl Dialect for Postgres {
         _upfront: bool,
     ) -> Result<TxnSql, Unsupported> {
         Ok(txn::sql(options))
+    }
+
+    fn end_session_sql(id: u64) -> Option<String> {
+        Some(end_session_sql(id))
     }
 
     fn classify(kind: DatabaseErrorKind, message: &str) -> ErrorClass {

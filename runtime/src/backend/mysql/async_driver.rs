@@ -1,0 +1,46 @@
+//! `AsyncMysqlConnection` (diesel-async over mysql_async): the same reads as
+//! `driver.rs`, and `KILL QUERY` for a statement whose future was dropped.
+
+use diesel::QueryResult;
+use diesel_async::{AsyncMysqlConnection, RunQueryDsl};
+
+use super::super::async_driver::{AsyncDriver, AsyncTxnConnection, Canceller};
+use super::super::{Backend, ServerInfo};
+use super::rows::{self, Id, Ports, Session, PORTS_SQL};
+use super::{busy_sessions_sql, Mysql, SERVER_INFO_SQL};
+
+impl AsyncTxnConnection for AsyncMysqlConnection {
+    const BACKEND: Backend = Backend::Mysql;
+}
+
+impl AsyncDriver for AsyncMysqlConnection {
+    type Dialect = Mysql;
+
+    async fn server_info(&mut self) -> QueryResult<ServerInfo> {
+        let s: Session = diesel::sql_query(SERVER_INFO_SQL).get_result(self).await?;
+        Ok(s.server_info())
+    }
+
+    async fn socket_ports(&mut self) -> QueryResult<Option<(u16, u16)>> {
+        let p: Ports = diesel::sql_query(PORTS_SQL).get_result(self).await?;
+        Ok(p.pair())
+    }
+
+    async fn busy_sessions(&mut self, ids: Vec<u64>) -> QueryResult<Vec<u64>> {
+        let rows: Vec<Id> = diesel::sql_query(busy_sessions_sql(&ids))
+            .load(self)
+            .await?;
+        Ok(rows::ids(rows))
+    }
+
+    fn canceller(&self) -> Canceller {
+        // `KILL QUERY <id>` over a connection of its own: the session then
+        // stops its statement and sees its client gone.
+        let token = self.cancel_token();
+        Box::new(move || {
+            Box::pin(async move {
+                let _ = token.cancel_query().await;
+            })
+        })
+    }
+}

@@ -1,0 +1,49 @@
+//! `AsyncPgConnection` (diesel-async over tokio-postgres): the same reads as
+//! `driver.rs`, and the cancel request for a statement whose future was
+//! dropped.
+
+use diesel::QueryResult;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use super::super::async_driver::{AsyncDriver, AsyncTxnConnection, Canceller};
+use super::super::{Backend, ServerInfo};
+use super::rows::{self, Id, Ports, Session, PORTS_SQL};
+use super::{busy_sessions_sql, Postgres, SERVER_INFO_SQL};
+
+impl AsyncTxnConnection for AsyncPgConnection {
+    const BACKEND: Backend = Backend::Postgres;
+}
+
+impl AsyncDriver for AsyncPgConnection {
+    type Dialect = Postgres;
+
+    async fn server_info(&mut self) -> QueryResult<ServerInfo> {
+        let s: Session = diesel::sql_query(SERVER_INFO_SQL).get_result(self).await?;
+        Ok(s.server_info())
+    }
+
+    async fn socket_ports(&mut self) -> QueryResult<Option<(u16, u16)>> {
+        let p: Ports = diesel::sql_query(PORTS_SQL).get_result(self).await?;
+        Ok(p.pair())
+    }
+
+    async fn busy_sessions(&mut self, ids: Vec<u64>) -> QueryResult<Vec<u64>> {
+        let rows: Vec<Id> = diesel::sql_query(busy_sessions_sql(&ids))
+            .load(self)
+            .await?;
+        Ok(rows::ids(rows))
+    }
+
+    fn canceller(&self) -> Canceller {
+        // PostgreSQL's cancel request, on a socket of its own: the backend
+        // stops its statement and then finds its client gone. (A server that
+        // demands TLS refuses it; the statement then runs to its end, and the
+        // closed connection still rolls it back.)
+        let token = self.cancel_token();
+        Box::new(move || {
+            Box::pin(async move {
+                let _ = token.cancel_query(tokio_postgres::NoTls).await;
+            })
+        })
+    }
+}

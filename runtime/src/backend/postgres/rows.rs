@@ -1,0 +1,65 @@
+//! The rows the drivers read from PostgreSQL, and what they mean: shared by
+//! `PgConnection` (`driver.rs`) and `AsyncPgConnection` (`async_driver.rs`).
+
+use diesel::sql_types::{BigInt, Bool, Integer, Nullable};
+use diesel::QueryableByName;
+
+use super::super::{ServerInfo, ServerRole};
+
+/// What [`SERVER_INFO_SQL`](super::SERVER_INFO_SQL) returns.
+#[derive(QueryableByName)]
+pub(super) struct Session {
+    #[diesel(sql_type = Integer)]
+    session_id: i32,
+    #[diesel(sql_type = Bool)]
+    standby: bool,
+    #[diesel(sql_type = Bool)]
+    read_only: bool,
+}
+
+impl Session {
+    pub(super) fn server_info(self) -> ServerInfo {
+        ServerInfo {
+            session_id: u64::try_from(self.session_id).ok(),
+            role: ServerRole {
+                read_only: self.read_only,
+                replica: self.standby,
+            },
+            ..ServerInfo::default()
+        }
+    }
+}
+
+/// A row of [`busy_sessions_sql`](super::busy_sessions_sql).
+#[derive(QueryableByName)]
+pub(super) struct Id {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+}
+
+pub(super) fn ids(rows: Vec<Id>) -> Vec<u64> {
+    rows.into_iter()
+        .filter_map(|r| u64::try_from(r.id).ok())
+        .collect()
+}
+
+/// What [`PORTS_SQL`] returns.
+#[derive(QueryableByName)]
+pub(super) struct Ports {
+    #[diesel(sql_type = Nullable<Integer>)]
+    client: Option<i32>,
+    #[diesel(sql_type = Nullable<Integer>)]
+    server: Option<i32>,
+}
+
+/// The client's and the server's ports; NULL over a unix socket.
+pub(super) const PORTS_SQL: &str =
+    "SELECT inet_client_port() AS client, inet_server_port() AS server";
+
+impl Ports {
+    /// (client, server) ports; `None` over a unix socket.
+    pub(super) fn pair(self) -> Option<(u16, u16)> {
+        let port = |p: Option<i32>| p.and_then(|p| u16::try_from(p).ok());
+        port(self.client).zip(port(self.server))
+    }
+}

@@ -1,0 +1,22 @@
+//! What the async tests share: the kit's servers seen through diesel-async
+//! ([`AsyncServer`]), the ledger workload on the async form ([`ledger`]),
+//! and the fault matrix ([`matrix`], the rows of `tests/fault/matrix.rs`).
+
+pub mod cancel;
+pub mod ledger;
+pub mod matrix;
+pub mod server;
+
+pub use server::AsyncServer;
+
+/// Logs of the tests (`RUST_LOG`-free: `DB_TXN_LOG=debug` turns db_txn's on).
+pub fn logs() {
+    use tracing_subscriber::fmt;
+    let level = match std::env::var("DB_TXN_LOG").as_deref() {
+        Ok("trace") => tracing::Level::TRACE,
+        Ok("debug") => tracing::Level::DEBUG,
+        Ok("info") => tracing::Level::INFO,
+        _ => tracing::Level::WARN,
+    };
+    let _ = fmt().with_max_level(level).with_test_writer().try_init();
+}
