@@ -31,6 +31,10 @@ use crate::workloads::{row, turns, Config};
 /// How long the replica may take to get the schemas.
 const CATCH_UP: Duration = Duration::from_secs(30);
 
+/// `read_your_writes_timeout` of the pool with a replica (the default, set
+/// here so that the table can name it).
+pub const RYW_TIMEOUT: Duration = Duration::from_millis(250);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Workload {
     PointRead,
@@ -118,11 +122,13 @@ fn run(pools: &dyn Pools, cfg: &Config, out: &mut RunResult) {
                 routed.replica_reads, routed.replica_waits
             ));
         }
+        let bound = RYW_TIMEOUT.as_nanos() as u64;
         out.replicas.push(ReplicaRow {
             backend: pools.backend(),
             workload: w,
             timing: [samples[0].timing(), samples[1].timing()],
             routed,
+            over_bound: samples[1].nanos.iter().filter(|t| **t >= bound).count() as u64,
         });
     }
 }
@@ -135,7 +141,7 @@ macro_rules! pools {
             use db_txn::Pool;
             use diesel::prelude::*;
 
-            use super::{Routed, Workload};
+            use super::{Routed, Workload, RYW_TIMEOUT};
             use crate::contenders::Backend;
             use crate::diesel_sync::$module::{create_schema, rmw_on};
             use crate::diesel_sync::{kv, POOL_SIZE};
@@ -167,7 +173,9 @@ macro_rules! pools {
                     let pool = |i: usize| {
                         let b = Pool::<Conn>::builder(urls[i].clone()).max_size(POOL_SIZE);
                         let b = match i % 2 {
-                            1 => b.replica(on_replica[i].clone()),
+                            1 => b
+                                .replica(on_replica[i].clone())
+                                .read_your_writes_timeout(RYW_TIMEOUT),
                             _ => b,
                         };
                         b.build()

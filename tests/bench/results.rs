@@ -106,6 +106,10 @@ pub struct ReplicaRow {
     pub timing: [Timing; 2],
     /// Where the pool with a replica ran its reads.
     pub routed: Routed,
+    /// Recorded calls on the pool with a replica that took at least
+    /// [`RYW_TIMEOUT`](crate::replicas::RYW_TIMEOUT): at most as many waits
+    /// for the replica ran out.
+    pub over_bound: u64,
 }
 
 /// Everything one run adds to the report.

@@ -3,6 +3,7 @@
 
 use super::{latency, table};
 use crate::aggregate::Spread;
+use crate::replicas::RYW_TIMEOUT;
 use crate::report::Context;
 use crate::results::ReplicaRow;
 
@@ -13,6 +14,7 @@ pub fn section(ctx: &Context) -> Option<String> {
     }
     let n = ctx.runs.count();
     let cfg = &ctx.run.cfg;
+    let bound = RYW_TIMEOUT;
     let rows: Vec<Vec<String>> = groups
         .iter()
         .map(|group| {
@@ -39,6 +41,7 @@ pub fn section(ctx: &Context) -> Option<String> {
                     sum(|r| r.routed.primary_fallbacks)
                 ),
                 sum(|r| r.routed.replica_waits).to_string(),
+                sum(|r| r.over_bound).to_string(),
             ]
         })
         .collect();
@@ -54,10 +57,15 @@ pub fn section(ctx: &Context) -> Option<String> {
          median of their p99; with ÷ without: the ratio of the two medians in each run, its \
          median over the {n} runs and range. Reads of the pool with a replica, summed over the \
          runs (`PoolStats`): on the replica / on the primary, and how many waited for the \
-         replica to show the thread's write. A read that does not return the value just \
-         written fails the run.\n\n{}",
+         replica to show the thread's write (at most {} ms, `read_your_writes_timeout`; then \
+         the read runs on the primary, and so do the reads of the next second that need the \
+         replica to wait); calls ≥ {} ms: recorded calls on the pool with a replica that took \
+         that long, an upper bound on the waits that ran out. A read that does not return \
+         the value just written fails the run.\n\n{}",
         cfg.rounds,
         cfg.warmup,
+        bound.as_millis(),
+        bound.as_millis(),
         table(
             &[
                 "backend",
@@ -69,6 +77,7 @@ pub fn section(ctx: &Context) -> Option<String> {
                 "p99 with ÷ without",
                 "reads on the replica / on the primary",
                 "waits for the replica",
+                &format!("calls ≥ {} ms", bound.as_millis()),
             ],
             &rows
         )
