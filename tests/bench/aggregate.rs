@@ -5,7 +5,9 @@
 use std::fmt;
 
 use crate::contenders::{Backend, Contender};
-use crate::results::{Counts, Measured, RecoveryRow, Row, RunResult};
+use crate::results::{
+    Counts, Measured, RecoveryRow, ReplicaRow, ResolveRow, Row, RunResult, SchemesRow,
+};
 use crate::workloads::Workload;
 
 /// Median, minimum and maximum of one figure over the runs.
@@ -148,4 +150,40 @@ impl Runs<'_> {
     pub fn counts(&self) -> Vec<&Counts> {
         self.0.iter().flat_map(|r| &r.counts).collect()
     }
+
+    /// The `resolve_commit` rows of every run, grouped by (backend,
+    /// transaction) in the order of the runs.
+    pub fn resolve(&self) -> Vec<Vec<&ResolveRow>> {
+        group(self.0.iter().flat_map(|r| &r.resolve), |r| {
+            (r.backend, r.txn)
+        })
+    }
+
+    /// The PostgreSQL schemes of every run that has them.
+    pub fn schemes(&self) -> Vec<&SchemesRow> {
+        self.0.iter().filter_map(|r| r.schemes.as_ref()).collect()
+    }
+
+    /// The read-replica rows of every run, grouped by (backend, workload).
+    pub fn replicas(&self) -> Vec<Vec<&ReplicaRow>> {
+        group(self.0.iter().flat_map(|r| &r.replicas), |r| {
+            (r.backend, r.workload)
+        })
+    }
+}
+
+/// `rows` grouped by `key`, groups in the order of their first row.
+fn group<'a, T, K: PartialEq>(
+    rows: impl Iterator<Item = &'a T>,
+    key: impl Fn(&T) -> K,
+) -> Vec<Vec<&'a T>> {
+    let mut out: Vec<(K, Vec<&T>)> = Vec::new();
+    for row in rows {
+        let k = key(row);
+        match out.iter_mut().find(|(g, _)| *g == k) {
+            Some((_, group)) => group.push(row),
+            None => out.push((k, vec![row])),
+        }
+    }
+    out.into_iter().map(|(_, group)| group).collect()
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::contenders::Backend;
 use crate::pin::Pin;
+use crate::run::Part;
 
 /// Runs of the comparison by default: enough for a median and a range that
 /// mean something, within a few minutes on a two-core machine.
@@ -17,7 +18,9 @@ pub struct Args {
     pub pin: Pin,
     pub callgrind: bool,
     pub callgrind_out: Option<PathBuf>,
+    /// The backends and the parts `--only` keeps (all when it names none).
     pub only: Vec<Backend>,
+    pub parts: Vec<Part>,
     pub chart: Option<PathBuf>,
     pub markdown: Option<PathBuf>,
     /// The arguments as given (without cargo's `--bench`), for the report.
@@ -43,7 +46,8 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
         pin: Pin::One,
         callgrind: true,
         callgrind_out: None,
-        only: Backend::ALL.to_vec(),
+        only: Vec::new(),
+        parts: Vec::new(),
         chart: None,
         markdown: None,
         given: Vec::new(),
@@ -77,14 +81,19 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
             }
             "--only" => {
                 let list = value().ok_or("--only needs a list")?;
-                out.only = list
-                    .split(',')
-                    .map(|b| {
-                        Backend::parse(b).ok_or(format!(
-                            "--only: unknown backend {b} (sqlite, mariadb, postgres)"
-                        ))
-                    })
-                    .collect::<Result<_, _>>()?;
+                for name in list.split(',') {
+                    match (Backend::parse(name), Part::parse(name)) {
+                        (Some(b), _) if !out.only.contains(&b) => out.only.push(b),
+                        (_, Some(p)) if !out.parts.contains(&p) => out.parts.push(p),
+                        (None, None) => {
+                            return Err(format!(
+                                "--only: unknown name {name} (backends: sqlite, mariadb, \
+                                 postgres; parts: compare, resolve, replicas)"
+                            ))
+                        }
+                        _ => {}
+                    }
+                }
             }
             "--chart" => out.chart = Some(path(value(), "--chart")?),
             "--markdown" => out.markdown = Some(path(value(), "--markdown")?),
@@ -92,5 +101,28 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
         }
     }
     out.runs = runs.unwrap_or(if out.smoke { 1 } else { RUNS });
+    // In table order, whatever the order given.
+    let backends = if out.only.is_empty() {
+        &Backend::ALL[..]
+    } else {
+        &out.only
+    };
+    let parts = if out.parts.is_empty() {
+        &Part::ALL[..]
+    } else {
+        &out.parts
+    };
+    let runnable = |p: &Part| backends.iter().any(|b| p.runs_on(*b));
+    if !parts.iter().any(runnable) {
+        return Err("--only: resolve and replicas run on mariadb and postgres only".into());
+    }
+    out.only = Backend::ALL
+        .into_iter()
+        .filter(|b| backends.contains(b))
+        .collect();
+    out.parts = Part::ALL
+        .into_iter()
+        .filter(|p| parts.contains(p))
+        .collect();
     Ok(out)
 }

@@ -18,6 +18,12 @@
 //! first run: the counts repeat). [`begin_probe`] sees which BEGIN
 //! `#[db_txn]` sends on SQLite, which picks the matching SQLite baseline.
 //!
+//! Two more parts, in every run after the comparison, on MariaDB and
+//! PostgreSQL: [`resolve`] (`resolve_commit` off and on, with the round
+//! trips and what the server wrote, [`counted`]) and [`replicas`] (pools with
+//! and without a read replica). `--only` keeps some backends and some parts
+//! (`compare`, `resolve`, `replicas`).
+//!
 //! Prints the report as Markdown ([`report`], [`tables`], [`goals`], [`load`]),
 //! writes it into a file with `--markdown PATH` ([`markdown`]), and draws
 //! the chart ([`chart`]) into `--chart PATH` (default: a temporary file).
@@ -34,6 +40,7 @@ mod begin_probe;
 mod callgrind;
 mod chart;
 mod contenders;
+mod counted;
 mod diesel_sync;
 mod goals;
 mod idle;
@@ -41,7 +48,9 @@ mod load;
 mod markdown;
 mod pin;
 mod recovery;
+mod replicas;
 mod report;
+mod resolve;
 mod results;
 mod run;
 mod runs;
@@ -57,6 +66,7 @@ use begin_probe::Begins;
 use contenders::Backend;
 use load::{CpuTimes, Load};
 use report::{About, Context};
+use run::Part;
 use workloads::Config;
 
 fn main() -> ExitCode {
@@ -91,6 +101,7 @@ fn config(smoke: bool) -> Config {
             threads: 16,
             per_thread: 3,
             idle_calls: 2,
+            counted: 20,
             recovery_before: Duration::from_millis(300),
             recovery_limit: Duration::from_secs(1),
         }
@@ -104,6 +115,7 @@ fn config(smoke: bool) -> Config {
             threads: 16,
             per_thread: 15,
             idle_calls: 10,
+            counted: 2000,
             recovery_before: Duration::from_secs(1),
             recovery_limit: Duration::from_secs(2),
         }
@@ -146,7 +158,7 @@ fn parent(argv: &[String]) -> ExitCode {
     };
     let mut problems = Vec::new();
     let mut notes = Vec::new();
-    let begins = if args.only.contains(&Backend::Sqlite) {
+    let begins = if args.only.contains(&Backend::Sqlite) && args.parts.contains(&Part::Compare) {
         Begins::probe(dir.path()).unwrap_or_else(|e| {
             notes.push(format!(
                 "the BEGIN probe failed ({e}): SQLite is judged against \
@@ -167,6 +179,7 @@ fn parent(argv: &[String]) -> ExitCode {
             callgrind: args.callgrind && index == 0,
             callgrind_out: args.callgrind_out.clone(),
             only: args.only.clone(),
+            parts: args.parts.clone(),
             index,
         };
         let before = CpuTimes::now();

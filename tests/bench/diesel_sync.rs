@@ -52,7 +52,8 @@ fn raw_pool<C: r2d2::R2D2Connection + 'static>(
         .unwrap_or_else(|e| panic!("raw pool on {url}: {e}"))
 }
 
-fn db_error(e: db_txn::Error) -> CallError {
+/// What a caller of a `#[db_txn]` function saw.
+pub fn db_error(e: db_txn::Error) -> CallError {
     CallError {
         commit_unknown: matches!(e, db_txn::Error::CommitUnknown { .. }),
         message: e.to_string(),
@@ -179,6 +180,18 @@ macro_rules! backend {
                 .unwrap_or_else(|e| panic!("schema on {url}: {e}"));
             }
 
+            /// Every row's `v`, by id, on a connection of its own (a pool
+            /// may hold dead ones).
+            pub fn values(url: &str) -> Vec<i64> {
+                let mut conn = Conn::establish(url)
+                    .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
+                kv::table
+                    .select(kv::v)
+                    .order(kv::id)
+                    .load(&mut conn)
+                    .unwrap_or_else(|e| panic!("SELECT v on {url}: {e}"))
+            }
+
             /// A raw pool as the raw contenders use it.
             pub fn raw_pool(url: &str, ping: Ping) -> Raw {
                 super::raw_pool(url, ping, $pragmas)
@@ -298,16 +311,8 @@ macro_rules! backend {
                 }
 
                 fn committed(&self, who: usize) -> i64 {
-                    // A connection of its own: a raw pool may hold dead ones.
-                    let url = &self.urls[who];
-                    let mut conn = Conn::establish(url)
-                        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
                     // Summed here: SUM(BIGINT) is NUMERIC on MariaDB and PostgreSQL.
-                    let values: Vec<i64> = kv::table
-                        .select(kv::v)
-                        .load(&mut conn)
-                        .unwrap_or_else(|e| panic!("SELECT v on {url}: {e}"));
-                    values.iter().sum()
+                    values(&self.urls[who]).iter().sum()
                 }
 
                 fn db_txn_pings(&self) -> (u64, u64) {

@@ -33,7 +33,7 @@ pub struct About {
 
 /// Every section, in order.
 pub fn document(ctx: &Context) -> String {
-    let sections: [fn(&Context) -> Option<String>; 9] = [
+    let sections: [fn(&Context) -> Option<String>; 11] = [
         about,
         machine,
         tables::ratios::section,
@@ -43,6 +43,8 @@ pub fn document(ctx: &Context) -> String {
         tables::recovery::section,
         tables::instructions::section,
         goals::section,
+        tables::resolve::section,
+        tables::replicas::section,
     ];
     let parts: Vec<String> = sections.iter().filter_map(|s| s(ctx)).collect();
     parts.join("\n")

@@ -1,12 +1,14 @@
 //! What one run finds, as the run's child process hands it to the parent
 //! (JSON, see [`crate::runs`]): per backend and workload a summary of each
-//! contender's latencies, the recovery runs, the instruction counts, and
-//! what went wrong.
+//! contender's latencies, the recovery runs, the instruction counts, the
+//! `resolve_commit` and read-replica tables' figures, and what went wrong.
 
 use serde::{Deserialize, Serialize};
 
 use crate::contenders::{Backend, Contender, Txn};
+use crate::counted::Counted;
 use crate::recovery::{Recovery, Restart};
+use crate::replicas::Routed;
 use crate::workloads::{Samples, Workload};
 
 /// One contender in one workload of one run.
@@ -66,12 +68,59 @@ impl Counts {
     }
 }
 
+/// The latencies of one variant in a table of its own (no contender).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Timing {
+    pub median_us: f64,
+    pub p99_us: f64,
+    pub calls: u64,
+}
+
+/// `resolve_commit` off and on, one server and transaction
+/// ([`crate::resolve`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResolveRow {
+    pub backend: Backend,
+    pub txn: Txn,
+    /// Off, on.
+    pub timing: [Timing; 2],
+    /// Off, on.
+    pub counted: [Counted; 2],
+}
+
+/// PostgreSQL's read-modify-write in raw SQL: plain, with the transaction
+/// id read before COMMIT, with a marker row ([`crate::resolve`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SchemesRow {
+    pub timing: [Timing; 3],
+    pub counted: [Counted; 3],
+}
+
+/// A pool without replicas and one with a replica, one server and workload
+/// ([`crate::replicas`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplicaRow {
+    pub backend: Backend,
+    pub workload: crate::replicas::Workload,
+    /// Without replicas, with a replica.
+    pub timing: [Timing; 2],
+    /// Where the pool with a replica ran its reads.
+    pub routed: Routed,
+    /// Recorded calls on the pool with a replica that took at least
+    /// [`RYW_TIMEOUT`](crate::replicas::RYW_TIMEOUT): at most as many waits
+    /// for the replica ran out.
+    pub over_bound: u64,
+}
+
 /// Everything one run adds to the report.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct RunResult {
     pub rows: Vec<Row>,
     pub recoveries: Vec<RecoveryRow>,
     pub counts: Vec<Counts>,
+    pub resolve: Vec<ResolveRow>,
+    pub schemes: Option<SchemesRow>,
+    pub replicas: Vec<ReplicaRow>,
     /// Correctness failures: the program exits non-zero.
     pub problems: Vec<String>,
     /// What was skipped, and why.
@@ -88,16 +137,25 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 
 impl Samples {
     pub fn measured(&self, contender: Contender) -> Measured {
-        let mut sorted = self.nanos.clone();
-        sorted.sort_unstable();
+        let t = self.timing();
         Measured {
             contender,
-            median_us: percentile(&sorted, 0.5) as f64 / 1e3,
-            p99_us: percentile(&sorted, 0.99) as f64 / 1e3,
-            per_s: sorted.len() as f64 / self.wall.as_secs_f64().max(1e-9),
-            calls: sorted.len() as u64,
+            median_us: t.median_us,
+            p99_us: t.p99_us,
+            per_s: t.calls as f64 / self.wall.as_secs_f64().max(1e-9),
+            calls: t.calls,
             errors: self.errors,
             first_error: self.first_error.clone(),
+        }
+    }
+
+    pub fn timing(&self) -> Timing {
+        let mut sorted = self.nanos.clone();
+        sorted.sort_unstable();
+        Timing {
+            median_us: percentile(&sorted, 0.5) as f64 / 1e3,
+            p99_us: percentile(&sorted, 0.99) as f64 / 1e3,
+            calls: sorted.len() as u64,
         }
     }
 }

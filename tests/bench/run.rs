@@ -1,7 +1,9 @@
 //! One run of the comparison, in a process of its own (see [`crate::runs`]):
 //! the servers and databases of every backend, the steady workloads backend
 //! by backend, the idle-gap workload over all backends at once, the recovery
-//! runs, the consistency check, and (when asked) the instruction counts.
+//! runs, the consistency check, and (when asked) the instruction counts;
+//! then the `resolve_commit` table on the same servers, and the read-replica
+//! table on servers of its own (each part when `--only` keeps it).
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
@@ -13,7 +15,42 @@ use serde::{Deserialize, Serialize};
 use crate::contenders::{database_name, Backend, Contender, Subject, Txn};
 use crate::results::{Counts, RecoveryRow, Row, RunResult};
 use crate::workloads::{self, Config, Samples, Tally, Workload};
-use crate::{callgrind, diesel_sync, idle, recovery};
+use crate::{callgrind, diesel_sync, idle, recovery, replicas, resolve};
+
+/// The parts of the program, each with tables of its own (`--only`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Part {
+    /// `#[db_txn]` against the hand-written contenders: steady, contention,
+    /// idle gaps, recovery, instruction counts.
+    Compare,
+    /// `resolve_commit` off and on ([`crate::resolve`]; on the servers).
+    Resolve,
+    /// Pools with and without a read replica ([`crate::replicas`]; on the
+    /// servers).
+    Replicas,
+}
+
+impl Part {
+    pub const ALL: [Part; 3] = [Part::Compare, Part::Resolve, Part::Replicas];
+
+    /// The name on the command line.
+    pub fn key(self) -> &'static str {
+        match self {
+            Part::Compare => "compare",
+            Part::Resolve => "resolve",
+            Part::Replicas => "replicas",
+        }
+    }
+
+    pub fn parse(key: &str) -> Option<Part> {
+        Part::ALL.into_iter().find(|p| p.key() == key)
+    }
+
+    /// Whether it runs on `backend`.
+    pub fn runs_on(self, backend: Backend) -> bool {
+        self == Part::Compare || backend != Backend::Sqlite
+    }
+}
 
 /// What a run does.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -24,8 +61,15 @@ pub struct Opts {
     pub callgrind: bool,
     pub callgrind_out: Option<PathBuf>,
     pub only: Vec<Backend>,
+    pub parts: Vec<Part>,
     /// This run's number from 0: shifts the idle workload's orders.
     pub index: usize,
+}
+
+impl Opts {
+    fn runs(&self, part: Part, backend: Backend) -> bool {
+        self.parts.contains(&part) && part.runs_on(backend)
+    }
 }
 
 /// Transactions counted per variant, backend and kind.
@@ -99,15 +143,14 @@ fn timed_connect<C: Connection>(url: &str) -> Duration {
 }
 
 /// A backend set up: its server, its contenders, what they got acknowledged.
-struct Setup {
-    server: Server,
+struct Setup<'a> {
+    server: &'a Server,
     subject: Box<dyn Subject>,
     tally: Tally,
 }
 
-impl Setup {
-    fn new(backend: Backend) -> Setup {
-        let server = Server::start(backend);
+impl Setup<'_> {
+    fn new(backend: Backend, server: &Server) -> Setup<'_> {
         let tag = &backend.key()[..1];
         let url = |who: Contender| server.database(&database_name(tag, who));
         let subject: Box<dyn Subject> = match backend {
@@ -139,20 +182,61 @@ fn timed<T>(backend: Backend, what: &str, f: impl FnOnce() -> T) -> T {
 /// The whole run.
 pub fn run(opts: &Opts) -> RunResult {
     let mut out = RunResult::default();
-    let setups: Vec<Setup> = opts.only.iter().map(|b| Setup::new(*b)).collect();
-    for setup in &setups {
-        steady(setup, &opts.cfg, &mut out);
+    let servers: Vec<(Backend, Server)> = (opts.only.iter())
+        .filter(|b| opts.runs(Part::Compare, **b) || opts.runs(Part::Resolve, **b))
+        .map(|b| (*b, Server::start(*b)))
+        .collect();
+    if opts.parts.contains(&Part::Compare) {
+        compare(&servers, opts, &mut out);
     }
-    idle_gaps(&setups, opts, &mut out);
-    for setup in &setups {
-        let times = (opts.cfg.recovery_before, opts.cfg.recovery_limit);
-        recover(setup, times, &mut out);
+    if opts.parts.contains(&Part::Resolve) {
+        for (backend, server) in &servers {
+            let what = "resolve_commit off and on";
+            match server {
+                Server::Sqlite(_) => {}
+                Server::MariaDb(s) => timed(*backend, what, || {
+                    resolve::mariadb(s, &opts.cfg, &mut out);
+                }),
+                Server::Postgres(s) => timed(*backend, what, || {
+                    resolve::postgres(s, &opts.cfg, &mut out);
+                }),
+            }
+        }
     }
-    for setup in &setups {
-        check_committed(setup, &mut out);
-        count(setup, opts, &mut out);
+    // Stopped before the replicas' servers start.
+    drop(servers);
+    for backend in &opts.only {
+        if !opts.runs(Part::Replicas, *backend) {
+            continue;
+        }
+        timed(
+            *backend,
+            "replicas (servers started and stopped)",
+            || match backend {
+                Backend::MariaDb => replicas::mariadb(&opts.cfg, &mut out),
+                Backend::Postgres => replicas::postgres(&opts.cfg, &mut out),
+                Backend::Sqlite => {}
+            },
+        );
     }
     out
+}
+
+/// The comparison of the contenders on `servers`.
+fn compare(servers: &[(Backend, Server)], opts: &Opts, out: &mut RunResult) {
+    let setups: Vec<Setup> = servers.iter().map(|(b, s)| Setup::new(*b, s)).collect();
+    for setup in &setups {
+        steady(setup, &opts.cfg, out);
+    }
+    idle_gaps(&setups, opts, out);
+    for setup in &setups {
+        let times = (opts.cfg.recovery_before, opts.cfg.recovery_limit);
+        recover(setup, times, out);
+    }
+    for setup in &setups {
+        check_committed(setup, out);
+        count(setup, opts, out);
+    }
 }
 
 /// The indices of the contenders of `subject` that take part in `workload`.

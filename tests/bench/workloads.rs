@@ -88,6 +88,9 @@ pub struct Config {
     pub per_thread: usize,
     /// Calls per contender of the idle-gap workload.
     pub idle_calls: usize,
+    /// Transactions per variant in each counted stretch of the
+    /// `resolve_commit` table (round trips, what the server wrote).
+    pub counted: u64,
     /// How long the recovery workload runs before the restart, and how long
     /// it waits for every contender to succeed again after it.
     pub recovery_before: Duration,
@@ -189,6 +192,34 @@ pub fn single(subject: &dyn Subject, txn: Txn, cfg: &Config, tally: &Tally) -> V
             }
             if round >= cfg.warmup {
                 s.add(lat, start.elapsed());
+            }
+        }
+    }
+    out
+}
+
+/// `n` variants of a table of their own (no [`Subject`]) taking turns after
+/// every transaction, in the order [`order`] gives, the first `cfg.warmup`
+/// rounds not recorded. `call(variant, round)`: the round picks the row, so
+/// that all variants work on the same rows.
+pub fn turns(
+    n: usize,
+    cfg: &Config,
+    call: &mut dyn FnMut(usize, u64) -> Result<(), CallError>,
+) -> Vec<Samples> {
+    let mut out = vec![Samples::default(); n];
+    for round in 0..cfg.warmup + cfg.rounds {
+        for who in order(round, n) {
+            let t0 = Instant::now();
+            let result = call(who, round as u64);
+            let took = t0.elapsed();
+            let s = &mut out[who];
+            if let Err(e) = result {
+                s.error(e);
+            }
+            if round >= cfg.warmup {
+                s.nanos.push(took.as_nanos() as u64);
+                s.wall += took;
             }
         }
     }

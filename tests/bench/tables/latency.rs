@@ -1,7 +1,7 @@
 //! µs per transaction of every contender: one table per backend, a column
 //! per contender, a line per workload.
 
-use super::{table, us};
+use super::{latency, table};
 use crate::report::Context;
 
 pub fn section(ctx: &Context) -> Option<String> {
@@ -21,16 +21,7 @@ pub fn section(ctx: &Context) -> Option<String> {
                 for who in &contenders {
                     let median = ctx.runs.value(b, w, *who, |m| m.median_us);
                     let p99 = ctx.runs.value(b, w, *who, |m| m.p99_us);
-                    row.push(match (median, p99) {
-                        (Some(m), Some(p)) => format!(
-                            "{} ({}–{}) / {}",
-                            us(m.median),
-                            us(m.min),
-                            us(m.max),
-                            us(p.median)
-                        ),
-                        _ => String::new(),
-                    });
+                    row.push(latency(median, p99));
                 }
                 row
             })

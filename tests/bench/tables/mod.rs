@@ -2,11 +2,15 @@
 //! Option<String>` (a heading, a sentence on what it shows, the table),
 //! listed in [`crate::report::document`].
 
+use crate::aggregate::Spread;
+
 pub mod idle;
 pub mod instructions;
 pub mod latency;
 pub mod ratios;
 pub mod recovery;
+pub mod replicas;
+pub mod resolve;
 pub mod throughput;
 
 /// A Markdown table.
@@ -37,5 +41,20 @@ pub fn us(v: f64) -> String {
         format!("{v:.1}")
     } else {
         format!("{v:.0}")
+    }
+}
+
+/// A latency cell: the median of the runs' medians (their range) / the
+/// median of the runs' p99, in µs.
+pub fn latency(median: Option<Spread>, p99: Option<Spread>) -> String {
+    match (median, p99) {
+        (Some(m), Some(p)) => format!(
+            "{} ({}–{}) / {}",
+            us(m.median),
+            us(m.min),
+            us(m.max),
+            us(p.median)
+        ),
+        _ => String::new(),
     }
 }
