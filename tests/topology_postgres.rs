@@ -35,6 +35,11 @@ fn replica_lag_read_your_writes() {
 }
 
 #[test]
+fn read_your_writes_at_a_wal_page_boundary() {
+    topology::read_your_writes_at_a_wal_page_boundary();
+}
+
+#[test]
 fn replica_promoted_is_noticed() {
     topology::replica_promoted_is_noticed::<Postgres>();
 }

@@ -443,6 +443,80 @@ pub fn replica_lag_read_your_writes<S: Replicated>() {
     assert_no_leak_anywhere(&l, &primary, &replica);
 }
 
+/// A commit whose WAL record ends exactly at a WAL page boundary: the primary
+/// then reports its insert location past the next page's header, a location
+/// the standby's replay never reaches until something else is written. The
+/// write's token names the boundary, so the read after it is served by the
+/// standby at once instead of waiting out `read_your_writes_timeout` and
+/// falling back to the primary. (Found by the benchmark: about one commit in
+/// 900.)
+#[cfg(feature = "postgres")]
+pub fn read_your_writes_at_a_wal_page_boundary() {
+    use db_txn_tests::Postgres;
+
+    const PAGE: u64 = 8192;
+    const LIMIT: usize = 30_000;
+    let (primary, standby) = pair::<Postgres>();
+    let mut l = Ledger::new(
+        &primary,
+        "boundary",
+        with_replica(&standby, "boundary", |b| b),
+    );
+    assert!(
+        standby.caught_up_with(&primary),
+        "the ledger is on the standby"
+    );
+    let insert = "SELECT CAST(pg_current_wal_insert_lsn() - '0/0'::pg_lsn AS BIGINT)";
+    let mut commits = 0;
+    let at_boundary = loop {
+        assert!(
+            commits < LIMIT,
+            "no commit of {LIMIT} ended at a WAL page boundary: the case was not met"
+        );
+        l.transfer();
+        commits += 1;
+        let at = primary.query_i64(insert) as u64;
+        if at % PAGE == 24 {
+            break at;
+        }
+    };
+    let token = l
+        .pool
+        .last_write()
+        .expect("a token after a write")
+        .to_string();
+    let lsn = token
+        .strip_prefix("lsn:")
+        .and_then(|t| t.split_once('/'))
+        .and_then(|(hi, lo)| {
+            Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
+        })
+        .unwrap_or_else(|| panic!("a PostgreSQL token: {token}"));
+    eprintln!("commit {commits} ended at a page boundary: insert location {at_boundary:#X}, token {token}");
+    assert_eq!(
+        lsn,
+        at_boundary - 24,
+        "the token names the boundary, not the header's end"
+    );
+
+    let before = l.pool.stats();
+    let op = l.done.last().expect("an op").clone();
+    let (port, n) = Postgres::look(&l.pool, &op).expect("read");
+    let after = l.pool.stats();
+    assert_eq!(n, 1, "read-your-writes: {op} is visible");
+    assert_eq!(
+        port,
+        i64::from(standby.port()),
+        "the standby served it: {after:?}"
+    );
+    assert_eq!(
+        after.primary_fallbacks, before.primary_fallbacks,
+        "{after:?}"
+    );
+    l.assert_consistent(0);
+    assert_no_leak_anywhere(&l, &primary, &standby);
+}
+
 /// The replica is promoted (it stops replicating) while it serves reads: its
 /// connections' role check notices within about a second, and reads go to
 /// the primary again.

@@ -10,7 +10,7 @@ use super::super::{
     Backend, Driver, LostSession, Outcome, Position, PositionOf, Replay, Scheme, ServerInfo,
     ServerRole, Token, TxnConnection,
 };
-use super::role::{replayed_sql, POSITION_SQL, ROLE_SQL};
+use super::role::{commit_end, replayed_sql, POSITION_SQL, ROLE_SQL};
 use super::rows::{self, Id, Ports, Session, PORTS_SQL};
 use super::{busy_sessions_sql, end_session_sql, resolve, Postgres, SERVER_INFO_SQL};
 
@@ -26,6 +26,10 @@ struct Role {
 struct Lsn {
     #[diesel(sql_type = BigInt)]
     lsn: i64,
+    #[diesel(sql_type = BigInt)]
+    segment: i64,
+    #[diesel(sql_type = BigInt)]
+    block: i64,
 }
 
 #[derive(QueryableByName)]
@@ -69,7 +73,10 @@ impl Driver for PgConnection {
         // One WAL for the whole server: a session's last commit is at or
         // before the end of what has been inserted.
         let p: Lsn = diesel::sql_query(POSITION_SQL).get_result(self)?;
-        Ok(u64::try_from(p.lsn).ok().map(Position::Lsn))
+        let size = |n: i64| u64::try_from(n).unwrap_or(0);
+        Ok(u64::try_from(p.lsn)
+            .ok()
+            .map(|lsn| Position::Lsn(commit_end(lsn, size(p.segment), size(p.block)))))
     }
 
     fn wait_for(
