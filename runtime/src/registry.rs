@@ -8,14 +8,28 @@ use std::sync::{PoisonError, RwLock};
 
 use crate::{Pool, TxnConnection};
 
-/// A program installs a pool for one to three connection types: a short
-/// list is faster to search than a hash map (no hashing on every call).
-type Registry = RwLock<Vec<(TypeId, Box<dyn Any + Send + Sync>)>>;
+/// The default pool of one connection type: each driver has a static one
+/// ([`Driver::default_slot`](crate::backend::Driver::default_slot)), so the
+/// lookup on every call is one read lock, no search and no downcast.
+pub struct DefaultSlot<C: TxnConnection>(RwLock<Option<Pool<C>>>);
 
-static REGISTRY: Registry = RwLock::new(Vec::new());
+impl<C: TxnConnection> DefaultSlot<C> {
+    pub(crate) const fn new() -> Self {
+        DefaultSlot(RwLock::new(None))
+    }
 
-fn registry() -> &'static Registry {
-    &REGISTRY
+    fn replace(&self, pool: Option<Pool<C>>) -> Option<Pool<C>> {
+        let mut slot = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        std::mem::replace(&mut *slot, pool)
+    }
+
+    #[inline]
+    fn get(&self) -> Option<Pool<C>> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
 }
 
 thread_local! {
@@ -71,20 +85,7 @@ fn thread_pool<C: TxnConnection>() -> Option<Pool<C>> {
 /// # Ok(()) }
 /// ```
 pub fn install<C: TxnConnection>(pool: Pool<C>) -> Option<Pool<C>> {
-    let mut list = registry().write().unwrap_or_else(PoisonError::into_inner);
-    let id = TypeId::of::<C>();
-    let old = match list.iter_mut().find(|(ty, _)| *ty == id) {
-        Some((_, slot)) => Some(std::mem::replace(
-            slot,
-            Box::new(pool) as Box<dyn Any + Send + Sync>,
-        )),
-        None => {
-            list.push((id, Box::new(pool)));
-            None
-        }
-    };
-    old.and_then(|old| old.downcast::<Pool<C>>().ok())
-        .map(|old| *old)
+    C::default_slot().replace(Some(pool))
 }
 
 /// The pool a `#[db_txn]` function on `C` without `pool = ...` uses on this
@@ -96,21 +97,12 @@ pub fn installed<C: TxnConnection>() -> Option<Pool<C>> {
             return Some(pool);
         }
     }
-    let list = registry().read().unwrap_or_else(PoisonError::into_inner);
-    let id = TypeId::of::<C>();
-    list.iter()
-        .find(|(ty, _)| *ty == id)
-        .and_then(|(_, p)| p.downcast_ref::<Pool<C>>())
-        .cloned()
+    C::default_slot().get()
 }
 
 /// Remove the default pool for `C`, returning it. A thread's own pool
 /// ([`testing::install_for_thread`](crate::testing::install_for_thread))
 /// stays until its guard drops.
 pub fn uninstall<C: TxnConnection>() -> Option<Pool<C>> {
-    let mut list = registry().write().unwrap_or_else(PoisonError::into_inner);
-    let id = TypeId::of::<C>();
-    let at = list.iter().position(|(ty, _)| *ty == id)?;
-    let (_, old) = list.swap_remove(at);
-    old.downcast::<Pool<C>>().ok().map(|old| *old)
+    C::default_slot().replace(None)
 }

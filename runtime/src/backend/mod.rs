@@ -43,6 +43,7 @@ use diesel::{ConnectionError, ConnectionResult, QueryResult};
 
 use crate::classify::{Disconnect, ErrorClass};
 use crate::options::Options;
+use crate::registry::DefaultSlot;
 pub(crate) use resolve::{Outcome, Scheme, Token, XidToken};
 pub use sqlite::SingleWriter;
 
@@ -183,6 +184,11 @@ impl Target {
 pub trait Driver: Sized {
     /// The server this driver talks to.
     type Dialect: Dialect;
+
+    /// Where [`install`](crate::install) keeps this type's default pool.
+    fn default_slot() -> &'static DefaultSlot<Self>
+    where
+        Self: TxnConnection;
 
     /// Apply the pool's settings to a new connection (before the user's
     /// `on_connect` hook, which may override them).

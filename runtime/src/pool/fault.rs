@@ -101,6 +101,7 @@ pub(crate) struct Point {
 impl Point {
     /// A statement starts while a check runs on the pool.
     #[cold]
+    #[inline(never)]
     pub(crate) fn statement(&self, sql: &dyn std::fmt::Display, flags: &Flags, signals: &Signals) {
         let faults = &signals.faults;
         let mut plan = faults.plan.lock().unwrap_or_else(PoisonError::into_inner);

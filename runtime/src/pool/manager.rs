@@ -29,9 +29,38 @@ impl<C: TxnConnection> ManageConnection for Manager<C> {
 
     fn is_valid(&self, t: &mut Box<Tracked<C>>) -> Result<(), R2d2Error> {
         let signals = &self.connector.signals;
+        match self.policy.judge(t, signals, clock::now()) {
+            // The common case, kept short: used successfully just now.
+            Verdict::Trust => {
+                Counters::bump(&signals.counters.pings_skipped);
+                tracing::trace!(target: "db_txn", "ping skipped: used successfully just now");
+                Ok(())
+            }
+            verdict => self.check(t, verdict),
+        }
+    }
+
+    fn has_broken(&self, t: &mut Box<Tracked<C>>) -> bool {
+        // Unlike diesel's manager, a panicking thread does not break the
+        // connection: the runner rolls back before it unwinds further.
+        t.returned(clock::now());
+        let broken = t.flags.unusable() || t.conn.is_broken();
+        if broken {
+            invalidated(t);
+        }
+        broken
+    }
+}
+
+impl<C: TxnConnection> Manager<C> {
+    /// A verdict other than [`Verdict::Trust`]: close, retire, ping or check
+    /// the role.
+    #[inline(never)]
+    fn check(&self, t: &mut Tracked<C>, verdict: Verdict) -> Result<(), R2d2Error> {
+        let signals = &self.connector.signals;
         let counters = &signals.counters;
         let epoch = signals.epoch();
-        match self.policy.judge(t, signals, clock::now()) {
+        match verdict {
             Verdict::Broken => Err(R2d2Error::QueryError(gone(t.flags.disconnect()))),
             Verdict::Retire(why) => {
                 Counters::bump(&counters.recycled);
@@ -42,11 +71,7 @@ impl<C: TxnConnection> ManageConnection for Manager<C> {
                     ),
                 ))
             }
-            Verdict::Trust => {
-                Counters::bump(&counters.pings_skipped);
-                tracing::trace!(target: "db_txn", "ping skipped: used successfully just now");
-                Ok(())
-            }
+            Verdict::Trust => Ok(()),
             Verdict::Ping => {
                 Counters::bump(&counters.pings);
                 tracing::trace!(target: "db_txn", "ping");
@@ -94,21 +119,16 @@ impl<C: TxnConnection> ManageConnection for Manager<C> {
             }
         }
     }
+}
 
-    fn has_broken(&self, t: &mut Box<Tracked<C>>) -> bool {
-        // Unlike diesel's manager, a panicking thread does not break the
-        // connection: the runner rolls back before it unwinds further.
-        t.returned(clock::now());
-        let broken = t.flags.unusable() || t.conn.is_broken();
-        if broken {
-            tracing::info!(
-                target: "db_txn",
-                cause = t.flags.disconnect().map_or("unusable after a failed rollback or reset".into(), |d| d.to_string()),
-                "connection invalidated: closed instead of returned to the pool"
-            );
-        }
-        broken
-    }
+#[cold]
+#[inline(never)]
+fn invalidated<C>(t: &Tracked<C>) {
+    tracing::info!(
+        target: "db_txn",
+        cause = t.flags.disconnect().map_or("unusable after a failed rollback or reset".into(), |d| d.to_string()),
+        "connection invalidated: closed instead of returned to the pool"
+    );
 }
 
 /// Run a ping (or role check) on `t`: the watchdog asks the server about a

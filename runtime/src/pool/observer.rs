@@ -33,16 +33,21 @@ pub(crate) struct Observer<D> {
 }
 
 impl<D: Dialect + 'static> Instrumentation for Observer<D> {
+    // Called for every event of every statement: kept to a few loads and
+    // stores, with anything rare out of line.
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
         match &event {
             InstrumentationEvent::StartQuery { query, .. } => {
-                self.flags.mark_used();
-                if self.signals.faults.armed() {
-                    self.fault.statement(query, &self.flags, &self.signals);
-                }
+                // The watch's stamp counts statements; without one, a flag
+                // says that one ran (for a raw user's connection).
                 if let Some(watch) = &self.watch {
                     self.seq = self.seq.wrapping_add(1);
                     watch.statement_started(self.seq);
+                } else {
+                    self.flags.mark_used();
+                }
+                if self.signals.faults.armed() {
+                    self.fault.statement(query, &self.flags, &self.signals);
                 }
             }
             InstrumentationEvent::FinishQuery { error, .. } => {
@@ -55,14 +60,23 @@ impl<D: Dialect + 'static> Instrumentation for Observer<D> {
             }
             _ => {}
         }
-        if let Some(inner) = &mut self.inner {
-            inner.on_connection_event(event);
+        if self.inner.is_some() {
+            self.forward(event);
         }
     }
 }
 
 impl<D: Dialect> Observer<D> {
     #[cold]
+    #[inline(never)]
+    fn forward(&mut self, event: InstrumentationEvent<'_>) {
+        if let Some(inner) = &mut self.inner {
+            inner.on_connection_event(event);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
     fn seen_error(&self, err: &diesel::result::Error) {
         {
             if let diesel::result::Error::DatabaseError(kind, info) = err {

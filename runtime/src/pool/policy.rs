@@ -86,6 +86,7 @@ pub(crate) enum Verdict {
 }
 
 impl Rules {
+    #[inline]
     pub(crate) fn judge<C>(&self, t: &Tracked<C>, signals: &Signals, now: Ms) -> Verdict {
         if t.flags.unusable() {
             return Verdict::Broken;

@@ -18,6 +18,8 @@ pub struct PooledConnection<C: TxnConnection> {
     generation: u64,
     /// Checked out by [`Pool::get`](crate::Pool::get): cleaned on return.
     raw: bool,
+    /// For a raw checkout: the connection's statement count then.
+    raw_from: u32,
 }
 
 pub(super) enum Checked<C: TxnConnection> {
@@ -26,17 +28,33 @@ pub(super) enum Checked<C: TxnConnection> {
 }
 
 impl<C: TxnConnection> PooledConnection<C> {
+    #[inline(always)]
     pub(super) fn new(inner: Checked<C>, raw: bool, generation: u64) -> Self {
         let mut conn = PooledConnection {
             inner: ManuallyDrop::new(inner),
             generation,
             raw,
+            raw_from: 0,
         };
         if raw {
-            // Only what this user runs counts.
-            conn.tracked().flags.take_used();
+            // Only what this user runs counts. The instrumentation counts
+            // statements in the watch's stamp when statements are watched,
+            // and sets the `used` flag when they are not.
+            let t = conn.tracked();
+            t.flags.take_used();
+            if let Some(watch) = &t.watch {
+                conn.raw_from = watch.statements();
+            }
         }
         conn
+    }
+
+    /// Whether a statement ran since a raw checkout.
+    fn used_raw(&mut self) -> bool {
+        let from = self.raw_from;
+        let t = self.tracked();
+        let counted = t.watch.as_ref().is_some_and(|w| w.statements() != from);
+        t.flags.take_used() || counted
     }
 
     pub(crate) fn tracked(&mut self) -> &mut Tracked<C> {
@@ -63,7 +81,8 @@ impl<C: TxnConnection> Drop for PooledConnection<C> {
             return;
         }
         if self.raw {
-            super::reset::after_raw_use(self.tracked());
+            let used = self.used_raw();
+            super::reset::after_raw_use(self.tracked(), used);
         }
         if let Some(watch) = &self.tracked().watch {
             watch.checked_in();

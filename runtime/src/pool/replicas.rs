@@ -254,25 +254,42 @@ fn busy(e: &Error) -> bool {
 }
 
 impl<C: TxnConnection> Pool<C> {
-    /// The connection for an outermost call: a replica's for a `read_only`
-    /// call on a pool with replicas that can serve it, the primary's
-    /// otherwise.
-    #[inline]
-    pub(crate) fn checkout_for(&self, options: &Options) -> Result<PooledConnection<C>, Error> {
+    /// The connection for an outermost call, into `slot` (see
+    /// [`checkout_into`](Self::checkout_into)): a replica's for a
+    /// `read_only` call on a pool with replicas that can serve it, the
+    /// primary's otherwise.
+    #[inline(always)]
+    pub(crate) fn checkout_for<'s>(
+        &self,
+        options: &Options,
+        slot: &'s mut Option<PooledConnection<C>>,
+    ) -> Result<&'s mut PooledConnection<C>, Error> {
         if options.read_only {
             if let Some(replicas) = &self.shared.replicas {
-                let counters = self.counters();
-                let floor = self.floor();
-                if let Some(floor) = &floor {
-                    if let Some(conn) = replicas.checkout(counters, options.name, floor.as_ref()) {
-                        Counters::bump(&counters.replica_reads);
-                        return Ok(conn);
-                    }
-                }
-                Counters::bump(&counters.primary_fallbacks);
+                return self.checkout_read(replicas, options, slot);
             }
         }
-        self.checkout(Some(options.name))
+        self.checkout_into(options.name, slot)
+    }
+
+    /// A `read_only` call on a pool with replicas: a replica that shows
+    /// this thread's writes, else the primary.
+    #[inline(never)]
+    fn checkout_read<'s>(
+        &self,
+        replicas: &Replicas<C>,
+        options: &Options,
+        slot: &'s mut Option<PooledConnection<C>>,
+    ) -> Result<&'s mut PooledConnection<C>, Error> {
+        let counters = self.counters();
+        if let Some(floor) = &self.floor() {
+            if let Some(conn) = replicas.checkout(counters, options.name, floor.as_ref()) {
+                Counters::bump(&counters.replica_reads);
+                return Ok(slot.insert(conn));
+            }
+        }
+        Counters::bump(&counters.primary_fallbacks);
+        self.checkout_into(options.name, slot)
     }
 
     /// This thread's floor on this pool: `Some(None)` for none, `None` when
@@ -292,11 +309,15 @@ impl<C: TxnConnection> Pool<C> {
     /// After a write transaction committed on `t` (a primary connection):
     /// raise this thread's floor to where the commit is. Nothing for a pool
     /// without replicas.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn committed(&self, t: &mut Tracked<C>) {
-        if self.shared.replicas.is_none() {
-            return;
+        if self.shared.replicas.is_some() {
+            self.raise_floor(t);
         }
+    }
+
+    #[inline(never)]
+    fn raise_floor(&self, t: &mut Tracked<C>) {
         let server = t.server;
         let of = if server.behind_pooler {
             // The session's own last commit is another client's there.

@@ -8,7 +8,7 @@
 //! abandoned row; MariaDB commits it at the next `START TRANSACTION`; SQLite
 //! fails that BEGIN. Calls of `#[db_txn]` end their own transactions, so
 //! this runs for raw connections only, and sends nothing when no statement
-//! ran (the instrumentation marks each one).
+//! ran (the instrumentation counts them).
 
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 
@@ -18,8 +18,8 @@ use crate::backend::{idle_rollback, Dialect, TxnConnection};
 type Tm = AnsiTransactionManager;
 
 /// Roll back what a raw user left open on `t`, or mark it to be closed.
-pub(super) fn after_raw_use<C: TxnConnection>(t: &mut Tracked<C>) {
-    let used = t.flags.take_used();
+/// `used`: a statement ran since the checkout.
+pub(super) fn after_raw_use<C: TxnConnection>(t: &mut Tracked<C>, used: bool) {
     if t.flags.unusable() {
         return; // Closed on return anyway.
     }

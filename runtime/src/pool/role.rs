@@ -80,7 +80,7 @@ pub(crate) fn is_refusal(message: &str) -> bool {
 }
 
 /// Whether `t`'s role must be checked before it is handed out.
-#[inline]
+#[inline(always)]
 pub(crate) fn due<C>(role: Role, t: &Tracked<C>, signals: &Signals, now: Ms) -> bool {
     match role {
         Role::Any => false,

@@ -92,6 +92,12 @@ impl Watch {
             .store(u64::from(seq) << 32 | u64::from(tick) << 1 | 1, Relaxed);
     }
 
+    /// The connection's statement counter, as last stamped.
+    #[inline]
+    pub(crate) fn statements(&self) -> u32 {
+        (self.statement.load(Relaxed) >> 32) as u32
+    }
+
     #[inline]
     /// The statement `seq` got its answer: the stamp keeps when (low bit
     /// clear: nothing in flight).

@@ -83,13 +83,10 @@ impl Watch {
     /// After a successful COMMIT: the marker is no longer needed. Markers
     /// are deleted in batches, on the connection that fills one, after its
     /// COMMIT (a failure only leaves them to the stale clean-up).
+    #[inline(always)]
     pub(super) fn committed<C: TxnConnection>(&self, pool: &Pool<C>, conn: &mut C) {
         if let Some(Token::Marker { id }) = self.token {
-            if let Some(batch) = pool.resolution().done(id) {
-                if let Err(e) = conn.forget_markers(&batch) {
-                    tracing::debug!(target: "db_txn", error = %e, "deleting commit markers failed");
-                }
-            }
+            forget_marker(pool, conn, id);
         }
     }
 
@@ -116,7 +113,17 @@ impl Watch {
     }
 }
 
+#[inline(never)]
+fn forget_marker<C: TxnConnection>(pool: &Pool<C>, conn: &mut C, id: i64) {
+    if let Some(batch) = pool.resolution().done(id) {
+        if let Err(e) = conn.forget_markers(&batch) {
+            tracing::debug!(target: "db_txn", error = %e, "deleting commit markers failed");
+        }
+    }
+}
+
 /// Whether a call's lost COMMIT is resolved.
+#[inline(always)]
 fn enabled<C: TxnConnection>(pool: &Pool<C>, options: &Options) -> bool {
     C::RESOLVE != Scheme::None
         && !options.read_only
@@ -125,6 +132,7 @@ fn enabled<C: TxnConnection>(pool: &Pool<C>, options: &Options) -> bool {
 
 /// Before BEGIN: get ready to resolve this transaction's COMMIT. With a
 /// marker, `sql.begin` gets its insert (one batch, no extra round trip).
+#[inline(always)]
 pub(super) fn prepare<C: TxnConnection>(
     pool: &Pool<C>,
     tracked: &mut Tracked<C>,
@@ -134,6 +142,15 @@ pub(super) fn prepare<C: TxnConnection>(
     if !enabled(pool, options) {
         return Watch::default();
     }
+    prepare_token(pool, tracked, sql)
+}
+
+#[inline(never)]
+fn prepare_token<C: TxnConnection>(
+    pool: &Pool<C>,
+    tracked: &mut Tracked<C>,
+    sql: &mut TxnSql,
+) -> Watch {
     match C::RESOLVE {
         Scheme::None => Watch::default(),
         Scheme::Xid => Watch {
@@ -197,6 +214,7 @@ fn marker_id() -> i64 {
 }
 
 /// COMMIT, after reading the transaction id if the scheme needs it.
+#[inline(always)]
 pub(super) fn commit<C: TxnConnection>(conn: &mut C, watch: &mut Watch) -> Result<(), Failure> {
     if watch.wants_xid {
         let token = conn.before_commit().map_err(Failure::Before)?;
@@ -229,20 +247,23 @@ pub(super) fn failed_before<C: TxnConnection, T, E: From<Error>>(
     .into()))
 }
 
-/// Turns a lost COMMIT into what the caller gets; other attempts pass
-/// through.
+/// A COMMIT lost with its connection, with the body's value.
+pub(super) struct CommitLost<T> {
+    pub value: T,
+    pub lost: Lost,
+}
+
+/// Turns a lost COMMIT into what the caller gets: the body's value, a
+/// retry, or `CommitUnknown`.
 pub(super) fn settle<C, T, E>(
     pool: &Pool<C>,
     options: &Options,
-    attempt: Attempt<T, E>,
+    CommitLost { value, lost }: CommitLost<T>,
 ) -> Attempt<T, E>
 where
     C: TxnConnection,
     E: From<Error>,
 {
-    let Attempt::CommitLost { value, lost } = attempt else {
-        return attempt;
-    };
     let counters = pool.counters();
     let started = Instant::now();
     let found = resolve(pool, options, &lost);

@@ -102,8 +102,9 @@ enum Attempt<T, E> {
     /// if it panicked.
     Forked(Option<Box<dyn std::any::Any + Send>>),
     /// The connection was lost while COMMIT was in flight, and the call
-    /// resolves such a loss: [`commit::settle`] asks the server.
-    CommitLost { value: T, lost: commit::Lost },
+    /// resolves such a loss: [`commit::settle`] asks the server. Boxed: a
+    /// rare outcome that would otherwise make every attempt's result larger.
+    CommitLost(Box<commit::CommitLost<T>>),
 }
 
 fn outermost<C, T, E, F>(pool: &Pool<C>, options: &Options, body: &mut F) -> Result<T, E>
@@ -131,9 +132,12 @@ where
         // The clock is read only when the event is wanted.
         let waited = tracing::enabled!(target: "db_txn", tracing::Level::DEBUG)
             .then(std::time::Instant::now);
-        // A `read_only` call goes to a replica when the pool has some.
-        let mut conn = pool.checkout_for(options)?;
-        single_writer::after_checkout(pool, &mut conn, options)?;
+        // A `read_only` call goes to a replica when the pool has some. The
+        // connection stays in `slot` (written once, not moved) and goes back
+        // to the pool, or is closed, when the slot is emptied or dropped.
+        let mut slot = None;
+        let conn = pool.checkout_for(options, &mut slot)?;
+        single_writer::after_checkout(pool, conn, options)?;
         if let Some(waited) = waited {
             tracing::debug!(
                 target: "db_txn",
@@ -143,18 +147,30 @@ where
         }
         let upfront =
             lock_upfront || (single_writer::one_writer::<C>() && upfront::needed(options.name));
-        let outcome = attempt(pool, &mut conn, options, body, upfront);
-        if let Attempt::Forked(_) = outcome {
-            // Neither returned to the parent's pool nor closed: both are
-            // the parent's.
-            std::mem::forget(conn);
-        } else {
-            // Given back (healthy, or closed if lost) before anything else:
-            // before unwinding a panic, and before a lost COMMIT is asked
-            // about on another connection of the pool.
-            drop(conn);
-        }
-        match commit::settle(pool, options, outcome) {
+        let outcome = match attempt(pool, conn, options, body, upfront) {
+            // The common end, kept short: the connection goes back as `slot`
+            // drops, before the caller gets the result.
+            Attempt::Done(result) => return result,
+            Attempt::Forked(panic) => {
+                // Neither returned to the parent's pool nor closed: both are
+                // the parent's.
+                std::mem::forget(slot.take());
+                Attempt::Forked(panic)
+            }
+            Attempt::CommitLost(lost) => {
+                // Given back (closed) before the lost COMMIT is asked about
+                // on another connection of the pool.
+                drop(slot.take());
+                commit::settle(pool, options, *lost)
+            }
+            outcome => {
+                // Given back (healthy, or closed if lost) before anything
+                // else, before unwinding a panic in particular.
+                drop(slot.take());
+                outcome
+            }
+        };
+        match outcome {
             Attempt::Done(result) => return result,
             Attempt::Panicked(payload) => resume_unwind(payload),
             Attempt::Forked(panic) => {
@@ -226,7 +242,7 @@ where
                 return result;
             }
             // Turned into one of the above by `commit::settle`.
-            Attempt::CommitLost { .. } => unreachable!("a lost COMMIT is settled first"),
+            Attempt::CommitLost(_) => unreachable!("a lost COMMIT is settled first"),
         }
     }
 }
@@ -433,7 +449,7 @@ fn commit_failed<C: TxnConnection, T, E: From<Error>>(
     }) {
         flags.set_discard();
         let commit_error = match watch.lost(tracked, kind, commit_error) {
-            Ok(lost) => return Attempt::CommitLost { value, lost },
+            Ok(lost) => return Attempt::CommitLost(Box::new(commit::CommitLost { value, lost })),
             Err(commit_error) => commit_error,
         };
         Counters::bump(&counters.commit_unknowns);
@@ -464,6 +480,7 @@ fn commit_failed<C: TxnConnection, T, E: From<Error>>(
 
 /// Undo session settings made for the transaction; a connection that cannot
 /// be reset is not reused.
+#[inline(always)]
 fn reset_session<C: TxnConnection>(conn: &mut C, flags: &Flags, sql: &TxnSql) {
     if let Some(after) = sql.after {
         if conn.batch_execute(after).is_err() {

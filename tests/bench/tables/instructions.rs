@@ -2,7 +2,7 @@
 //! run (they repeat within a few instructions from run to run).
 
 use super::table;
-use crate::callgrind::{variants, WARMUP};
+use crate::callgrind::{variants, MALLOC_TUNABLES, WARMUP};
 use crate::contenders::{Ping, Txn};
 use crate::report::Context;
 use crate::run::CALLGRIND_CALLS;
@@ -55,8 +55,9 @@ pub fn section(ctx: &Context) -> Option<String> {
         format!(
             "### Instructions per transaction (client side)\n\n\
          Callgrind, {CALLGRIND_CALLS} counted calls per variant after {WARMUP} uncounted, in one \
-         run. In parentheses: the difference to the matching floor, the hand-written variant \
-         without ping that sends the same BEGIN as `#[db_txn]`.\n\n{}",
+         run, with `GLIBC_TUNABLES={MALLOC_TUNABLES}` (see What is measured). In parentheses: the \
+         difference to the matching floor, the hand-written variant without ping that sends the \
+         same BEGIN as `#[db_txn]`.\n\n{}",
             out.trim_end()
         ) + "\n",
     )

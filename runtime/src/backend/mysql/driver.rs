@@ -13,6 +13,7 @@ use super::super::{
 use super::role::{position_sql, wait_sql, ROLE_SQL};
 use super::rows::{self, role_of, Id, Ports, Session, PORTS_SQL};
 use super::{busy_sessions_sql, end_session_sql, resolve, Mysql, SERVER_INFO_SQL};
+use crate::registry::DefaultSlot;
 
 #[derive(QueryableByName)]
 struct Role {
@@ -39,6 +40,11 @@ impl TxnConnection for MysqlConnection {
 
 impl Driver for MysqlConnection {
     type Dialect = Mysql;
+
+    fn default_slot() -> &'static DefaultSlot<Self> {
+        static SLOT: DefaultSlot<MysqlConnection> = DefaultSlot::new();
+        &SLOT
+    }
 
     fn server_info(&mut self) -> QueryResult<ServerInfo> {
         let s: Session = diesel::sql_query(SERVER_INFO_SQL).get_result(self)?;

@@ -13,6 +13,13 @@ pub(super) fn sql(server: &ServerInfo, options: &Options) -> TxnSql {
             "START TRANSACTION"
         });
     }
+    with_options(server, options)
+}
+
+/// BEGIN with an isolation level or a timeout: built per call, out of the
+/// common path.
+#[inline(never)]
+fn with_options(server: &ServerInfo, options: &Options) -> TxnSql {
     let mut begin = String::new();
     let mut after = None;
     if let Some(t) = options.timeout {

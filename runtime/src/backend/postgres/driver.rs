@@ -13,6 +13,7 @@ use super::super::{
 use super::role::{commit_end, replayed_sql, POSITION_SQL, ROLE_SQL};
 use super::rows::{self, Id, Ports, Session, PORTS_SQL};
 use super::{busy_sessions_sql, end_session_sql, resolve, Postgres, SERVER_INFO_SQL};
+use crate::registry::DefaultSlot;
 
 #[derive(QueryableByName)]
 struct Role {
@@ -50,6 +51,11 @@ impl TxnConnection for PgConnection {
 
 impl Driver for PgConnection {
     type Dialect = Postgres;
+
+    fn default_slot() -> &'static DefaultSlot<Self> {
+        static SLOT: DefaultSlot<PgConnection> = DefaultSlot::new();
+        &SLOT
+    }
 
     fn server_info(&mut self) -> QueryResult<ServerInfo> {
         let s: Session = diesel::sql_query(SERVER_INFO_SQL).get_result(self)?;

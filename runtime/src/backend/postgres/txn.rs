@@ -13,6 +13,13 @@ pub(super) fn sql(options: &Options) -> TxnSql {
             "BEGIN"
         });
     }
+    with_options(options)
+}
+
+/// BEGIN with an isolation level or a timeout: built per call, out of the
+/// common path.
+#[inline(never)]
+fn with_options(options: &Options) -> TxnSql {
     let mut begin = String::from("BEGIN");
     if let Some(level) = options.isolation {
         begin += " ISOLATION LEVEL ";

@@ -9,6 +9,7 @@ use diesel::{QueryResult, QueryableByName, RunQueryDsl, SqliteConnection};
 use super::super::{Backend, ConnectSettings, Driver, ServerInfo, TxnConnection};
 use super::lock::{database_id, SingleWriter};
 use super::Sqlite;
+use crate::registry::DefaultSlot;
 
 #[derive(QueryableByName)]
 struct Opened {
@@ -35,6 +36,11 @@ fn opened(conn: &mut SqliteConnection) -> QueryResult<Opened> {
 
 impl Driver for SqliteConnection {
     type Dialect = Sqlite;
+
+    fn default_slot() -> &'static DefaultSlot<Self> {
+        static SLOT: DefaultSlot<SqliteConnection> = DefaultSlot::new();
+        &SLOT
+    }
 
     fn prepare(&mut self, settings: &ConnectSettings) -> QueryResult<()> {
         self.batch_execute(&format!(
