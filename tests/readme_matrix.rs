@@ -1,6 +1,7 @@
 //! README's "what survives what" table is generated from the fault matrix's
 //! test names (`tests/faults_*.rs` and `tests/topology_*.rs`, and the async
-//! form's `tests/async/tests/faults_*.rs`) and each case's doc comment (the
+//! form's `tests/async/tests/faults_*.rs` and `topology_*.rs`) and each
+//! case's doc comment (the
 //! `pub fn`s of `tests/fault/matrix.rs`, `silent.rs`, `topology.rs`,
 //! `pooler.rs`). This test fails when the README is out of date;
 //! `UPDATE_README=1 cargo test --test readme_matrix` rewrites it.
@@ -70,8 +71,14 @@ fn table() -> String {
     let tests: Vec<Vec<String>> = vec![
         tests_in_all(&["tests/faults_mariadb.rs", "tests/topology_mariadb.rs"]),
         tests_in_all(&["tests/faults_postgres.rs", "tests/topology_postgres.rs"]),
-        tests_in("tests/async/tests/faults_mariadb.rs"),
-        tests_in("tests/async/tests/faults_postgres.rs"),
+        tests_in_all(&[
+            "tests/async/tests/faults_mariadb.rs",
+            "tests/async/tests/topology_mariadb.rs",
+        ]),
+        tests_in_all(&[
+            "tests/async/tests/faults_postgres.rs",
+            "tests/async/tests/topology_postgres.rs",
+        ]),
     ];
     let mark = |tests: &[String], name: &str| {
         if tests.iter().any(|t| t == name) {
@@ -81,10 +88,15 @@ fn table() -> String {
         }
     };
     let cases = cases();
-    for test in tests_in_all(&["tests/topology_mariadb.rs", "tests/topology_postgres.rs"]) {
+    for test in tests_in_all(&[
+        "tests/topology_mariadb.rs",
+        "tests/topology_postgres.rs",
+        "tests/async/tests/topology_mariadb.rs",
+        "tests/async/tests/topology_postgres.rs",
+    ]) {
         assert!(
             cases.iter().any(|(name, _)| *name == test),
-            "tests/topology_*.rs: `{test}` has no documented case of that name in {CASE_FILES:?}"
+            "topology_*.rs: `{test}` has no documented case of that name in {CASE_FILES:?}"
         );
     }
     let mut out = String::from(

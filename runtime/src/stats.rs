@@ -58,7 +58,8 @@ pub struct PoolStats {
     pub stalls_cut: u64,
     /// Connections found on a server of the wrong role and closed: a write
     /// refused as read-only, or a role check at checkout (see
-    /// [`PoolBuilder::require_writable`](crate::PoolBuilder::require_writable)).
+    /// [`PoolBuilder::require_writable`](crate::PoolBuilder::require_writable),
+    /// `AsyncPoolBuilder::require_writable` on an async pool).
     /// New connections to such a server are refused without counting here.
     pub role_mismatches: u64,
     /// `read_only` calls served by a replica (see

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use diesel::QueryResult;
 use diesel_async::{AnsiTransactionManager, AsyncConnection};
 
-use super::{Backend, Dialect, ServerInfo};
+use super::{Backend, Dialect, ServerInfo, ServerRole};
 
 /// A diesel-async connection type `#[db_txn]` can run an `async fn` on:
 /// `AsyncPgConnection` (feature `async-postgres`) and `AsyncMysqlConnection`
@@ -53,6 +53,10 @@ pub trait AsyncDriver: Sized + Send + 'static {
     /// Read what the pool must know about the server (after the user's
     /// `on_connect` hook).
     fn server_info(&mut self) -> impl Future<Output = QueryResult<ServerInfo>> + Send;
+
+    /// The server's role now (the role check of a pooled connection), read
+    /// with the same SQL as the sync driver's.
+    fn role(&mut self) -> impl Future<Output = QueryResult<ServerRole>> + Send;
 
     /// The (client, server) TCP ports of this connection as the server sees
     /// them; `None` over a unix socket.

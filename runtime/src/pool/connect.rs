@@ -46,9 +46,6 @@ pub(crate) struct Connector<C: TxnConnection> {
 
 /// How long a background connect keeps trying before it reports a failure.
 pub(crate) const RECONNECT_POLL: Duration = Duration::from_secs(1);
-/// Between two connects to a server of the wrong role (a whole connect
-/// each: not as often as to a port nobody listens on).
-const ROLE_POLL: Duration = Duration::from_millis(10);
 
 impl<C: TxnConnection> Connector<C> {
     /// Open a connection, polling briefly for a server that is coming back.
@@ -70,7 +67,7 @@ impl<C: TxnConnection> Connector<C> {
                 Err(R2d2Error::ConnectionError(diesel::ConnectionError::BadConnection(m)))
                     if role::is_refusal(&m) && started.elapsed() < self.reconnect_poll =>
                 {
-                    std::thread::sleep(ROLE_POLL);
+                    std::thread::sleep(role::ROLE_POLL);
                 }
                 other => return other,
             }

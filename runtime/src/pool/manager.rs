@@ -8,6 +8,7 @@ use super::clock;
 use super::connect::Connector;
 use super::flags::gone;
 use super::policy::{Rules, Verdict};
+use super::role;
 use super::tracked::Tracked;
 use crate::backend::TxnConnection;
 use crate::stats::Counters;
@@ -94,28 +95,9 @@ impl<C: TxnConnection> Manager<C> {
                 Counters::bump(&counters.pings);
                 let role_epoch = signals.role_epoch();
                 let server = pinging(t, C::role).map_err(R2d2Error::QueryError)?;
-                let wanted = self.policy.role;
-                if !wanted.accepts(server) {
-                    Counters::bump(&counters.role_mismatches);
-                    t.flags.set_discard();
-                    tracing::info!(
-                        target: "db_txn",
-                        read_only = server.read_only,
-                        replica = server.replica,
-                        "connection on a server of the wrong role: closed"
-                    );
-                    return Err(R2d2Error::ConnectionError(
-                        diesel::ConnectionError::BadConnection(wanted.refusal(server)),
-                    ));
-                }
-                tracing::trace!(target: "db_txn", "role checked");
-                let now = clock::now();
-                t.server.role = server;
-                t.last_ok = now;
-                t.epoch = epoch;
-                t.role_epoch = role_epoch;
-                t.role_checked = now;
-                Ok(())
+                role::settle(self.policy.role, t, server, (epoch, role_epoch)).map_err(|m| {
+                    R2d2Error::ConnectionError(diesel::ConnectionError::BadConnection(m))
+                })
             }
         }
     }

@@ -17,18 +17,26 @@
 //!   least every [`REPLICA_RECHECK`] of use, since a promotion makes no error
 //!   on a reading session.
 //!
+//! The sync pool (`manager.rs`, `connect.rs`) and the async pool
+//! (`asynk/pool/`) both decide here; each backend's driver reads the role
+//! with the same SQL, sync or async.
+//!
 //! [`Disconnect::ReadOnly`]: crate::Disconnect::ReadOnly
 
 use std::time::Duration;
 
-use super::clock::Ms;
+use super::clock::{self, Ms};
 
 use super::signals::Signals;
 use super::tracked::Tracked;
 use crate::backend::ServerRole;
+use crate::stats::Counters;
 
 /// How long a replica connection is used without its role checked again.
 pub(crate) const REPLICA_RECHECK: Duration = Duration::from_secs(1);
+/// Between two connects to a server of the wrong role (a whole connect
+/// each: not as often as to a port nobody listens on).
+pub(crate) const ROLE_POLL: Duration = Duration::from_millis(10);
 
 /// What a pool's connections must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,8 +71,8 @@ impl Role {
             match self {
                 Role::Replica => "reads go to the primary meanwhile",
                 _ => {
-                    "waiting for a writable one (a pool meant for a read-only server takes \
-                     PoolBuilder::require_writable(false))"
+                    "waiting for a writable one (a pool meant for a read-only server is built \
+                     with require_writable(false))"
                 }
             }
         )
@@ -90,6 +98,37 @@ pub(crate) fn due<C>(role: Role, t: &Tracked<C>, signals: &Signals, now: Ms) -> 
                 || now.0.saturating_sub(t.role_checked.0) >= REPLICA_RECHECK.as_millis() as u64
         }
     }
+}
+
+/// After a role check of `t` found `server`: keep `t` (its role, and when
+/// and in which epochs it was last known good, updated) or mark it for
+/// closing and say why (the message of the checkout's error). `epoch` and
+/// `role_epoch` are the pool's, read before the check.
+pub(crate) fn settle<C>(
+    wanted: Role,
+    t: &mut Tracked<C>,
+    server: ServerRole,
+    (epoch, role_epoch): (u64, u64),
+) -> Result<(), String> {
+    if !wanted.accepts(server) {
+        Counters::bump(&t.signals.counters.role_mismatches);
+        t.flags.set_discard();
+        tracing::info!(
+            target: "db_txn",
+            read_only = server.read_only,
+            replica = server.replica,
+            "connection on a server of the wrong role: closed"
+        );
+        return Err(wanted.refusal(server));
+    }
+    tracing::trace!(target: "db_txn", "role checked");
+    let now = clock::now();
+    t.server.role = server;
+    t.last_ok = now;
+    t.epoch = epoch;
+    t.role_epoch = role_epoch;
+    t.role_checked = now;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -131,5 +170,49 @@ mod tests {
         let m = Role::Replica.refusal(PRIMARY);
         assert!(is_refusal(&m) && m.contains("not a replica"), "{m}");
         assert!(!is_refusal("Connection refused"));
+    }
+
+    fn tracked(at: Ms) -> Tracked<()> {
+        Tracked {
+            conn: (),
+            flags: std::sync::Arc::new(super::super::flags::Flags::default()),
+            server: crate::backend::ServerInfo::default(),
+            created: at,
+            last_ok: at,
+            ok: false,
+            last_release: at,
+            retire_idle: u64::MAX,
+            epoch: 0,
+            role_epoch: 0,
+            role_checked: at,
+            signals: std::sync::Arc::new(Signals::default()),
+            watch: None,
+            fd: None,
+            protected: None,
+        }
+    }
+
+    #[test]
+    fn a_check_keeps_the_right_role_and_closes_the_wrong_one() {
+        let mut t = tracked(Ms(0));
+        assert_eq!(settle(Role::Primary, &mut t, PRIMARY, (3, 2)), Ok(()));
+        assert_eq!(
+            (t.epoch, t.role_epoch),
+            (3, 2),
+            "stamped with the pool's epochs"
+        );
+        assert!(t.role_checked.0 > 0 && t.last_ok.0 > 0, "stamped now");
+        assert!(!t.flags.unusable());
+        assert_eq!(t.signals.counters.snapshot(0, 0).role_mismatches, 0);
+
+        let m = settle(Role::Primary, &mut t, FENCED, (4, 3)).expect_err("fenced");
+        assert!(is_refusal(&m), "{m}");
+        assert!(t.flags.unusable(), "never handed out again");
+        assert_eq!(t.role_epoch, 2, "not stamped");
+        assert_eq!(t.signals.counters.snapshot(0, 0).role_mismatches, 1);
+        assert_eq!(
+            settle(Role::Any, &mut tracked(Ms(1)), STANDBY, (0, 0)),
+            Ok(())
+        );
     }
 }

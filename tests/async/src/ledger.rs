@@ -199,10 +199,17 @@ impl<'s, S: AsyncServer> Ledger<'s, S> {
     /// connections (polled: a closed connection reaches the server a moment
     /// later, and a background ROLLBACK takes a moment).
     pub async fn assert_no_leak(&self) {
+        self.assert_no_leak_with(|| self.server.connection_count(&self.database))
+            .await;
+    }
+
+    /// The same, with the server's count of the ledger's connections from
+    /// `clients` (the new primary's, after a failover).
+    pub async fn assert_no_leak_with(&self, mut clients: impl FnMut() -> i64) {
         let mut last = String::new();
         let settled = eventually(Duration::from_secs(10), || {
             let s = self.pool.stats();
-            let server = self.server.connection_count(&self.database);
+            let server = clients();
             last = format!("{server} server-side connections, pool {s:?}");
             s.connections == s.idle_connections && server == i64::from(s.connections)
         })

@@ -1,11 +1,15 @@
 //! What the async tests share: the kit's servers seen through diesel-async
 //! ([`AsyncServer`]), the ledger workload on the async form ([`ledger`]),
-//! and the fault matrix ([`matrix`], the rows of `tests/fault/matrix.rs`).
+//! the fault matrix ([`matrix`], the rows of `tests/fault/matrix.rs`) and
+//! its failover and demotion rows ([`topology`], on the servers of
+//! [`replicated`], as `tests/fault/topology.rs`).
 
 pub mod cancel;
 pub mod ledger;
 pub mod matrix;
+pub mod replicated;
 pub mod server;
+pub mod topology;
 
 pub use server::AsyncServer;
 

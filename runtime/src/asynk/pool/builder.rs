@@ -61,6 +61,7 @@ impl<C: AsyncTxnConnection> Config<C> {
                 watchdog,
                 keepalive: self.keepalive,
                 serial: tokio::sync::Mutex::new(()),
+                role: self.policy.role,
             },
             policy: self.policy.rules(false),
         }
@@ -78,8 +79,7 @@ impl<C: AsyncTxnConnection> AsyncPoolBuilder<C> {
                     ping_window: Duration::from_millis(500),
                     max_idle: None,
                     max_lifetime: Some(Duration::from_secs(30 * 60)),
-                    // No role checks on an async pool (yet): any server.
-                    role: Role::Any,
+                    role: Role::Primary,
                 },
                 classifier: None,
                 on_connect: None,
@@ -126,6 +126,37 @@ impl<C: AsyncTxnConnection> AsyncPoolBuilder<C> {
     /// Retire a connection this old. Default 30 minutes; `None` keeps them.
     pub fn max_lifetime(mut self, t: Option<Duration>) -> Self {
         self.config.policy.max_lifetime = t;
+        self
+    }
+
+    /// Only a writable server serves this pool (default on), as
+    /// [`PoolBuilder::require_writable`](crate::PoolBuilder::require_writable).
+    /// A new connection to a read-only server (a standby, a primary demoted
+    /// or fenced) is refused like an unreachable server: the pool keeps
+    /// trying within the checkout timeout until a writable one answers, as
+    /// during a failover. A write refused as read-only later
+    /// ([`Disconnect::ReadOnly`](crate::Disconnect::ReadOnly)) runs again on
+    /// a writable server, and the pool's other connections have their role
+    /// checked before their next use, so the pool never keeps serving from
+    /// a demoted node. The role is read with the server's other settings at
+    /// connect: no extra round trip.
+    ///
+    /// Turn it off for a pool meant for a read-only server (reports on a
+    /// replica: an async pool has no [`replica`](crate::PoolBuilder::replica)
+    /// routing, see [async functions](crate#async-functions)):
+    ///
+    /// ```
+    /// use diesel_async::AsyncPgConnection;
+    /// let builder = db_txn::AsyncPool::<AsyncPgConnection>::builder("postgres://app@replica-1/app")
+    ///     .require_writable(false);
+    /// # let _ = builder;
+    /// ```
+    ///
+    /// The role: PostgreSQL `transaction_read_only` (on for a standby and
+    /// under `default_transaction_read_only`); MariaDB/MySQL
+    /// `@@GLOBAL.read_only` (on with `super_read_only` too).
+    pub fn require_writable(mut self, on: bool) -> Self {
+        self.config.policy.role = if on { Role::Primary } else { Role::Any };
         self
     }
 

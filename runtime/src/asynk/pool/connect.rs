@@ -17,6 +17,7 @@ use crate::pool::fault::Point;
 use crate::pool::flags::Flags;
 use crate::pool::observer::Observer;
 use crate::pool::policy;
+use crate::pool::role::{self, Role};
 use crate::pool::signals::{Signals, Warning};
 use crate::pool::socket::{self, Peer};
 use crate::pool::tracked::Tracked;
@@ -47,6 +48,12 @@ impl fmt::Display for ConnectError {
 }
 
 impl ConnectError {
+    /// Refused for the server's role (see `pool/role.rs`): a server of the
+    /// right role may appear any moment (a promotion, an address moving).
+    pub(crate) fn wrong_role(&self) -> bool {
+        matches!(self, ConnectError::Connect(diesel::ConnectionError::BadConnection(m)) if role::is_refusal(m))
+    }
+
     /// "No server there (yet)": worth trying again while a checkout waits.
     pub(crate) fn unreachable<C: AsyncTxnConnection>(&self) -> bool {
         let message = match self {
@@ -72,6 +79,8 @@ pub(crate) struct Connector<C: AsyncTxnConnection> {
     /// Connects run one at a time, so that the socket that appears is the
     /// new connection's.
     pub serial: tokio::sync::Mutex<()>,
+    /// The role the server must have.
+    pub role: Role,
 }
 
 impl<C: AsyncTxnConnection> Connector<C> {
@@ -103,8 +112,16 @@ impl<C: AsyncTxnConnection> Connector<C> {
         if let Some(hook) = &self.on_connect {
             hook(&mut conn).await.map_err(ConnectError::Setup)?;
         }
+        // Before the role is read: a write refused as read-only meanwhile
+        // leaves this connection due for a check.
+        let role_epoch = self.signals.role_epoch();
         // After the hook: a `wait_timeout` it sets is the one that counts.
         let server = conn.server_info().await.map_err(ConnectError::Setup)?;
+        if !self.role.accepts(server.role) {
+            return Err(ConnectError::Connect(
+                diesel::ConnectionError::BadConnection(self.role.refusal(server.role)),
+            ));
+        }
         let socket = self.identify(&mut conn, candidates).await?;
         let fd = socket.as_ref().map(AsRawFd::as_raw_fd);
         if let Some(watch) = &watch {
@@ -126,7 +143,7 @@ impl<C: AsyncTxnConnection> Connector<C> {
                 last_release: now,
                 retire_idle: policy::retire_before(server.idle_limit),
                 epoch: self.signals.epoch(),
-                role_epoch: self.signals.role_epoch(),
+                role_epoch,
                 role_checked: now,
                 signals: self.signals.clone(),
                 watch,

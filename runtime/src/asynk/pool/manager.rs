@@ -1,5 +1,8 @@
 //! deadpool's manager: opens connections with the [`Connector`] and applies
-//! the checkout [`Policy`] (the sync pool's) in deadpool's recycle hook.
+//! the checkout [`Policy`] (the sync pool's) in deadpool's recycle hook,
+//! with the sync pool's role check (`pool/role.rs`).
+
+use std::future::Future;
 
 use deadpool::managed::{Metrics, RecycleError, RecycleResult};
 
@@ -8,6 +11,8 @@ use super::slot::Slot;
 use crate::backend::AsyncTxnConnection;
 use crate::pool::clock;
 use crate::pool::policy::{Rules, Verdict};
+use crate::pool::role;
+use crate::pool::watchdog::Watch;
 use crate::stats::Counters;
 
 /// The statement of the checkout ping.
@@ -48,23 +53,48 @@ impl<C: AsyncTxnConnection> deadpool::managed::Manager for Manager<C> {
                 tracing::trace!(target: "db_txn", "ping skipped: used successfully just now");
                 Ok(())
             }
-            // An async pool takes any server (no role checks): a due role
-            // check is a ping.
-            Verdict::Ping | Verdict::CheckRole => {
+            Verdict::Ping => {
                 Counters::bump(&counters.pings);
                 tracing::trace!(target: "db_txn", "ping");
-                if let Some(watch) = &slot.tracked.watch {
-                    watch.pinging(true);
-                }
-                let pinged = slot.tracked.conn.batch_execute(PING).await;
-                if let Some(watch) = &slot.tracked.watch {
-                    watch.pinging(false);
-                }
-                pinged.map_err(|e| RecycleError::Backend(ConnectError::Setup(e)))?;
+                let t = &mut slot.tracked;
+                pinging(t.watch.as_deref(), t.conn.batch_execute(PING)).await?;
                 slot.tracked.last_ok = clock::now();
                 slot.tracked.epoch = epoch;
                 Ok(())
             }
+            Verdict::CheckRole => {
+                Counters::bump(&counters.pings);
+                let role_epoch = signals.role_epoch();
+                let t = &mut slot.tracked;
+                let server = pinging(t.watch.as_deref(), t.conn.role()).await?;
+                role::settle(
+                    self.policy.role,
+                    &mut slot.tracked,
+                    server,
+                    (epoch, role_epoch),
+                )
+                .map_err(|m| {
+                    RecycleError::Backend(ConnectError::Connect(
+                        diesel::ConnectionError::BadConnection(m),
+                    ))
+                })
+            }
         }
     }
+}
+
+/// Run a ping (or role check): the watchdog asks the server about a ping
+/// sooner than about a statement, as a healthy server answers it at once.
+async fn pinging<T>(
+    watch: Option<&Watch>,
+    ping: impl Future<Output = diesel::QueryResult<T>>,
+) -> Result<T, RecycleError<ConnectError>> {
+    if let Some(watch) = watch {
+        watch.pinging(true);
+    }
+    let result = ping.await;
+    if let Some(watch) = watch {
+        watch.pinging(false);
+    }
+    result.map_err(|e| RecycleError::Backend(ConnectError::Setup(e)))
 }

@@ -36,6 +36,7 @@ pub use pooled::AsyncPooledConnection;
 
 use crate::backend::{AsyncTxnConnection, Backend};
 use crate::error::PoolState;
+use crate::pool::role::ROLE_POLL;
 use crate::pool::signals::Signals;
 use crate::stats::{Counters, PoolStats};
 use crate::Error;
@@ -191,11 +192,19 @@ impl<C: AsyncTxnConnection> AsyncPool<C> {
                 // A failed connect: the server may be restarting. Ask again
                 // until the deadline, as the sync pool does.
                 Ok(Err(e)) => {
+                    // A server of the wrong role answered: during a failover
+                    // one of the right role appears any moment.
+                    let mut wait = pause;
                     last_error = Some(match e {
-                        deadpool::managed::PoolError::Backend(e) => e.to_string(),
+                        deadpool::managed::PoolError::Backend(e) => {
+                            if e.wrong_role() {
+                                wait = ROLE_POLL;
+                            }
+                            e.to_string()
+                        }
                         other => other.to_string(),
                     });
-                    let wake = (tokio::time::Instant::now() + pause).min(deadline);
+                    let wake = (tokio::time::Instant::now() + wait).min(deadline);
                     tokio::time::sleep_until(wake).await;
                     pause = (pause * 2).min(MAX_PAUSE);
                     if wake >= deadline {

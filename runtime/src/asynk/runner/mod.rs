@@ -430,6 +430,17 @@ async fn commit_failed<C: AsyncTxnConnection, T, E: From<Error>>(
         e => e,
     };
     let class = crate::classify(C::BACKEND, &commit_error);
+    if class == ErrorClass::Disconnect(Disconnect::ReadOnly)
+        || flags.disconnect() == Some(Disconnect::ReadOnly)
+    {
+        // COMMIT refused by a server that became read-only (MariaDB/MySQL
+        // 1290): rolled back, a definite answer. Run again on a writable one.
+        flags.set_discard();
+        return Attempt::Lost {
+            kind: Disconnect::ReadOnly,
+            source: commit_error,
+        };
+    }
     if flags.disconnect().is_some() || matches!(class, ErrorClass::Disconnect(_)) {
         flags.set_discard();
         Counters::bump(&counters.commit_unknowns);

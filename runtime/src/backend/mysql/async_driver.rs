@@ -5,8 +5,9 @@ use diesel::QueryResult;
 use diesel_async::{AsyncMysqlConnection, RunQueryDsl};
 
 use super::super::async_driver::{AsyncDriver, AsyncTxnConnection, Canceller};
-use super::super::{Backend, ServerInfo};
-use super::rows::{self, Id, Ports, Session, PORTS_SQL};
+use super::super::{Backend, ServerInfo, ServerRole};
+use super::role::ROLE_SQL;
+use super::rows::{self, Id, Ports, Role, Session, PORTS_SQL};
 use super::{busy_sessions_sql, Mysql, SERVER_INFO_SQL};
 
 impl AsyncTxnConnection for AsyncMysqlConnection {
@@ -19,6 +20,11 @@ impl AsyncDriver for AsyncMysqlConnection {
     async fn server_info(&mut self) -> QueryResult<ServerInfo> {
         let s: Session = diesel::sql_query(SERVER_INFO_SQL).get_result(self).await?;
         Ok(s.server_info())
+    }
+
+    async fn role(&mut self) -> QueryResult<ServerRole> {
+        let r: Role = diesel::sql_query(ROLE_SQL).get_result(self).await?;
+        Ok(r.role())
     }
 
     async fn socket_ports(&mut self) -> QueryResult<Option<(u16, u16)>> {

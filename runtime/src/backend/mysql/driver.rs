@@ -11,15 +11,9 @@ use super::super::{
     ServerInfo, ServerRole, Token, TxnConnection,
 };
 use super::role::{position_sql, wait_sql, ROLE_SQL};
-use super::rows::{self, role_of, Id, Ports, Session, PORTS_SQL};
+use super::rows::{self, Id, Ports, Role, Session, PORTS_SQL};
 use super::{busy_sessions_sql, end_session_sql, resolve, Mysql, SERVER_INFO_SQL};
 use crate::registry::DefaultSlot;
-
-#[derive(QueryableByName)]
-struct Role {
-    #[diesel(sql_type = Text)]
-    read_only: String,
-}
 
 #[derive(QueryableByName)]
 struct Gtid {
@@ -53,7 +47,7 @@ impl Driver for MysqlConnection {
 
     fn role(&mut self) -> QueryResult<ServerRole> {
         let r: Role = diesel::sql_query(ROLE_SQL).get_result(self)?;
-        Ok(role_of(&r.read_only))
+        Ok(r.role())
     }
 
     fn position(&mut self, server: &ServerInfo, of: PositionOf) -> QueryResult<Option<Position>> {

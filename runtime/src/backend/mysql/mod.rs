@@ -9,7 +9,8 @@ mod async_driver;
 mod driver;
 mod errors;
 pub(crate) mod resolve;
-// Used by the driver (behind the feature) and the unit tests.
+// Used by the drivers (behind their features; the async one reads the role
+// only) and the unit tests.
 #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
 mod role;
 #[cfg(any(feature = "mysql", feature = "async-mysql"))]

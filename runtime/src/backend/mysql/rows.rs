@@ -42,8 +42,22 @@ impl Session {
     }
 }
 
+/// What [`ROLE_SQL`](super::role::ROLE_SQL) returns: the role check of a
+/// pooled connection, sync or async.
+#[derive(QueryableByName)]
+pub(super) struct Role {
+    #[diesel(sql_type = Text)]
+    read_only: String,
+}
+
+impl Role {
+    pub(super) fn role(self) -> ServerRole {
+        role_of(&self.read_only)
+    }
+}
+
 /// `read_only` is the role of a MariaDB/MySQL server: replicas run with it.
-pub(super) fn role_of(read_only: &str) -> ServerRole {
+fn role_of(read_only: &str) -> ServerRole {
     let read_only = super::role::is_read_only(read_only);
     ServerRole {
         read_only,

@@ -11,17 +11,9 @@ use super::super::{
     ServerRole, Token, TxnConnection,
 };
 use super::role::{commit_end, replayed_sql, POSITION_SQL, ROLE_SQL};
-use super::rows::{self, Id, Ports, Session, PORTS_SQL};
+use super::rows::{self, Id, Ports, Role, Session, PORTS_SQL};
 use super::{busy_sessions_sql, end_session_sql, resolve, Postgres, SERVER_INFO_SQL};
 use crate::registry::DefaultSlot;
-
-#[derive(QueryableByName)]
-struct Role {
-    #[diesel(sql_type = Bool)]
-    standby: bool,
-    #[diesel(sql_type = Bool)]
-    read_only: bool,
-}
 
 #[derive(QueryableByName)]
 struct Lsn {
@@ -69,10 +61,7 @@ impl Driver for PgConnection {
 
     fn role(&mut self) -> QueryResult<ServerRole> {
         let r: Role = diesel::sql_query(ROLE_SQL).get_result(self)?;
-        Ok(ServerRole {
-            read_only: r.read_only,
-            replica: r.standby,
-        })
+        Ok(r.role())
     }
 
     fn position(&mut self, _server: &ServerInfo, _of: PositionOf) -> QueryResult<Option<Position>> {

@@ -45,6 +45,15 @@ const POSTGRES_TEXTS: &[(&str, Disconnect)] = &[
         "the database system is in recovery mode",
         Disconnect::ServerShutdown,
     ),
+    // 57P01 too: the postmaster died (killed, or the first process of a
+    // crash) and a backend woken for its client saw that first. libpq adds
+    // "server closed the connection unexpectedly"; tokio-postgres reports
+    // this alone, as the error of the statement in flight (seen when
+    // `tests/async` `failover_under_load` kills a primary).
+    (
+        "terminating connection due to unexpected postmaster exit",
+        Disconnect::ServerShutdown,
+    ),
     // idle_session_timeout (57P05) and idle_in_transaction_session_timeout (25P03)
     (
         "terminating connection due to idle",
@@ -166,6 +175,11 @@ mod tests {
             ),
             (K::Unknown, "the database system is shutting down", ErrorClass::Disconnect(ServerShutdown)),
             (K::Unknown, "the database system is starting up", ErrorClass::Disconnect(ServerShutdown)),
+            (
+                K::Unknown,
+                "terminating connection due to unexpected postmaster exit",
+                ErrorClass::Disconnect(ServerShutdown),
+            ),
             (K::SerializationFailure, "could not serialize access", ErrorClass::Conflict),
             (K::Unknown, "deadlock detected", ErrorClass::Conflict),
             (K::UniqueViolation, "duplicate key value violates unique constraint", ErrorClass::Other),

@@ -8,7 +8,8 @@ mod async_driver;
 mod driver;
 mod errors;
 pub(crate) mod resolve;
-// Used by the driver (behind the feature) and the unit tests.
+// Used by the drivers (behind their features; the async one reads the role
+// only) and the unit tests.
 #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 mod role;
 #[cfg(any(feature = "postgres", feature = "async-postgres"))]

@@ -30,6 +30,25 @@ impl Session {
     }
 }
 
+/// What [`ROLE_SQL`](super::role::ROLE_SQL) returns: the role check of a
+/// pooled connection, sync or async.
+#[derive(QueryableByName)]
+pub(super) struct Role {
+    #[diesel(sql_type = Bool)]
+    standby: bool,
+    #[diesel(sql_type = Bool)]
+    read_only: bool,
+}
+
+impl Role {
+    pub(super) fn role(self) -> ServerRole {
+        ServerRole {
+            read_only: self.read_only,
+            replica: self.standby,
+        }
+    }
+}
+
 /// A row of [`busy_sessions_sql`](super::busy_sessions_sql).
 #[derive(QueryableByName)]
 pub(super) struct Id {

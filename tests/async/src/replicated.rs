@@ -1,0 +1,179 @@
+//! What the failover and demotion rows need from a server beyond
+//! [`AsyncServer`]: a primary and its replica, a failure, a take-over and a
+//! switchover, for the kit's MariaDB (GTID replication) and PostgreSQL
+//! (streaming standby). The async twin of `tests/fault/replicated.rs`, with
+//! the same choreography; no read replicas (an async pool has none).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use db_txn::{db_txn, AsyncPool, AsyncTxnConnection};
+use db_txn_tests::ProxyProcess;
+use diesel::QueryableByName;
+use diesel_async::RunQueryDsl;
+
+use crate::ledger::LedgerError;
+use crate::AsyncServer;
+
+/// How long a replica may take to catch up in these tests.
+const CATCH_UP: Duration = Duration::from_secs(30);
+
+/// How the pool reaches "the primary" across a failover.
+pub enum Writer {
+    /// A multi-host URL with `target_session_attrs=read-write` (tokio-postgres
+    /// reads it as libpq does).
+    MultiHost(String),
+    /// A moving address (a VIP or DNS name): a proxy process re-pointed from
+    /// the old primary to the new one.
+    Moving(ProxyProcess, String),
+}
+
+impl Writer {
+    pub fn url(&self) -> &str {
+        match self {
+            Writer::MultiHost(url) | Writer::Moving(_, url) => url,
+        }
+    }
+}
+
+/// A kit server that replicates. Its methods block (admin connections,
+/// tools): the tests call them from the test's own thread, while the load
+/// runs on the runtime's workers.
+pub trait Replicated: AsyncServer + Sized {
+    /// A new server that can be a primary.
+    fn start_primary() -> Self;
+    /// A new replica of this server, caught up.
+    fn start_replica(&self) -> Self;
+    /// SQL whose one column `v` is the port of the server that answers.
+    const PORT_SQL: &'static str;
+    /// How a pool reaches the writable one of `primary` and `replica`.
+    fn writer(primary: &Self, replica: &Self, database: &str) -> Writer;
+    /// Every commit acknowledged by the primary from now on is on the
+    /// replica too (PostgreSQL: a synchronous standby; MariaDB: the
+    /// switchover waits for the replica instead).
+    fn durable(primary: &Self);
+    /// The primary fails: PostgreSQL: SIGKILL (only where a crash loses no
+    /// acknowledged commit, see [`durable`](Self::durable)); MariaDB: it is
+    /// made read-only and the replica catches up.
+    fn fail_primary(primary: &Self, replica: &Self);
+    /// The replica takes over from the failed primary, and the writer
+    /// follows (PostgreSQL: promotion; MariaDB: the replica stops
+    /// replicating, turns writable, and the moving address is re-pointed).
+    fn take_over(replica: &Self, writer: &Writer);
+    /// The primary is demoted (read-only, kept running) and the replica
+    /// takes over; the writer follows.
+    fn demote_over(primary: &Self, replica: &Self, writer: &Writer);
+    /// Client connections to `database` (replication threads not counted).
+    fn clients(&self, database: &str) -> i64;
+}
+
+/// One column `v`.
+#[derive(QueryableByName)]
+pub struct V {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub v: i64,
+}
+
+/// Which server a call that is not `read_only` runs on: its port.
+#[db_txn(pool = pool)]
+pub async fn port_of_writer<C>(
+    conn: &mut C,
+    pool: &AsyncPool<C>,
+    port_sql: &str,
+) -> Result<i64, LedgerError>
+where
+    C: AsyncTxnConnection,
+    diesel::query_builder::SqlQuery: diesel_async::methods::LoadQuery<'static, C, V>,
+{
+    Ok(diesel::sql_query(port_sql).get_result::<V>(conn).await?.v)
+}
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+impl Replicated for db_txn_tests::Postgres {
+    const PORT_SQL: &'static str = "SELECT CAST(inet_server_port() AS BIGINT) AS v";
+
+    fn start_primary() -> Self {
+        Self::start().unwrap_or_else(|e| panic!("{e}"))
+    }
+    fn start_replica(&self) -> Self {
+        let standby = self.start_standby().unwrap_or_else(|e| panic!("{e}"));
+        assert!(standby.wait_caught_up(self, CATCH_UP));
+        standby
+    }
+    fn writer(primary: &Self, replica: &Self, database: &str) -> Writer {
+        Writer::MultiHost(Self::multi_host_url(
+            &[primary, replica],
+            database,
+            "read-write",
+        ))
+    }
+    fn durable(primary: &Self) {
+        // After the standby started (it copies ALTER SYSTEM settings, and a
+        // promoted standby waiting for a standby of its own would hang).
+        primary.exec("ALTER SYSTEM SET synchronous_standby_names = '*'");
+        primary.exec("SELECT pg_reload_conf()");
+        let sync = "SELECT COUNT(*) FROM pg_stat_replication WHERE sync_state = 'sync'";
+        assert!(
+            db_txn_tests::process::poll_until(CATCH_UP, || primary.query_i64(sync) == 1),
+            "the standby is synchronous"
+        );
+    }
+    fn fail_primary(primary: &Self, _replica: &Self) {
+        primary.crash();
+    }
+    fn take_over(replica: &Self, _writer: &Writer) {
+        replica.promote();
+    }
+    fn demote_over(primary: &Self, replica: &Self, _writer: &Writer) {
+        primary.set_read_only(true);
+        assert!(replica.wait_caught_up(primary, CATCH_UP));
+        replica.promote();
+    }
+    fn clients(&self, database: &str) -> i64 {
+        self.connection_count(database)
+    }
+}
+
+impl Replicated for db_txn_tests::MariaDb {
+    const PORT_SQL: &'static str = "SELECT CAST(@@port AS SIGNED) AS v";
+
+    fn start_primary() -> Self {
+        db_txn_tests::MariaDb::start_primary().unwrap_or_else(|e| panic!("{e}"))
+    }
+    fn start_replica(&self) -> Self {
+        db_txn_tests::MariaDb::start_replica(self).unwrap_or_else(|e| panic!("{e}"))
+    }
+    fn writer(primary: &Self, _replica: &Self, database: &str) -> Writer {
+        let proxy = ProxyProcess::start(addr(primary.port())).unwrap_or_else(|e| panic!("{e}"));
+        let url = AsyncServer::url_via_port(primary, database, proxy.port());
+        Writer::Moving(proxy, url)
+    }
+    fn durable(_primary: &Self) {}
+    fn fail_primary(primary: &Self, replica: &Self) {
+        primary.set_read_only(true);
+        assert!(replica.wait_caught_up(primary, CATCH_UP));
+    }
+    fn take_over(replica: &Self, writer: &Writer) {
+        replica.detach();
+        replica.set_read_only(false);
+        if let Writer::Moving(proxy, _) = writer {
+            proxy.retarget(addr(replica.port()));
+        }
+    }
+    fn demote_over(primary: &Self, replica: &Self, writer: &Writer) {
+        primary.switchover_to(replica);
+        if let Writer::Moving(proxy, _) = writer {
+            proxy.retarget(addr(replica.port()));
+        }
+    }
+    fn clients(&self, database: &str) -> i64 {
+        self.query_i64(&format!(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = '{database}' \
+             AND ID <> CONNECTION_ID() AND COMMAND NOT IN ('Daemon', 'Killed', 'Slave_IO', \
+             'Slave_SQL', 'Slave_worker', 'Binlog Dump')"
+        ))
+    }
+}

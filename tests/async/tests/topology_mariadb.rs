@@ -1,0 +1,26 @@
+//! Failover, demotion and a COMMIT refused as read-only on real MariaDB
+//! servers started by the kit (a primary with a GTID replica, and a fault
+//! proxy in its own process as the moving address), through the async form
+//! with the pool's default settings (see `src/topology.rs`). Each test
+//! starts its own servers.
+
+use db_txn_async_tests::topology;
+use db_txn_tests::MariaDb;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_under_load() {
+    db_txn_async_tests::logs();
+    topology::failover_under_load::<MariaDb>().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demoted_with_idle_connections() {
+    db_txn_async_tests::logs();
+    topology::demoted_with_idle_connections::<MariaDb>().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_at_commit() {
+    db_txn_async_tests::logs();
+    topology::read_only_at_commit::<MariaDb>().await;
+}
