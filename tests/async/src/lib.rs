@@ -1,10 +1,12 @@
 //! What the async tests share: the kit's servers seen through diesel-async
 //! ([`AsyncServer`]), the ledger workload on the async form ([`ledger`]),
-//! and the fault matrix ([`matrix`], the rows of `tests/fault/matrix.rs`).
+//! and the fault matrix ([`matrix`] and [`resolved`], the rows of
+//! `tests/fault/matrix.rs`).
 
 pub mod cancel;
 pub mod ledger;
 pub mod matrix;
+pub mod resolved;
 pub mod server;
 
 pub use server::AsyncServer;
