@@ -3,9 +3,14 @@
 //! function's option wins either way), PostgreSQL transactions that wrote
 //! nothing, and MariaDB's markers deleted in batches on the async path.
 
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
 use db_txn::{db_txn, AsyncPool, AsyncTxnConnection};
 use db_txn_async_tests::ledger::{Ledger, LedgerError};
-use db_txn_async_tests::resolved::{database_of, resolutions, upstream};
+use db_txn_async_tests::resolved::{
+    database_of, resolutions, resolving_via_proxy, upstream, BOUND,
+};
 use db_txn_async_tests::AsyncServer;
 use db_txn_tests::{MariaDb, Postgres, ProxyProcess};
 
@@ -182,4 +187,70 @@ async fn postgres_nothing_written_keeps_its_result() {
     let s = l.pool.stats();
     assert_eq!(resolutions(&s), (0, 0, 0, 0), "{s:?}");
     assert!(s.disconnects >= 1, "{s:?}");
+}
+
+/// Where a test's events go.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("capture").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Capture {
+    fn take(&self) -> String {
+        String::from_utf8(std::mem::take(&mut *self.0.lock().expect("capture"))).expect("utf-8")
+    }
+}
+
+/// One INFO event per resolution, with its outcome, inside the call's span,
+/// as on the sync form.
+// Current-thread: the events stay on this thread's subscriber.
+#[tokio::test]
+async fn postgres_one_info_event_per_resolution() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .without_time()
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let (proxy, mut l) = resolving_via_proxy(Postgres::shared(), "rc_events", BOUND).await;
+    l.transfer().await;
+    for (arm, outcome) in [
+        (
+            &(|p: &ProxyProcess| p.cut_after_commit()) as &dyn Fn(_),
+            "committed",
+        ),
+        (&|p: &ProxyProcess| p.drop_commit(), "aborted"),
+    ] {
+        capture.take();
+        arm(&proxy);
+        l.transfer().await;
+        let log = capture.take();
+        let resolved: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains(" db_txn: ") && l.contains("outcome="))
+            .collect();
+        assert_eq!(resolved.len(), 1, "{log}");
+        let event = resolved[0];
+        assert!(event.starts_with(" INFO"), "{event}");
+        assert!(event.contains(&format!("outcome=\"{outcome}\"")), "{event}");
+        assert!(event.contains("waited_ms="), "{event}");
+        assert!(
+            event.contains("db_txn{function="),
+            "inside the call's span: {event}"
+        );
+    }
+    let s = l.pool.stats();
+    assert_eq!(resolutions(&s), (1, 1, 0, 1), "{s:?}");
+    l.assert_consistent(0);
 }
