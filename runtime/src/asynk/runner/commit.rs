@@ -173,7 +173,7 @@ async fn resolve<C: AsyncTxnConnection>(
     let mut asking = Asking::new(pool.resolution().timeout);
     while let Some(left) = asking.left() {
         if let Ok(mut conn) = pool.checkout_within(Some(options.name), left).await {
-            let left = asking.left().unwrap_or_default();
+            let Some(left) = asking.left() else { break };
             match tokio::time::timeout(left, ask(&mut conn, &mut asking, lost)).await {
                 Ok(Some(found)) => return found,
                 Ok(None) => {}
