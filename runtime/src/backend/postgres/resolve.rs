@@ -228,6 +228,9 @@ pub(super) use async_driver::*;
 /// The same on `AsyncPgConnection`.
 #[cfg(feature = "async-postgres")]
 mod async_driver {
+    use diesel::pg::Pg;
+    use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+    use diesel::sql_types::Untyped;
     use diesel::QueryResult;
     use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
@@ -235,12 +238,28 @@ mod async_driver {
     use super::rows::{Before, Ended, Status};
     use super::*;
 
+    /// [`BEFORE_COMMIT_SQL`] as a query the connection keeps prepared: it
+    /// runs on every transaction, and diesel-async prepares a `sql_query`
+    /// anew each time (one more round trip; libpq's unnamed statement does
+    /// without).
+    #[derive(QueryId)]
+    struct BeforeCommit;
+
+    impl QueryFragment<Pg> for BeforeCommit {
+        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+            out.push_sql(BEFORE_COMMIT_SQL);
+            Ok(())
+        }
+    }
+
+    impl Query for BeforeCommit {
+        type SqlType = Untyped;
+    }
+
     pub(crate) async fn before_commit_async(
         conn: &mut AsyncPgConnection,
     ) -> QueryResult<Option<Token>> {
-        let b: Before = diesel::sql_query(BEFORE_COMMIT_SQL)
-            .get_result(conn)
-            .await?;
+        let b: Before = BeforeCommit.get_result(conn).await?;
         Ok(b.token())
     }
 
