@@ -55,7 +55,7 @@ use proc_macro::TokenStream;
 /// | `read_only` | no value: a read-only transaction | read-write |
 /// | `requires_new` | no value: its own connection and transaction, even inside a lent one | join a lent one |
 /// | `timeout = "5s"` | statement timeout in `ms`, `s` or `m` (not on SQLite) | none |
-/// | `resolve_commit` | alone or `= true`/`= false`: find out what became of a COMMIT lost with its connection | the pool's (off) |
+/// | `resolve_commit` | alone or `= true`/`= false`: find out what became of a COMMIT lost with its connection (`fn` and `async fn`) | the pool's (off) |
 /// | `crate = "path"` | where the generated code finds `db_txn` | `"::db_txn"` |
 ///
 /// `#[db_txn(retry = 2)] fn find(conn: &mut PgConnection, id: i32) -> Result<User, AppError>`

@@ -144,6 +144,7 @@ mod asynk;
 mod backend;
 mod classify;
 mod error;
+mod lost_commit;
 mod options;
 mod pool;
 mod registry;

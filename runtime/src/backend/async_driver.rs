@@ -9,7 +9,7 @@ use std::pin::Pin;
 use diesel::QueryResult;
 use diesel_async::{AnsiTransactionManager, AsyncConnection};
 
-use super::{Backend, Dialect, ServerInfo, ServerRole};
+use super::{Backend, Dialect, LostSession, Outcome, ServerInfo, ServerRole, Token};
 
 /// A diesel-async connection type `#[db_txn]` can run an `async fn` on:
 /// `AsyncPgConnection` (feature `async-postgres`) and `AsyncMysqlConnection`
@@ -72,4 +72,44 @@ pub trait AsyncDriver: Sized + Send + 'static {
     /// A handle that cancels the statement this connection runs, usable
     /// after the connection itself is gone.
     fn canceller(&self) -> Canceller;
+
+    /// What resolves a lost COMMIT (`lost_commit.rs`), as
+    /// [`Driver`](super::Driver)'s methods of the same names: the SQL and
+    /// what its answers mean are the backend's `resolve.rs`, shared.
+    ///
+    /// [`Scheme::Marker`](super::Scheme::Marker): create the marker table
+    /// if it is missing (outside any transaction) and delete stale markers.
+    fn create_markers(&mut self) -> impl Future<Output = QueryResult<()>> + Send {
+        async { Ok(()) }
+    }
+
+    /// [`Scheme::Marker`](super::Scheme::Marker): delete the markers of
+    /// transactions whose outcome is known.
+    fn forget_markers(&mut self, _ids: Vec<i64>) -> impl Future<Output = QueryResult<()>> + Send {
+        async { Ok(()) }
+    }
+
+    /// [`Scheme::Xid`](super::Scheme::Xid): what identifies the open
+    /// transaction, read just before COMMIT; `None` if it wrote nothing.
+    fn before_commit(&mut self) -> impl Future<Output = QueryResult<Option<Token>>> + Send {
+        async { Ok(None) }
+    }
+
+    /// What became of the transaction of `token`, asked on another connection.
+    fn commit_outcome(
+        &mut self,
+        _token: &Token,
+    ) -> impl Future<Output = QueryResult<Outcome>> + Send {
+        async { Ok(Outcome::Unknown("this server has no way to tell")) }
+    }
+
+    /// End the session that ran the transaction of `token` if it is still
+    /// open on the server; whether one was ended.
+    fn end_lost_session(
+        &mut self,
+        _token: &Token,
+        _lost: &LostSession,
+    ) -> impl Future<Output = QueryResult<bool>> + Send {
+        async { Ok(false) }
+    }
 }

@@ -158,6 +158,14 @@ pub trait Dialect {
     /// Ends whatever transaction a raw user left open, quietly when there
     /// is none.
     const RAW_RESET_SQL: &'static str = "ROLLBACK";
+
+    /// How this server tells the outcome of a lost COMMIT (`lost_commit.rs`).
+    const RESOLVE: Scheme = Scheme::None;
+
+    /// [`Scheme::Marker`]: the BEGIN batch `begin` that also writes marker `id`.
+    fn begin_with_marker(begin: &str, _id: i64) -> String {
+        begin.to_owned()
+    }
 }
 
 /// How a pool opens its connections, decided by the backend from its URL.
@@ -242,18 +250,11 @@ pub trait Driver: Sized {
         Ok(Replay::Reached)
     }
 
-    /// How this server tells the outcome of a lost COMMIT (`runner/commit.rs`).
-    const RESOLVE: Scheme = Scheme::None;
-
-    /// [`Scheme::Marker`]: create the marker table if it is missing (outside
-    /// any transaction) and delete markers left behind long ago.
+    /// [`Scheme::Marker`] (the dialect's [`Dialect::RESOLVE`]): create the
+    /// marker table if it is missing (outside any transaction) and delete
+    /// markers left behind long ago.
     fn create_markers(&mut self) -> QueryResult<()> {
         Ok(())
-    }
-
-    /// [`Scheme::Marker`]: the BEGIN batch `begin` that also writes marker `id`.
-    fn begin_with_marker(begin: &str, _id: i64) -> String {
-        begin.to_owned()
     }
 
     /// [`Scheme::Marker`]: delete the markers of transactions whose outcome is known.

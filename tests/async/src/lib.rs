@@ -1,13 +1,15 @@
 //! What the async tests share: the kit's servers seen through diesel-async
 //! ([`AsyncServer`]), the ledger workload on the async form ([`ledger`]),
-//! the fault matrix ([`matrix`], the rows of `tests/fault/matrix.rs`) and
-//! its failover and demotion rows ([`topology`], on the servers of
-//! [`replicated`], as `tests/fault/topology.rs`).
+//! the fault matrix ([`matrix`] and [`resolved`], the rows of
+//! `tests/fault/matrix.rs`) and its failover and demotion rows
+//! ([`topology`], on the servers of [`replicated`], as
+//! `tests/fault/topology.rs`).
 
 pub mod cancel;
 pub mod ledger;
 pub mod matrix;
 pub mod replicated;
+pub mod resolved;
 pub mod server;
 pub mod topology;
 

@@ -348,6 +348,12 @@ pub async fn cut_after_commit<S: AsyncServer>(server: &S) {
     }
     let s = stats(&l);
     assert_eq!((s.retries, s.commit_unknowns), (0, 1), "{s:?}");
+    // Off by default: nothing was asked.
+    assert_eq!(
+        (s.lost_commits_committed, s.lost_commits_aborted),
+        (0, 0),
+        "{s:?}"
+    );
     assert_eq!(l.times_applied(&op), 1, "committed exactly once");
     l.transfer().await;
     l.assert_consistent(1);

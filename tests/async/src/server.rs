@@ -31,6 +31,8 @@ pub trait AsyncServer: Sync + 'static {
     fn start_again(&self);
     fn freeze(&self);
     fn thaw(&self);
+    /// SIGKILL, without restarting (`start_again` does).
+    fn crash(&self);
     /// SQL that makes the server drop this session after `secs` idle.
     fn idle_limit_sql(secs: u32) -> String;
     /// SQL that sleeps `secs` seconds on the server.
@@ -94,6 +96,9 @@ macro_rules! async_server {
             }
             fn thaw(&self) {
                 self.thaw()
+            }
+            fn crash(&self) {
+                self.crash()
             }
             fn idle_limit_sql(secs: u32) -> String {
                 let idle: fn(u32) -> String = $idle;

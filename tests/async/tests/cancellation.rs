@@ -1,6 +1,6 @@
 //! Cancellation: a call's future dropped at each await point, during a
-//! COMMIT to a frozen server, with its runtime shut down; and a pool whose
-//! connections are all held.
+//! COMMIT to a frozen server, while its lost COMMIT is being resolved, with
+//! its runtime shut down; and a pool whose connections are all held.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use db_txn::{db_txn, AsyncPool, AsyncTxnConnection};
 use db_txn_async_tests::cancel::{assert_settled, sweep};
-use db_txn_async_tests::ledger::{Ledger, LedgerError};
+use db_txn_async_tests::ledger::{transfer, Ledger, LedgerError};
+use db_txn_async_tests::resolved::{nowhere, resolutions, resolving_via_proxy, upstream};
 use db_txn_async_tests::server::eventually;
 use db_txn_async_tests::AsyncServer;
 use db_txn_tests::{MariaDb, Postgres};
@@ -216,6 +217,107 @@ async fn postgres_drop_during_commit() {
 async fn mariadb_drop_during_commit() {
     db_txn_async_tests::logs();
     drop_during_commit(&MariaDb::start().expect("server")).await;
+}
+
+/// Dropped while its lost COMMIT is being resolved (`resolve_commit`): the
+/// resolution stops (no more connections are tried), the connection being
+/// opened to ask is closed, and the outcome, which nobody will learn, counts
+/// as commit-unknown. First the server cannot be reached (new connections go
+/// nowhere), then it is frozen while the resolver connects to it, and the
+/// call is dropped; after the thaw nothing is left open, the COMMIT (cut
+/// after it reached the server) is there once, and the pool serves.
+async fn drop_while_resolving<S: AsyncServer>(server: &S) {
+    let resolution_timeout = Duration::from_secs(10);
+    let (proxy, mut l) = resolving_via_proxy(server, "cancel_resolving", resolution_timeout).await;
+    l.transfer().await;
+    let before = l.pool.stats();
+    proxy.cut_after_commit();
+    proxy.retarget(nowhere());
+    let accepted_before = proxy.stats().accepted;
+    let frozen = AtomicBool::new(false);
+    let accepted_at_freeze = std::sync::atomic::AtomicU64::new(0);
+    let call = transfer(&l.pool, "in-doubt", 0, 1, 7, &|| {});
+    let drop_it = async {
+        let waited = Instant::now();
+        while proxy.commit_fault_pending() {
+            assert!(waited.elapsed() < Duration::from_secs(5), "no COMMIT");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // The resolver tries to connect, and cannot.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Now it reaches a server that does not answer.
+        accepted_at_freeze.store(proxy.stats().accepted, Ordering::SeqCst);
+        server.freeze();
+        frozen.store(true, Ordering::SeqCst);
+        proxy.retarget(upstream(server));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    tokio::select! {
+        r = call => {
+            if frozen.load(Ordering::SeqCst) {
+                server.thaw();
+            }
+            panic!("resolved without a server to ask: {r:?}");
+        }
+        _ = drop_it => {}
+    }
+    // Dropped: the resolution has stopped.
+    let accepted = proxy.stats().accepted;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let accepted_later = proxy.stats().accepted;
+    server.thaw();
+    let at_freeze = accepted_at_freeze.load(Ordering::SeqCst);
+    eprintln!(
+        "{}: connections tried {} while unreachable, {} to the frozen server",
+        S::NAME,
+        at_freeze - accepted_before,
+        accepted - at_freeze
+    );
+    assert!(
+        at_freeze > accepted_before + 1,
+        "the resolver was trying connections: {accepted_before} -> {at_freeze}"
+    );
+    assert!(
+        accepted > at_freeze,
+        "the resolver was connecting to the frozen server when dropped"
+    );
+    assert_eq!(accepted_later, accepted, "it went on after the drop");
+    let after = l.pool.stats();
+    let (committed, aborted, unknown, retries) = resolutions(&after);
+    let was = resolutions(&before);
+    assert_eq!(
+        (
+            committed - was.0,
+            aborted - was.1,
+            unknown - was.2,
+            retries - was.3
+        ),
+        (0, 0, 1, 0),
+        "{after:?}"
+    );
+    assert_settled(&l, "after the thaw").await;
+    assert_eq!(
+        proxy.live_connections(),
+        usize::try_from(l.pool.stats().connections).expect("count"),
+        "the connection opened to ask was closed"
+    );
+    assert_eq!(l.times_applied("in-doubt"), 1, "it had committed");
+    l.acknowledge("in-doubt");
+    l.transfer().await;
+    l.assert_consistent(0);
+    l.assert_no_leak().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_drop_while_resolving() {
+    db_txn_async_tests::logs();
+    drop_while_resolving(&Postgres::start().expect("server")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_drop_while_resolving() {
+    db_txn_async_tests::logs();
+    drop_while_resolving(&MariaDb::start().expect("server")).await;
 }
 
 /// A body that writes, then either waits (idle in its transaction) or runs

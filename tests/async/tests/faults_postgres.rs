@@ -3,7 +3,7 @@
 //! (restart, stop, freeze) get a server of their own; the others share one,
 //! each in its own database.
 
-use db_txn_async_tests::matrix;
+use db_txn_async_tests::{matrix, resolved};
 use db_txn_tests::Postgres;
 
 fn own() -> Postgres {
@@ -62,6 +62,36 @@ async fn proxy_blackhole_idle() {
 async fn cut_after_commit() {
     db_txn_async_tests::logs();
     matrix::cut_after_commit(Postgres::shared()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cut_after_commit_resolved() {
+    db_txn_async_tests::logs();
+    resolved::cut_after_commit_resolved(Postgres::shared()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_commit_resolved() {
+    db_txn_async_tests::logs();
+    resolved::dropped_commit_resolved(Postgres::shared()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_during_commit_resolved() {
+    db_txn_async_tests::logs();
+    resolved::crash_during_commit_resolved(&own()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_after_commit_is_unknown() {
+    db_txn_async_tests::logs();
+    resolved::unreachable_after_commit_is_unknown(Postgres::shared()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_commit_resolved() {
+    db_txn_async_tests::logs();
+    resolved::held_commit_resolved(Postgres::shared()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

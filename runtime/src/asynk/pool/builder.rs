@@ -34,6 +34,8 @@ pub(super) struct Config<C: AsyncTxnConnection> {
     on_connect: Option<Arc<AsyncOnConnect<C>>>,
     limits: Limits,
     keepalive: Option<Duration>,
+    /// `resolve_commit` and `commit_resolution_timeout`.
+    pub(super) resolve_commit: (bool, Duration),
 }
 
 impl<C: AsyncTxnConnection> Config<C> {
@@ -90,6 +92,7 @@ impl<C: AsyncTxnConnection> AsyncPoolBuilder<C> {
                     leak: Some(Duration::from_secs(60)),
                 },
                 keepalive: Some(Duration::from_secs(15)),
+                resolve_commit: (false, Duration::from_secs(10)),
             },
         }
     }
@@ -192,6 +195,44 @@ impl<C: AsyncTxnConnection> AsyncPoolBuilder<C> {
     /// this. Default 60 s; `None` turns it off.
     pub fn leak_threshold(mut self, t: Option<Duration>) -> Self {
         self.config.limits.leak = t;
+        self
+    }
+
+    /// Resolve a COMMIT lost with its connection for every function of this
+    /// pool, as [`PoolBuilder::resolve_commit`](crate::PoolBuilder::resolve_commit)
+    /// does for a sync pool (the same SQL, the same cost per transaction):
+    /// the call asks the server on a fresh connection of the pool, within
+    /// [`commit_resolution_timeout`](Self::commit_resolution_timeout),
+    /// whether the transaction committed, and returns the body's value or
+    /// runs the body again; only when the server cannot tell in time does
+    /// the caller get [`Error::CommitUnknown`]. `#[db_txn(resolve_commit =
+    /// ...)]` overrides it. Default off. A call whose future is dropped
+    /// meanwhile stops asking (see [the crate docs](crate#cancellation)).
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), db_txn::Error> {
+    /// use diesel_async::AsyncPgConnection;
+    /// let pool = db_txn::AsyncPool::<AsyncPgConnection>::builder("postgres://app@db/app")
+    ///     .resolve_commit(true)
+    ///     .commit_resolution_timeout(std::time::Duration::from_secs(5))
+    ///     .build()
+    ///     .await?;
+    /// let s = pool.stats();
+    /// // Lost COMMITs, by what the resolution found.
+    /// assert_eq!((s.lost_commits_committed, s.lost_commits_aborted, s.commit_unknowns), (0, 0, 0));
+    /// # Ok(()) }
+    /// ```
+    pub fn resolve_commit(mut self, on: bool) -> Self {
+        self.config.resolve_commit.0 = on;
+        self
+    }
+
+    /// How long resolving a lost COMMIT may take before the call gives up
+    /// with [`Error::CommitUnknown`]: checkouts, questions and their
+    /// answers together (a question still unanswered then is dropped: its
+    /// connection closed, its statement cancelled). Default 10 s.
+    pub fn commit_resolution_timeout(mut self, t: Duration) -> Self {
+        self.config.resolve_commit.1 = t;
         self
     }
 

@@ -36,6 +36,7 @@ pub use pooled::AsyncPooledConnection;
 
 use crate::backend::{AsyncTxnConnection, Backend};
 use crate::error::PoolState;
+use crate::pool::resolution::Resolution;
 use crate::pool::role::ROLE_POLL;
 use crate::pool::signals::Signals;
 use crate::stats::{Counters, PoolStats};
@@ -88,6 +89,8 @@ struct Shared<C: AsyncTxnConnection> {
     max_size: u32,
     checkout_timeout: Duration,
     signals: Arc<Signals>,
+    /// `resolve_commit`: its settings and the marker table's state.
+    resolution: Resolution,
 }
 
 impl<C: AsyncTxnConnection> Drop for Shared<C> {
@@ -142,6 +145,7 @@ impl<C: AsyncTxnConnection> AsyncPool<C> {
         let signals = Arc::new(Signals::default());
         let manager = config.manager(signals.clone(), true);
         let max_size = usize::try_from(config.max_size).unwrap_or(usize::MAX);
+        let (on, timeout) = config.resolve_commit;
         let pool = deadpool::managed::Pool::builder(manager)
             .max_size(max_size)
             .build()
@@ -156,6 +160,7 @@ impl<C: AsyncTxnConnection> AsyncPool<C> {
                 max_size: config.max_size,
                 checkout_timeout: config.checkout_timeout,
                 signals,
+                resolution: Resolution::new(on, timeout),
             }),
         }
     }
@@ -172,10 +177,19 @@ impl<C: AsyncTxnConnection> AsyncPool<C> {
         &self,
         function: Option<&'static str>,
     ) -> Result<AsyncPooledConnection<C>, Error> {
+        self.checkout_within(function, self.shared.checkout_timeout)
+            .await
+    }
+
+    /// Check a connection out, waiting at most `timeout`.
+    pub(crate) async fn checkout_within(
+        &self,
+        function: Option<&'static str>,
+        timeout: Duration,
+    ) -> Result<AsyncPooledConnection<C>, Error> {
         if self.shared.generation != crate::pool::fork_generation() {
             return Err(Error::AsyncPoolForked { function });
         }
-        let timeout = self.shared.checkout_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
         let mut last_error = None;
         let mut pause = FIRST_PAUSE;
@@ -254,6 +268,11 @@ impl<C: AsyncTxnConnection> AsyncPool<C> {
 
     pub(crate) fn counters(&self) -> &Counters {
         &self.shared.signals.counters
+    }
+
+    /// What the pool knows for resolving lost COMMITs.
+    pub(crate) fn resolution(&self) -> &Resolution {
+        &self.shared.resolution
     }
 
     /// A disconnect was found outside a statement (a hung-up socket).

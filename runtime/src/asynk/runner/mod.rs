@@ -6,7 +6,8 @@
 //! turns out to be gone *before COMMIT was sent*, the connection is
 //! discarded and the body runs again on a fresh one, up to `retry` times. A
 //! connection lost *during* COMMIT gives [`Error::CommitUnknown`] and is
-//! never retried. Calls that join a lent connection run in a SAVEPOINT and
+//! never retried, unless the call resolves it (`resolve_commit`:
+//! `commit.rs`). Calls that join a lent connection run in a SAVEPOINT and
 //! never retry on their own.
 //!
 //! What only futures add: the call's future may be dropped at any await
@@ -19,6 +20,7 @@
 //! again), one that returns `Err` or panics is rolled back by closing the
 //! connection.
 
+mod commit;
 mod nested;
 mod unwind;
 
@@ -40,6 +42,7 @@ use crate::runner::{backoff, step_error};
 use crate::session::Settings;
 use crate::stats::Counters;
 use crate::{Error, Options};
+use commit::Failure;
 use unwind::CatchUnwind;
 
 type Tm = AnsiTransactionManager;
@@ -111,6 +114,9 @@ enum Attempt<T, E> {
     Conflict(Result<T, E>),
     /// The body panicked; the transaction was rolled back.
     Panicked(Box<dyn std::any::Any + Send>),
+    /// The connection was lost while COMMIT was in flight, and the call
+    /// resolves such a loss: [`commit::settle`] asks the server.
+    CommitLost { value: T, lost: commit::Lost },
 }
 
 /// After an attempt: return, or run the body again (after a pause).
@@ -163,16 +169,16 @@ where
                     "checkout"
                 );
             }
-            match attempt(pool, &mut conn, options, next(&mut bodies)).await {
+            let outcome = attempt(pool, &mut conn, options, next(&mut bodies)).await;
+            // Given back (healthy, or closed if lost) before anything else:
+            // before unwinding a panic, and before a lost COMMIT is asked
+            // about on another connection of the pool.
+            drop(conn);
+            match commit::settle(pool, options, outcome).await {
                 Attempt::Done(result) => Next::Return(result),
-                Attempt::Panicked(payload) => {
-                    // Give the connection back (rolled back) before unwinding.
-                    drop(conn);
-                    resume_unwind(payload)
-                }
+                Attempt::Panicked(payload) => resume_unwind(payload),
                 Attempt::Lost { kind, source } => {
                     tracing::warn!(target: "db_txn", kind = %kind, "disconnect detected before COMMIT");
-                    drop(conn);
                     if lost_retries < options.retry {
                         lost_retries += 1;
                         Counters::bump(&counters.retries);
@@ -198,7 +204,6 @@ where
                     .into()))
                 }
                 Attempt::Conflict(result) => {
-                    drop(conn);
                     if conflict_retries < options.retry_conflicts {
                         conflict_retries += 1;
                         Counters::bump(&counters.retries);
@@ -210,6 +215,8 @@ where
                     }
                     Next::Return(result)
                 }
+                // Turned into one of the above by `commit::settle`.
+                Attempt::CommitLost { .. } => unreachable!("a lost COMMIT is settled first"),
             }
         }
         .instrument(span)
@@ -237,10 +244,11 @@ where
     let counters = pool.counters();
     let slot = conn.slot();
     let flags = slot.tracked.flags.clone();
-    let sql = match <C::Dialect as Dialect>::txn_sql(&slot.tracked.server, options, true) {
+    let mut sql = match <C::Dialect as Dialect>::txn_sql(&slot.tracked.server, options, true) {
         Ok(sql) => sql,
         Err(detail) => return Attempt::Done(Err(unsupported::<C>(options, detail).into())),
     };
+    let mut watch = commit::prepare(pool, slot, options, &mut sql).await;
     flags.take_conflict();
     // A write refused inside a `read_only` transaction is the body's own error,
     // not a role change.
@@ -249,6 +257,7 @@ where
         if let Some(kind) = flags.disconnect() {
             return Attempt::Lost { kind, source: e };
         }
+        watch.begin_failed_in(pool.resolution());
         // The batch may have half-applied (session settings): do not reuse.
         flags.set_discard();
         return Attempt::Done(Err(step_error(options, Step::Begin, e).into()));
@@ -306,23 +315,30 @@ where
                 // release that savepoint; roll everything back instead.
                 return left_nested(options, slot, &flags).await;
             }
-            slot.committing = true;
-            let committed = Tm::commit_transaction(&mut slot.tracked.conn).await;
-            slot.committing = false;
-            match committed {
+            match commit::commit(slot, &mut watch).await {
                 Ok(()) => {
                     slot.tracked.ok = true;
                     reset_session(slot, &flags).await;
+                    commit::committed(pool, slot, &watch).await;
                     Attempt::Done(Ok(value))
                 }
-                Err(_) if options.read_only && flags.disconnect().is_some() => {
+                Err(Failure::Before(e)) => commit::failed_before(options, slot, &flags, e).await,
+                Err(Failure::Commit(_))
+                    if (options.read_only || watch.wrote_nothing())
+                        && flags.disconnect().is_some() =>
+                {
+                    // A read-only transaction (or one that wrote nothing)
+                    // has nothing to commit: what it read is as good as it
+                    // was. Only the connection is lost.
                     tracing::debug!(
                         target: "db_txn",
                         "connection lost at the COMMIT of a read-only transaction: result kept"
                     );
                     Attempt::Done(Ok(value))
                 }
-                Err(e) => commit_failed::<C, T, E>(counters, options, slot, &flags, e).await,
+                Err(Failure::Commit(e)) => {
+                    commit_failed(counters, options, slot, &flags, e, (value, watch)).await
+                }
             }
         }
         Ok(Err(user_error)) => {
@@ -423,6 +439,7 @@ async fn commit_failed<C: AsyncTxnConnection, T, E: From<Error>>(
     slot: &mut Slot<C>,
     flags: &Flags,
     e: diesel::result::Error,
+    (value, watch): (T, commit::Watch),
 ) -> Attempt<T, E> {
     // diesel reports a failed COMMIT whose ROLLBACK failed too as one error.
     let commit_error = match e {
@@ -441,8 +458,15 @@ async fn commit_failed<C: AsyncTxnConnection, T, E: From<Error>>(
             source: commit_error,
         };
     }
-    if flags.disconnect().is_some() || matches!(class, ErrorClass::Disconnect(_)) {
+    if let Some(kind) = flags.disconnect().or(match class {
+        ErrorClass::Disconnect(kind) => Some(kind),
+        _ => None,
+    }) {
         flags.set_discard();
+        let commit_error = match watch.lost(&slot.tracked, kind, commit_error) {
+            Ok(lost) => return Attempt::CommitLost { value, lost },
+            Err(commit_error) => commit_error,
+        };
         Counters::bump(&counters.commit_unknowns);
         tracing::error!(
             target: "db_txn",
@@ -457,6 +481,7 @@ async fn commit_failed<C: AsyncTxnConnection, T, E: From<Error>>(
     }
     // A definite failure (a serialization failure found at COMMIT): diesel
     // rolled the transaction back.
+    drop(value);
     reset_session(slot, flags).await;
     let conflict = flags.take_conflict() || class == ErrorClass::Conflict;
     let result = Err(step_error(options, Step::Commit, commit_error).into());

@@ -1,14 +1,15 @@
 //! `AsyncMysqlConnection` (diesel-async over mysql_async): the same reads as
-//! `driver.rs`, and `KILL QUERY` for a statement whose future was dropped.
+//! `driver.rs`, the same commit markers (`resolve.rs`), and `KILL QUERY`
+//! for a statement whose future was dropped.
 
 use diesel::QueryResult;
 use diesel_async::{AsyncMysqlConnection, RunQueryDsl};
 
 use super::super::async_driver::{AsyncDriver, AsyncTxnConnection, Canceller};
-use super::super::{Backend, ServerInfo, ServerRole};
+use super::super::{Backend, LostSession, Outcome, ServerInfo, ServerRole, Token};
 use super::role::ROLE_SQL;
 use super::rows::{self, Id, Ports, Role, Session, PORTS_SQL};
-use super::{busy_sessions_sql, Mysql, SERVER_INFO_SQL};
+use super::{busy_sessions_sql, resolve, Mysql, SERVER_INFO_SQL};
 
 impl AsyncTxnConnection for AsyncMysqlConnection {
     const BACKEND: Backend = Backend::Mysql;
@@ -37,6 +38,25 @@ impl AsyncDriver for AsyncMysqlConnection {
             .load(self)
             .await?;
         Ok(rows::ids(rows))
+    }
+
+    async fn create_markers(&mut self) -> QueryResult<()> {
+        resolve::create_async(self).await
+    }
+
+    async fn forget_markers(&mut self, ids: Vec<i64>) -> QueryResult<()> {
+        resolve::forget_async(self, &ids).await
+    }
+
+    async fn commit_outcome(&mut self, token: &Token) -> QueryResult<Outcome> {
+        match token {
+            Token::Marker { id } => resolve::outcome_async(self, *id).await,
+            Token::Xid(_) => Ok(Outcome::Unknown("not a MariaDB/MySQL token")),
+        }
+    }
+
+    async fn end_lost_session(&mut self, _token: &Token, lost: &LostSession) -> QueryResult<bool> {
+        resolve::end_session_async(self, lost).await
     }
 
     fn canceller(&self) -> Canceller {

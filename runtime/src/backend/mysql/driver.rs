@@ -7,8 +7,8 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{MysqlConnection, QueryResult, QueryableByName, RunQueryDsl};
 
 use super::super::{
-    Backend, Driver, Flavor, LostSession, Outcome, Position, PositionOf, Replay, Scheme,
-    ServerInfo, ServerRole, Token, TxnConnection,
+    Backend, Driver, Flavor, LostSession, Outcome, Position, PositionOf, Replay, ServerInfo,
+    ServerRole, Token, TxnConnection,
 };
 use super::role::{position_sql, wait_sql, ROLE_SQL};
 use super::rows::{self, Id, Ports, Role, Session, PORTS_SQL};
@@ -104,14 +104,8 @@ impl Driver for MysqlConnection {
         Ok(p.pair())
     }
 
-    const RESOLVE: Scheme = Scheme::Marker;
-
     fn create_markers(&mut self) -> QueryResult<()> {
         resolve::create(self)
-    }
-
-    fn begin_with_marker(begin: &str, id: i64) -> String {
-        resolve::begin_with_marker(begin, id)
     }
 
     fn forget_markers(&mut self, ids: &[i64]) -> QueryResult<()> {

@@ -20,7 +20,7 @@ mod url;
 
 use diesel::result::DatabaseErrorKind;
 
-use super::{Backend, Dialect, ServerInfo, Target, TxnSql, Unsupported};
+use super::{Backend, Dialect, Scheme, ServerInfo, Target, TxnSql, Unsupported};
 use crate::classify::ErrorClass;
 use crate::options::Options;
 
@@ -90,6 +90,12 @@ impl Dialect for Mysql {
 
     fn end_session_sql(id: u64) -> Option<String> {
         Some(end_session_sql(id))
+    }
+
+    const RESOLVE: Scheme = Scheme::Marker;
+
+    fn begin_with_marker(begin: &str, id: i64) -> String {
+        resolve::begin_with_marker(begin, id)
     }
 
     fn classify(kind: DatabaseErrorKind, message: &str) -> ErrorClass {

@@ -1,15 +1,15 @@
 //! `AsyncPgConnection` (diesel-async over tokio-postgres): the same reads as
-//! `driver.rs`, and the cancel request for a statement whose future was
-//! dropped.
+//! `driver.rs`, the same transaction-id reads (`resolve.rs`), and the
+//! cancel request for a statement whose future was dropped.
 
 use diesel::QueryResult;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::super::async_driver::{AsyncDriver, AsyncTxnConnection, Canceller};
-use super::super::{Backend, ServerInfo, ServerRole};
+use super::super::{Backend, LostSession, Outcome, ServerInfo, ServerRole, Token};
 use super::role::ROLE_SQL;
 use super::rows::{self, Id, Ports, Role, Session, PORTS_SQL};
-use super::{busy_sessions_sql, Postgres, SERVER_INFO_SQL};
+use super::{busy_sessions_sql, resolve, Postgres, SERVER_INFO_SQL};
 
 impl AsyncTxnConnection for AsyncPgConnection {
     const BACKEND: Backend = Backend::Postgres;
@@ -38,6 +38,24 @@ impl AsyncDriver for AsyncPgConnection {
             .load(self)
             .await?;
         Ok(rows::ids(rows))
+    }
+
+    async fn before_commit(&mut self) -> QueryResult<Option<Token>> {
+        resolve::before_commit_async(self).await
+    }
+
+    async fn commit_outcome(&mut self, token: &Token) -> QueryResult<Outcome> {
+        match token {
+            Token::Xid(t) => resolve::outcome_async(self, t).await,
+            Token::Marker { .. } => Ok(Outcome::Unknown("not a PostgreSQL token")),
+        }
+    }
+
+    async fn end_lost_session(&mut self, token: &Token, _lost: &LostSession) -> QueryResult<bool> {
+        match token {
+            Token::Xid(t) => resolve::end_session_async(self, t).await,
+            Token::Marker { .. } => Ok(false),
+        }
     }
 
     fn canceller(&self) -> Canceller {

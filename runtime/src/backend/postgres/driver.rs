@@ -7,8 +7,8 @@ use diesel::sql_types::{BigInt, Bool};
 use diesel::{PgConnection, QueryResult, QueryableByName, RunQueryDsl};
 
 use super::super::{
-    Backend, Driver, LostSession, Outcome, Position, PositionOf, Replay, Scheme, ServerInfo,
-    ServerRole, Token, TxnConnection,
+    Backend, Driver, LostSession, Outcome, Position, PositionOf, Replay, ServerInfo, ServerRole,
+    Token, TxnConnection,
 };
 use super::role::{commit_end, replayed_sql, POSITION_SQL, ROLE_SQL};
 use super::rows::{self, Id, Ports, Role, Session, PORTS_SQL};
@@ -115,8 +115,6 @@ impl Driver for PgConnection {
         let p: Ports = diesel::sql_query(PORTS_SQL).get_result(self)?;
         Ok(p.pair())
     }
-
-    const RESOLVE: Scheme = Scheme::Xid;
 
     fn before_commit(&mut self) -> QueryResult<Option<Token>> {
         resolve::before_commit(self)

@@ -19,7 +19,7 @@ mod url;
 
 use diesel::result::DatabaseErrorKind;
 
-use super::{Backend, Dialect, ServerInfo, Target, TxnSql, Unsupported};
+use super::{Backend, Dialect, Scheme, ServerInfo, Target, TxnSql, Unsupported};
 use crate::classify::ErrorClass;
 use crate::options::Options;
 
@@ -84,6 +84,8 @@ impl Dialect for Postgres {
     fn end_session_sql(id: u64) -> Option<String> {
         Some(end_session_sql(id))
     }
+
+    const RESOLVE: Scheme = Scheme::Xid;
 
     fn classify(kind: DatabaseErrorKind, message: &str) -> ErrorClass {
         errors::classify(kind, message)

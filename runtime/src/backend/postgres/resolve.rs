@@ -1,5 +1,7 @@
 //! PostgreSQL: a lost COMMIT's outcome from the transaction id (see
-//! `runner/commit.rs` for the steps).
+//! `lost_commit.rs` for the steps), on `PgConnection` and
+//! `AsyncPgConnection` alike: the SQL and what its answers mean are here
+//! once, each driver only runs it.
 //!
 //! Just before COMMIT, one query inside the transaction reads its id
 //! (`txid_current_if_assigned()`: none if it wrote nothing, and then there
@@ -17,8 +19,11 @@
 //! recorded by the latest checkpoint (the end-of-recovery one): the
 //! transaction was lost, so it did not commit.
 
-// Without the driver only the SQL and its tests are compiled.
-#![cfg_attr(not(feature = "postgres"), allow(dead_code))]
+// Without a driver only the SQL and its tests are compiled.
+#![cfg_attr(
+    not(any(feature = "postgres", feature = "async-postgres")),
+    allow(dead_code)
+)]
 
 use super::super::{Outcome, XidToken};
 
@@ -116,20 +121,19 @@ pub(crate) fn decide(token: &XidToken, seen: &Seen) -> Outcome {
     }
 }
 
-#[cfg(feature = "postgres")]
-pub(super) use driver::*;
-
-#[cfg(feature = "postgres")]
-mod driver {
+// The rows, and what they mean, for both drivers.
+#[cfg(any(feature = "postgres", feature = "async-postgres"))]
+mod rows {
     use diesel::pg::data_types::PgTimestamp;
     use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text, Timestamptz};
-    use diesel::{PgConnection, QueryResult, QueryableByName, RunQueryDsl};
+    use diesel::QueryableByName;
 
-    use super::super::super::{Outcome, Token, XidToken};
-    use super::*;
+    use super::super::super::{Token, XidToken};
+    use super::{timeline, Seen};
 
+    /// What [`BEFORE_COMMIT_SQL`](super::BEFORE_COMMIT_SQL) returns.
     #[derive(QueryableByName)]
-    struct Before {
+    pub(super) struct Before {
         #[diesel(sql_type = Nullable<BigInt>)]
         txid: Option<i64>,
         #[diesel(sql_type = Integer)]
@@ -140,8 +144,24 @@ mod driver {
         wal: Option<String>,
     }
 
+    impl Before {
+        /// The token; `None` when the transaction wrote nothing.
+        pub(super) fn token(self) -> Option<Token> {
+            let timeline = self.wal.as_deref().and_then(timeline);
+            self.txid.zip(timeline).map(|(txid, timeline)| {
+                Token::Xid(XidToken {
+                    txid,
+                    pid: self.pid,
+                    started: self.started.0,
+                    timeline,
+                })
+            })
+        }
+    }
+
+    /// What [`status_sql`](super::status_sql) returns.
     #[derive(QueryableByName)]
-    struct Status {
+    pub(super) struct Status {
         #[diesel(sql_type = Bool)]
         in_recovery: bool,
         #[diesel(sql_type = Nullable<Text>)]
@@ -154,41 +174,112 @@ mod driver {
         next_xid: Option<i64>,
     }
 
-    #[derive(QueryableByName)]
-    struct Ended {
-        #[diesel(sql_type = Bool)]
-        ended: bool,
+    impl Status {
+        pub(super) fn seen(self) -> Seen {
+            Seen {
+                in_recovery: self.in_recovery,
+                status: self.status,
+                started: self.started.0,
+                timeline: self.wal.as_deref().and_then(timeline),
+                next_xid: self.next_xid,
+            }
+        }
     }
+
+    /// What [`end_session_sql`](super::end_session_sql) returns.
+    #[derive(QueryableByName)]
+    pub(super) struct Ended {
+        #[diesel(sql_type = Bool)]
+        pub ended: bool,
+    }
+}
+
+#[cfg(feature = "postgres")]
+pub(super) use driver::*;
+
+/// On `PgConnection`.
+#[cfg(feature = "postgres")]
+mod driver {
+    use diesel::{PgConnection, QueryResult, RunQueryDsl};
+
+    use super::super::super::Token;
+    use super::rows::{Before, Ended, Status};
+    use super::*;
 
     pub(crate) fn before_commit(conn: &mut PgConnection) -> QueryResult<Option<Token>> {
         let b: Before = diesel::sql_query(BEFORE_COMMIT_SQL).get_result(conn)?;
-        let timeline = b.wal.as_deref().and_then(timeline);
-        Ok(b.txid.zip(timeline).map(|(txid, timeline)| {
-            Token::Xid(XidToken {
-                txid,
-                pid: b.pid,
-                started: b.started.0,
-                timeline,
-            })
-        }))
+        Ok(b.token())
     }
 
     pub(crate) fn outcome(conn: &mut PgConnection, token: &XidToken) -> QueryResult<Outcome> {
         let s: Status = diesel::sql_query(status_sql(token)).get_result(conn)?;
-        Ok(decide(
-            token,
-            &Seen {
-                in_recovery: s.in_recovery,
-                status: s.status,
-                started: s.started.0,
-                timeline: s.wal.as_deref().and_then(timeline),
-                next_xid: s.next_xid,
-            },
-        ))
+        Ok(decide(token, &s.seen()))
     }
 
     pub(crate) fn end_session(conn: &mut PgConnection, token: &XidToken) -> QueryResult<bool> {
         let e: Ended = diesel::sql_query(end_session_sql(token)).get_result(conn)?;
+        Ok(e.ended)
+    }
+}
+
+#[cfg(feature = "async-postgres")]
+pub(super) use async_driver::*;
+
+/// The same on `AsyncPgConnection`.
+#[cfg(feature = "async-postgres")]
+mod async_driver {
+    use diesel::pg::Pg;
+    use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+    use diesel::sql_types::Untyped;
+    use diesel::QueryResult;
+    use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+    use super::super::super::Token;
+    use super::rows::{Before, Ended, Status};
+    use super::*;
+
+    /// [`BEFORE_COMMIT_SQL`] as a query the connection keeps prepared: it
+    /// runs on every transaction, and diesel-async prepares a `sql_query`
+    /// anew each time (one more round trip; libpq's unnamed statement does
+    /// without).
+    #[derive(QueryId)]
+    struct BeforeCommit;
+
+    impl QueryFragment<Pg> for BeforeCommit {
+        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+            out.push_sql(BEFORE_COMMIT_SQL);
+            Ok(())
+        }
+    }
+
+    impl Query for BeforeCommit {
+        type SqlType = Untyped;
+    }
+
+    pub(crate) async fn before_commit_async(
+        conn: &mut AsyncPgConnection,
+    ) -> QueryResult<Option<Token>> {
+        let b: Before = BeforeCommit.get_result(conn).await?;
+        Ok(b.token())
+    }
+
+    pub(crate) async fn outcome_async(
+        conn: &mut AsyncPgConnection,
+        token: &XidToken,
+    ) -> QueryResult<Outcome> {
+        let s: Status = diesel::sql_query(status_sql(token))
+            .get_result(conn)
+            .await?;
+        Ok(decide(token, &s.seen()))
+    }
+
+    pub(crate) async fn end_session_async(
+        conn: &mut AsyncPgConnection,
+        token: &XidToken,
+    ) -> QueryResult<bool> {
+        let e: Ended = diesel::sql_query(end_session_sql(token))
+            .get_result(conn)
+            .await?;
         Ok(e.ended)
     }
 }
