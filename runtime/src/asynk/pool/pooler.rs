@@ -26,30 +26,47 @@ impl<C: AsyncTxnConnection> AsyncPoolBuilder<C> {
     ///
     /// In that mode a server session is the client's only for one
     /// transaction, so the pool keeps nothing in it between transactions:
-    /// diesel-async's prepared-statement cache is off on every connection
-    /// the pool opens (a named statement would be missing, or another
-    /// client's, in the next transaction: pgbouncer before 1.21, such as
-    /// Debian's 1.18, has no protocol-level prepared statements, and calls
-    /// fail with `prepared statement "s3" does not exist` or `bind message
-    /// supplies 2 parameters, but prepared statement "s3" requires 1`), the
-    /// pool's own reads outside a call (the server's settings at connect,
-    /// the role check) run inside a transaction of their own, the checkout
-    /// ping is a simple query, and the liveness probe asks only whether the
-    /// server answers (a session id means nothing there).
     ///
-    /// diesel-async prepares each statement as a named tokio-postgres
-    /// statement in a round trip of its own, also with the cache off (one
-    /// more round trip per statement than diesel's `PgConnection`, which
-    /// sends an uncached statement unnamed with its parameters). Inside a
-    /// transaction that is safe through the pooler; outside one, the
-    /// statement may run on another server session than the one that
-    /// prepared it. So through such a pooler, run queries with parameters
-    /// in a transaction (a `#[db_txn]` function), not on a bare
-    /// [`AsyncPool::get`](super::AsyncPool::get) connection, and keep the
-    /// [`on_connect`](Self::on_connect) hook to `batch_execute`. diesel-async's
-    /// own set-up of a new connection (`SET TIME ZONE`, `SET
-    /// CLIENT_ENCODING`, prepared that way) can meet the same mix-up under
-    /// load: that connect fails and the checkout opens another one.
+    /// * diesel-async's prepared-statement cache is off on every connection
+    ///   the pool opens: a statement cached in one transaction would be
+    ///   missing, or another client's, in the next. pgbouncer before 1.21
+    ///   (Debian's is 1.18) has no protocol-level prepared statements:
+    ///   through it, with the cache on, 11–146 of the 200 calls of the
+    ///   test `pgbouncer_calls_clean` failed (nine runs, seven of them over
+    ///   75) with `prepared statement "s877" does not exist`; with this
+    ///   setting, none.
+    /// * The pool's own reads outside a call (the server's settings at
+    ///   connect, the role check, the questions about a lost COMMIT) run in
+    ///   a transaction of their own; the checkout ping is a simple query,
+    ///   and the liveness probe asks only whether the server answers (a
+    ///   session id means nothing there).
+    /// * diesel-async prepares a statement by name (tokio-postgres's `s0`,
+    ///   `s1`, ...) in a round trip of its own even with the cache off, and
+    ///   runs it in another: inside a transaction both reach one server
+    ///   session, outside one the pooler may send them to two. So run
+    ///   queries through a pooler in a transaction (a `#[db_txn]`
+    ///   function), not on a bare [`AsyncPool::get`](super::AsyncPool::get)
+    ///   connection, and keep the [`on_connect`](Self::on_connect) hook to
+    ///   `batch_execute`. diesel-async's own set-up of a new connection
+    ///   (`SET TIME ZONE`, `SET CLIENT_ENCODING`, prepared outside any
+    ///   transaction) meets that mix-up under load; such a connect is tried
+    ///   again at once, up to 10 times.
+    ///
+    /// What this setting cannot lift: the statement that closes one of
+    /// those set-up statements may reach another server session than the
+    /// one that prepared it, which then keeps a statement named `s<N>`.
+    /// Another process on the same pgbouncer (or this program, restarted)
+    /// names its statements `s0`, `s1`, ... too, and a call that prepares
+    /// such a name on that session fails with `prepared statement "s<N>"
+    /// already exists` (nothing of it applied, not retried; test
+    /// `pgbouncer_statement_names_left_by_another_process`, with such
+    /// leftovers planted: about half of 200 calls fail). One process alone
+    /// never meets its own leftovers (its names do not repeat);
+    /// pgbouncer's `server_reset_query_always = 1` is no cure (its `DISCARD
+    /// ALL` then lands between the set-up's prepare and its run: no
+    /// connection opens at all). A pooler that handles protocol-level
+    /// prepared statements itself (pgbouncer 1.21 and later with
+    /// `max_prepared_statements`; not tried here) has neither problem.
     ///
     /// What does not work through such a pooler, with or without db_txn:
     /// anything that must outlive a transaction on the session. Use the
