@@ -288,3 +288,59 @@ pub async fn pgbouncer_statement_names_left_by_another_process() {
     l.assert_consistent(0);
     assert_no_leak_behind(&l, &bouncer).await;
 }
+
+/// `resolve_commit` through pgbouncer (the fault proxy between the pool and
+/// pgbouncer): a COMMIT whose link dies after it reached pgbouncer is found
+/// committed (the body ran once), one that never reached it is found not
+/// committed (the body ran again); the questions run on a fresh connection
+/// through the pooler, in a transaction of their own.
+pub async fn pgbouncer_lost_commit_resolved() {
+    use std::net::SocketAddr;
+    use std::sync::atomic::AtomicU32;
+
+    use crate::resolved::{counting, resolutions};
+
+    let db = Postgres::start().unwrap_or_else(|e| panic!("{e}"));
+    let bouncer = bouncer(&db, &[]);
+    let proxy =
+        db_txn_tests::ProxyProcess::start(SocketAddr::from(([127, 0, 0, 1], bouncer.port())))
+            .expect("proxy process");
+    let name = "bouncer_resolve";
+    let url = db.url_via_port(&format!("{}_async_{name}", Postgres::NAME), proxy.port());
+    let mut l = Ledger::new(&db, name, async move |_| {
+        AsyncPool::builder(url)
+            .max_size(2)
+            .checkout_timeout(Duration::from_secs(10))
+            .transaction_pooler(true)
+            .resolve_commit(true)
+            .build()
+            .await
+            .expect("pool")
+    })
+    .await;
+    l.transfer().await;
+    proxy.cut_after_commit();
+    let runs = AtomicU32::new(0);
+    l.transfer_with(&counting(&runs)).await;
+    assert!(!proxy.commit_fault_pending(), "the COMMIT was cut");
+    assert_eq!(
+        AtomicU32::load(&runs, Ordering::SeqCst),
+        1,
+        "the body ran once"
+    );
+    let s = l.pool.stats();
+    assert_eq!(resolutions(&s), (1, 0, 0, 0), "{s:?}");
+    proxy.drop_commit();
+    let runs = AtomicU32::new(0);
+    l.transfer_with(&counting(&runs)).await;
+    assert!(!proxy.commit_fault_pending(), "the COMMIT was dropped");
+    assert_eq!(
+        AtomicU32::load(&runs, Ordering::SeqCst),
+        2,
+        "the body ran again"
+    );
+    let s = l.pool.stats();
+    assert_eq!(resolutions(&s), (1, 1, 0, 1), "{s:?}");
+    l.assert_consistent(0);
+    assert_no_leak_behind(&l, &bouncer).await;
+}

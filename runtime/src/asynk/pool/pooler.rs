@@ -31,13 +31,14 @@ impl<C: AsyncTxnConnection> AsyncPoolBuilder<C> {
     ///   the pool opens: a statement cached in one transaction would be
     ///   missing, or another client's, in the next. pgbouncer before 1.21
     ///   (Debian's is 1.18) has no protocol-level prepared statements:
-    ///   through it, with the cache on, 11–146 of the 200 calls of the
-    ///   test `pgbouncer_calls_clean` failed (nine runs, seven of them over
-    ///   75) with `prepared statement "s877" does not exist`; with this
+    ///   through it, with the cache on, 11–157 of the 200 calls of the
+    ///   test `pgbouncer_calls_clean` failed (eleven runs, ten of them
+    ///   over 75) with `prepared statement "s877" does not exist`; with this
     ///   setting, none.
     /// * The pool's own reads outside a call (the server's settings at
-    ///   connect, the role check, the questions about a lost COMMIT) run in
-    ///   a transaction of their own; the checkout ping is a simple query,
+    ///   connect, the role check, the questions about a lost COMMIT:
+    ///   `pgbouncer_lost_commit_resolved`) run in a transaction of their
+    ///   own; the checkout ping is a simple query,
     ///   and the liveness probe asks only whether the server answers (a
     ///   session id means nothing there).
     /// * diesel-async prepares a statement by name (tokio-postgres's `s0`,
@@ -60,11 +61,11 @@ impl<C: AsyncTxnConnection> AsyncPoolBuilder<C> {
     /// such a name on that session fails with `prepared statement "s<N>"
     /// already exists` (nothing of it applied, not retried; test
     /// `pgbouncer_statement_names_left_by_another_process`, with such
-    /// leftovers planted: about half of 200 calls fail). One process alone
-    /// never meets its own leftovers (its names do not repeat);
-    /// pgbouncer's `server_reset_query_always = 1` is no cure (its `DISCARD
-    /// ALL` then lands between the set-up's prepare and its run: no
-    /// connection opens at all). A pooler that handles protocol-level
+    /// leftovers planted, 12–103 of 200 calls failed in three runs). One
+    /// process alone never meets its own leftovers (its names do not
+    /// repeat); pgbouncer's `server_reset_query_always = 1` is no cure (its
+    /// `DISCARD ALL` then lands between the set-up's prepare and its run:
+    /// no connection opens at all). A pooler that handles protocol-level
     /// prepared statements itself (pgbouncer 1.21 and later with
     /// `max_prepared_statements`; not tried here) has neither problem.
     ///
