@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use db_txn::{db_txn, AsyncPool, AsyncPoolBuilder};
 use db_txn_tests::{Pgbouncer, Postgres};
@@ -125,17 +125,19 @@ async fn run(
     results
 }
 
+/// pgbouncer's clients of the ledger's database.
+fn clients(l: &Ledger<'_, Postgres>, bouncer: &Pgbouncer) -> i64 {
+    bouncer
+        .console("SHOW CLIENTS")
+        .lines()
+        .filter(|line| line.split('|').nth(2) == Some(l.database.as_str()))
+        .count() as i64
+}
+
 /// Every connection of the pool idle, and pgbouncer's clients of the
 /// database are the pool's.
 async fn assert_no_leak_behind(l: &Ledger<'_, Postgres>, bouncer: &Pgbouncer) {
-    l.assert_no_leak_with(|| {
-        bouncer
-            .console("SHOW CLIENTS")
-            .lines()
-            .filter(|line| line.split('|').nth(2) == Some(l.database.as_str()))
-            .count() as i64
-    })
-    .await;
+    l.assert_no_leak_with(|| clients(l, bouncer)).await;
 }
 
 fn bouncer(db: &Postgres, settings: &[(&str, &str)]) -> Pgbouncer {
@@ -343,4 +345,70 @@ pub async fn pgbouncer_lost_commit_resolved() {
     assert_eq!(resolutions(&s), (1, 1, 0, 1), "{s:?}");
     l.assert_consistent(0);
     assert_no_leak_behind(&l, &bouncer).await;
+}
+
+/// `pgbouncer_server_down_is_bounded`: the server is down behind pgbouncer,
+/// which would hold a call for its `query_wait_timeout` (120 s): the call
+/// ends with an error bounded by the pool's own settings (liveness check
+/// after 1 s, probe timeout 1 s, checkout timeout 2 s), nothing
+/// half-applied; once the server is back, calls succeed.
+pub async fn pgbouncer_server_down_is_bounded() {
+    let db = Postgres::start().unwrap_or_else(|e| panic!("{e}"));
+    // pgbouncer waits server_login_retry (15 s) before it tries a server
+    // that refused it again: shorter here, for the calls after the restart.
+    let bouncer = bouncer(&db, &[("server_login_retry", "1")]);
+    let (check, probe, checkout) = (
+        Duration::from_secs(1),
+        Duration::from_secs(1),
+        Duration::from_secs(2),
+    );
+    let mut l = ledger(&db, &bouncer, "bouncer_down", |b| {
+        b.max_size(2)
+            .checkout_timeout(checkout)
+            .liveness_check_after(Some(check))
+            .liveness_probe_timeout(probe)
+    })
+    .await;
+    let (done, errors) = run(&l.pool, "before", 1, 3).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    l.done = done;
+    db.stop();
+    let started = Instant::now();
+    let r = transfer_dsl(&l.pool, "down", 0, 1, &|| {}).await;
+    let took = started.elapsed();
+    eprintln!("pgbouncer, server down: {r:?} after {took:?}");
+    assert!(
+        matches!(
+            r,
+            Err(LedgerError::Txn(
+                db_txn::Error::Disconnected { .. } | db_txn::Error::Checkout { .. }
+            ))
+        ),
+        "{r:?}"
+    );
+    // Two attempts, each cut by the probe, then at most one checkout; plus
+    // the watchdog's ticks and grace. pgbouncer alone: 120 s.
+    let bound = (check + probe + Duration::from_secs(1)) * 2 + checkout + Duration::from_secs(3);
+    assert!(
+        took < bound,
+        "bounded by the pool's settings: {took:?} >= {bound:?}"
+    );
+    db.start_again();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (done, errors) = run(&l.pool, "after", 1, 3).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    l.done.extend(done);
+    assert_eq!(l.times_applied("down"), 0, "nothing half-applied");
+    l.assert_consistent(0);
+    // The pool's connections, plus the liveness probe's one if it is still
+    // waiting in pgbouncer.
+    let mut last = String::new();
+    let settled = crate::server::eventually(Duration::from_secs(10), || {
+        let s = l.pool.stats();
+        let extra = clients(&l, &bouncer) - i64::from(s.connections);
+        last = format!("{extra} pgbouncer clients beyond the pool's, pool {s:?}");
+        s.connections == s.idle_connections && (extra == 0 || extra == 1)
+    })
+    .await;
+    assert!(settled, "leak: {last}");
 }

@@ -36,3 +36,9 @@ async fn pgbouncer_server_restart() {
     db_txn_async_tests::logs();
     pooler::pgbouncer_server_restart().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbouncer_server_down_is_bounded() {
+    db_txn_async_tests::logs();
+    pooler::pgbouncer_server_down_is_bounded().await;
+}
