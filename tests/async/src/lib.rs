@@ -3,11 +3,13 @@
 //! the fault matrix ([`matrix`] and [`resolved`], the rows of
 //! `tests/fault/matrix.rs`) and its failover and demotion rows
 //! ([`topology`], on the servers of [`replicated`], as
-//! `tests/fault/topology.rs`).
+//! `tests/fault/topology.rs`), and its pgbouncer rows ([`pooler`], as
+//! `tests/fault/pooler.rs`).
 
 pub mod cancel;
 pub mod ledger;
 pub mod matrix;
+pub mod pooler;
 pub mod replicated;
 pub mod resolved;
 pub mod server;

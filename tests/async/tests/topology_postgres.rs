@@ -1,9 +1,10 @@
 //! Failover and demotion on real PostgreSQL servers started by the kit (a
 //! primary and its streaming standby), through the async form with the
-//! pool's default settings (see `src/topology.rs`). Each test starts its
-//! own servers.
+//! pool's default settings (see `src/topology.rs`), and the pgbouncer rows
+//! with `transaction_pooler(true)` (see `src/pooler.rs`). Each test starts
+//! its own servers.
 
-use db_txn_async_tests::topology;
+use db_txn_async_tests::{pooler, topology};
 use db_txn_tests::Postgres;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -16,4 +17,28 @@ async fn failover_under_load() {
 async fn demoted_with_idle_connections() {
     db_txn_async_tests::logs();
     topology::demoted_with_idle_connections::<Postgres>().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbouncer_calls_clean() {
+    db_txn_async_tests::logs();
+    pooler::pgbouncer_calls_clean().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbouncer_backend_terminated_mid_transaction() {
+    db_txn_async_tests::logs();
+    pooler::pgbouncer_backend_terminated_mid_transaction().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbouncer_server_restart() {
+    db_txn_async_tests::logs();
+    pooler::pgbouncer_server_restart().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbouncer_server_down_is_bounded() {
+    db_txn_async_tests::logs();
+    pooler::pgbouncer_server_down_is_bounded().await;
 }

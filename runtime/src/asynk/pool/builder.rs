@@ -36,6 +36,8 @@ pub(super) struct Config<C: AsyncTxnConnection> {
     keepalive: Option<Duration>,
     /// `resolve_commit` and `commit_resolution_timeout`.
     pub(super) resolve_commit: (bool, Duration),
+    /// Behind a transaction-mode pooler (`pooler.rs`).
+    pub(super) transaction_pooler: bool,
 }
 
 impl<C: AsyncTxnConnection> Config<C> {
@@ -64,6 +66,7 @@ impl<C: AsyncTxnConnection> Config<C> {
                 keepalive: self.keepalive,
                 serial: tokio::sync::Mutex::new(()),
                 role: self.policy.role,
+                pooler: self.transaction_pooler,
             },
             policy: self.policy.rules(false),
         }
@@ -93,6 +96,7 @@ impl<C: AsyncTxnConnection> AsyncPoolBuilder<C> {
                 },
                 keepalive: Some(Duration::from_secs(15)),
                 resolve_commit: (false, Duration::from_secs(10)),
+                transaction_pooler: false,
             },
         }
     }

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicI32, AtomicU32};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::pooler;
 use super::slot::{AsyncObserver, Slot};
 use crate::backend::{AsyncTxnConnection, Dialect};
 use crate::pool::clock;
@@ -81,11 +82,18 @@ pub(crate) struct Connector<C: AsyncTxnConnection> {
     pub serial: tokio::sync::Mutex<()>,
     /// The role the server must have.
     pub role: Role,
+    /// Behind a transaction-mode pooler (`pooler.rs`).
+    pub pooler: bool,
 }
 
 impl<C: AsyncTxnConnection> Connector<C> {
     pub(crate) async fn open(&self) -> Result<Slot<C>, ConnectError> {
         let (mut conn, candidates) = self.establish().await.map_err(ConnectError::Connect)?;
+        if self.pooler {
+            // A named statement prepared in one transaction is another
+            // client's (or missing) in the next: keep none.
+            conn.set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);
+        }
         let flags = Arc::new(Flags::default());
         let in_flight = Arc::new(AtomicU32::new(0));
         let watch = self.watchdog.as_ref().map(Watchdog::watch);
@@ -116,11 +124,26 @@ impl<C: AsyncTxnConnection> Connector<C> {
         // leaves this connection due for a check.
         let role_epoch = self.signals.role_epoch();
         // After the hook: a `wait_timeout` it sets is the one that counts.
-        let server = conn.server_info().await.map_err(ConnectError::Setup)?;
+        let mut server = if self.pooler {
+            pooler::begin(&mut conn)
+                .await
+                .map_err(ConnectError::Setup)?;
+            let read = conn.server_info().await;
+            pooler::end(&mut conn, read).await
+        } else {
+            conn.server_info().await
+        }
+        .map_err(ConnectError::Setup)?;
         if !self.role.accepts(server.role) {
             return Err(ConnectError::Connect(
                 diesel::ConnectionError::BadConnection(self.role.refusal(server.role)),
             ));
+        }
+        if self.pooler {
+            // Each transaction may run on another server session: the
+            // liveness probe can only ask whether the server answers at all.
+            server.behind_pooler = true;
+            server.session_id = None;
         }
         let socket = self.identify(&mut conn, candidates).await?;
         let fd = socket.as_ref().map(AsRawFd::as_raw_fd);
@@ -163,15 +186,31 @@ impl<C: AsyncTxnConnection> Connector<C> {
     /// the URL's port.
     async fn establish(&self) -> Result<(C, Vec<OwnedFd>), diesel::ConnectionError> {
         let Some(port) = <C::Dialect as Dialect>::DEFAULT_PORT else {
-            return Ok((C::establish(&self.url).await?, Vec::new()));
+            return Ok((self.connect().await?, Vec::new()));
         };
         let _one_at_a_time = self.serial.lock().await;
         let before = socket::snapshot();
-        let conn = C::establish(&self.url).await?;
+        let conn = self.connect().await?;
         let after = socket::snapshot();
         let appeared = socket::appeared(&before, &after, socket::peer_of(&self.url, port));
         // Ours at once: the driver may close its descriptor whenever it likes.
         Ok((conn, appeared.into_iter().filter_map(duplicate).collect()))
+    }
+
+    /// The driver's connect. Behind a transaction pooler its own set-up
+    /// statements may meet the pooler's mix-up (see `pooler.rs`): tried
+    /// again at once, a few times.
+    async fn connect(&self) -> diesel::ConnectionResult<C> {
+        let mut tries = 1;
+        loop {
+            match C::establish(&self.url).await {
+                Err(e) if self.pooler && tries < pooler::SETUP_TRIES && pooler::mixed_up(&e) => {
+                    tries += 1;
+                    tracing::debug!(target: "db_txn", error = %e, "connect again: the pooler mixed up the set-up's statements");
+                }
+                other => return other,
+            }
+        }
     }
 
     /// The connection's socket among `candidates`, set up for the bounds the
@@ -186,7 +225,8 @@ impl<C: AsyncTxnConnection> Connector<C> {
         };
         let socket = if candidates.len() == 1 {
             candidates.pop()
-        } else if candidates.is_empty() {
+        } else if candidates.is_empty() || self.pooler {
+            // Behind a pooler the server sees the pooler's port, not ours.
             None
         } else {
             // Another socket to the same port appeared at the same moment:

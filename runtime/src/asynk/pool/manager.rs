@@ -7,6 +7,7 @@ use std::future::Future;
 use deadpool::managed::{Metrics, RecycleError, RecycleResult};
 
 use super::connect::{ConnectError, Connector};
+use super::pooler;
 use super::slot::Slot;
 use crate::backend::AsyncTxnConnection;
 use crate::pool::clock;
@@ -66,7 +67,17 @@ impl<C: AsyncTxnConnection> deadpool::managed::Manager for Manager<C> {
                 Counters::bump(&counters.pings);
                 let role_epoch = signals.role_epoch();
                 let t = &mut slot.tracked;
-                let server = pinging(t.watch.as_deref(), t.conn.role()).await?;
+                let server = if self.connector.pooler {
+                    let conn = &mut t.conn;
+                    let read = async {
+                        pooler::begin(conn).await?;
+                        let role = conn.role().await;
+                        pooler::end(conn, role).await
+                    };
+                    pinging(t.watch.as_deref(), read).await?
+                } else {
+                    pinging(t.watch.as_deref(), t.conn.role()).await?
+                };
                 role::settle(
                     self.policy.role,
                     &mut slot.tracked,

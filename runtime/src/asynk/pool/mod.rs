@@ -15,12 +15,14 @@
 //!
 //! One concern per file: [`builder`], [`connect`], [`manager`] (deadpool's
 //! hooks), [`slot`] (per-connection state), [`pooled`] (the checked-out
-//! handle and what its drop does), [`probe`] (the watchdog's question).
+//! handle and what its drop does), [`probe`] (the watchdog's question),
+//! [`pooler`] (behind a transaction-mode pooler).
 
 mod builder;
 mod connect;
 mod manager;
 pub(crate) mod pooled;
+pub(crate) mod pooler;
 mod probe;
 pub(crate) mod slot;
 

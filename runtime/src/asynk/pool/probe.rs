@@ -41,6 +41,14 @@ impl<C: AsyncTxnConnection> SessionProbe for AsyncMonitor<C> {
                     ProbeError::Answered(e.to_string())
                 }
             })?;
+            if ids.is_empty() {
+                // No session to ask about (behind a transaction pooler):
+                // only whether the server answers, as a simple query.
+                conn.batch_execute("SELECT 1")
+                    .await
+                    .map_err(|e| ProbeError::Answered(e.to_string()))?;
+                return Ok(Vec::new());
+            }
             let busy = conn
                 .busy_sessions(ids.clone())
                 .await

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use diesel_async::{AnsiTransactionManager as Tm, TransactionManager};
 
+use super::super::pool::pooler;
 use super::super::pool::slot::Slot;
 use super::super::pool::{AsyncPool, AsyncPooledConnection};
 use super::Attempt;
@@ -193,7 +194,20 @@ async fn ask<C: AsyncTxnConnection>(
     lost: &Lost,
 ) -> Option<Outcome> {
     let slot = conn.slot();
-    let answer = slot.tracked.conn.commit_outcome(&lost.token).await;
+    let token = &lost.token;
+    let answer = if slot.tracked.server.behind_pooler {
+        // Behind a transaction pooler: one server session for the prepare
+        // and the run of each read.
+        let conn = &mut slot.tracked.conn;
+        async {
+            pooler::begin(conn).await?;
+            let answer = conn.commit_outcome(token).await;
+            pooler::end(conn, answer).await
+        }
+        .await
+    } else {
+        slot.tracked.conn.commit_outcome(token).await
+    };
     match asking.answered(answer, slot.tracked.flags.disconnect().is_some()) {
         Next::Answered(found) => {
             slot.tracked.ok = true;
@@ -201,11 +215,19 @@ async fn ask<C: AsyncTxnConnection>(
         }
         Next::Refused(found) => Some(found),
         Next::EndSession => {
-            let ended = slot
-                .tracked
-                .conn
-                .end_lost_session(&lost.token, &lost.session)
-                .await;
+            let t = &mut slot.tracked;
+            let ended = if t.server.behind_pooler {
+                let session = &lost.session;
+                let conn = &mut t.conn;
+                async {
+                    pooler::begin(conn).await?;
+                    let ended = conn.end_lost_session(token, session).await;
+                    pooler::end(conn, ended).await
+                }
+                .await
+            } else {
+                t.conn.end_lost_session(token, &lost.session).await
+            };
             asking.tried_to_end(ended, lost);
             None
         }
