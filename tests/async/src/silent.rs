@@ -111,6 +111,50 @@ pub async fn blackholed_mid_statement<S: AsyncServer>(server: &S) {
     l.assert_no_leak().await;
 }
 
+/// The link goes silent mid-statement on the first attempt and again on
+/// the retry's fresh connection. The watchdog ends the first session (over
+/// a connection of its own) while the retry connects: the retry's socket
+/// must still be told apart from the watchdog's and watched, so the second
+/// silence is cut too and the call ends, with `Disconnected` once the
+/// retries run out, within two checks instead of hanging. (Not a row of
+/// the sync matrix: a regression test of the async pool's connects.)
+pub async fn blackholed_again_on_the_retry<S: AsyncServer>(server: &S) {
+    let proxy = proxy_to(server);
+    let mut l = defaults_via(server, "bh_twice", &proxy).await;
+    l.transfer().await;
+    let attempts = AtomicU32::new(0);
+    let bound = 2 * (CHECK_AFTER + PROBE_TIMEOUT) + SLACK;
+    let started = Instant::now();
+    let mid = || {
+        if attempts.fetch_add(1, Ordering::SeqCst) < 2 {
+            proxy.blackhole_existing();
+        }
+    };
+    let call = l.try_transfer(&mid);
+    let (op, r) = tokio::time::timeout(bound * 2, call)
+        .await
+        .unwrap_or_else(|_| panic!("the retry's silent link was never cut: unwatched"));
+    let took = started.elapsed();
+    eprintln!("{}: black-holed twice: {r:?} after {took:?}", S::NAME);
+    assert!(
+        matches!(
+            r,
+            Err(LedgerError::Txn(db_txn::Error::Disconnected {
+                attempts: 2,
+                ..
+            }))
+        ),
+        "{r:?}"
+    );
+    assert!(took < bound, "took {took:?}, bound {bound:?}");
+    let s = stats(&l);
+    assert!(s.stalls_cut >= 2, "both silent links were cut: {s:?}");
+    proxy.lift_blackhole();
+    assert_eq!(l.times_applied(&op), 0, "nothing half-applied");
+    l.assert_consistent(0);
+    l.assert_no_leak().await;
+}
+
 /// The server freezes while a statement waits, reached through a proxy in
 /// another process: the probe gets no answer, the link is shut down, the
 /// retry's checkout cannot connect either, and the caller gets a

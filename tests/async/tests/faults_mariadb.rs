@@ -213,3 +213,9 @@ async fn retries_run_out() {
     db_txn_async_tests::logs();
     silent::retries_run_out(MariaDb::shared()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blackholed_again_on_the_retry() {
+    db_txn_async_tests::logs();
+    silent::blackholed_again_on_the_retry(MariaDb::shared()).await;
+}

@@ -47,9 +47,12 @@ impl<C: AsyncTxnConnection> Config<C> {
     /// The manager of the pool, with its watchdog (none for the start-up
     /// probe).
     pub(super) fn manager(&self, signals: Arc<Signals>, watched: bool) -> Manager<C> {
+        let serial = Arc::new(tokio::sync::Mutex::new(()));
         let watchdog = if watched {
-            let probe = <C::Dialect as Dialect>::DEFAULT_PORT
-                .map(|_| AsyncMonitor::<C>::new(self.url.clone()) as Arc<dyn SessionProbe>);
+            let probe = <C::Dialect as Dialect>::DEFAULT_PORT.map(|_| {
+                AsyncMonitor::<C>::new(self.url.clone(), serial.clone(), self.limits.probe_timeout)
+                    as Arc<dyn SessionProbe>
+            });
             Watchdog::start(self.limits, signals.clone(), probe)
         } else {
             None
@@ -62,7 +65,7 @@ impl<C: AsyncTxnConnection> Config<C> {
                 on_connect: self.on_connect.clone(),
                 watchdog,
                 keepalive: self.keepalive,
-                serial: tokio::sync::Mutex::new(()),
+                serial,
                 role: self.policy.role,
             },
             policy: self.policy.rules(false),
