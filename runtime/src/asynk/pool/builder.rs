@@ -174,7 +174,8 @@ impl<C: AsyncTxnConnection> AsyncPoolBuilder<C> {
         self
     }
 
-    /// How long the server may take to answer the liveness probe. Default 2 s.
+    /// How long the server may take to answer the liveness probe, the
+    /// probe's own connect included. Default 2 s.
     pub fn liveness_probe_timeout(mut self, t: Duration) -> Self {
         self.config.limits.probe_timeout = t;
         self
