@@ -1,7 +1,8 @@
 //! What the async tests share: the kit's servers seen through diesel-async
 //! ([`AsyncServer`]), the ledger workload on the async form ([`ledger`]),
 //! the fault matrix ([`matrix`] and [`resolved`], the rows of
-//! `tests/fault/matrix.rs`) and its failover and demotion rows
+//! `tests/fault/matrix.rs`; [`silent`], those of `tests/fault/silent.rs`)
+//! and its failover and demotion rows
 //! ([`topology`], on the servers of [`replicated`], as
 //! `tests/fault/topology.rs`), and its pgbouncer rows ([`pooler`], as
 //! `tests/fault/pooler.rs`).
@@ -13,6 +14,7 @@ pub mod pooler;
 pub mod replicated;
 pub mod resolved;
 pub mod server;
+pub mod silent;
 pub mod topology;
 
 pub use server::AsyncServer;

@@ -3,7 +3,7 @@
 //! (restart, stop, freeze) get a server of their own; the others share one,
 //! each in its own database.
 
-use db_txn_async_tests::{matrix, resolved};
+use db_txn_async_tests::{matrix, resolved, silent};
 use db_txn_tests::Postgres;
 
 fn own() -> Postgres {
@@ -150,4 +150,58 @@ async fn blackholed_server_at_start() {
     // connect, which a black hole accepts: the pool's own bound applies.
     let err = matrix::blackholed_server_at_start(Postgres::shared(), "?connect_timeout=1").await;
     assert!(matches!(err, db_txn::Error::Checkout { .. }), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blackholed_idle_link() {
+    db_txn_async_tests::logs();
+    silent::blackholed_idle_link(Postgres::shared()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blackholed_mid_statement() {
+    db_txn_async_tests::logs();
+    silent::blackholed_mid_statement(Postgres::shared()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_mid_statement() {
+    db_txn_async_tests::logs();
+    silent::frozen_mid_statement(&own()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_behind_proxy() {
+    db_txn_async_tests::logs();
+    silent::frozen_behind_proxy(&own()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn never_answering_server() {
+    db_txn_async_tests::logs();
+    silent::never_answering_server(Postgres::shared()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_statement_is_not_cut() {
+    db_txn_async_tests::logs();
+    silent::long_statement_is_not_cut(Postgres::shared()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_just_before_commit() {
+    db_txn_async_tests::logs();
+    silent::killed_just_before_commit(Postgres::shared()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_run_out() {
+    db_txn_async_tests::logs();
+    silent::retries_run_out(Postgres::shared()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blackholed_again_on_the_retry() {
+    db_txn_async_tests::logs();
+    silent::blackholed_again_on_the_retry(Postgres::shared()).await;
 }

@@ -49,9 +49,12 @@ impl<C: AsyncTxnConnection> Config<C> {
     /// The manager of the pool, with its watchdog (none for the start-up
     /// probe).
     pub(super) fn manager(&self, signals: Arc<Signals>, watched: bool) -> Manager<C> {
+        let serial = Arc::new(tokio::sync::Mutex::new(()));
         let watchdog = if watched {
-            let probe = <C::Dialect as Dialect>::DEFAULT_PORT
-                .map(|_| AsyncMonitor::<C>::new(self.url.clone()) as Arc<dyn SessionProbe>);
+            let probe = <C::Dialect as Dialect>::DEFAULT_PORT.map(|_| {
+                AsyncMonitor::<C>::new(self.url.clone(), serial.clone(), self.limits.probe_timeout)
+                    as Arc<dyn SessionProbe>
+            });
             Watchdog::start(self.limits, signals.clone(), probe)
         } else {
             None
@@ -64,7 +67,7 @@ impl<C: AsyncTxnConnection> Config<C> {
                 on_connect: self.on_connect.clone(),
                 watchdog,
                 keepalive: self.keepalive,
-                serial: tokio::sync::Mutex::new(()),
+                serial,
                 role: self.policy.role,
                 pooler: self.transaction_pooler,
             },
@@ -175,7 +178,8 @@ impl<C: AsyncTxnConnection> AsyncPoolBuilder<C> {
         self
     }
 
-    /// How long the server may take to answer the liveness probe. Default 2 s.
+    /// How long the server may take to answer the liveness probe, the
+    /// probe's own connect included. Default 2 s.
     pub fn liveness_probe_timeout(mut self, t: Duration) -> Self {
         self.config.limits.probe_timeout = t;
         self

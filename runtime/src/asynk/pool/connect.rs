@@ -77,9 +77,9 @@ pub(crate) struct Connector<C: AsyncTxnConnection> {
     pub on_connect: Option<Arc<AsyncOnConnect<C>>>,
     pub watchdog: Option<Watchdog>,
     pub keepalive: Option<Duration>,
-    /// Connects run one at a time, so that the socket that appears is the
-    /// new connection's.
-    pub serial: tokio::sync::Mutex<()>,
+    /// Connects run one at a time, the watchdog's own (its probe's) among
+    /// them, so that the socket that appears is the new connection's.
+    pub serial: Arc<tokio::sync::Mutex<()>>,
     /// The role the server must have.
     pub role: Role,
     /// Behind a transaction-mode pooler (`pooler.rs`).
