@@ -87,6 +87,17 @@ pub fn available() -> bool {
 /// The allocator setting of the counted children (see `measure`).
 pub const MALLOC_TUNABLES: &str = "glibc.malloc.tcache_count=1000";
 
+/// One variant's count, per call.
+pub struct Measured {
+    pub variant: String,
+    /// Every instruction of the counted region.
+    pub total: f64,
+    /// The part spent inside the allocator (see [`allocator_share`]).
+    pub allocator: f64,
+    /// Calls into the allocator (allocations, reallocations and frees).
+    pub allocator_calls: f64,
+}
+
 /// Instructions per transaction `txn` of each variant on `backend`, counted
 /// by callgrind; `database(name)` gives an empty database of that name.
 /// The callgrind files go to `keep` if given, else to a temporary directory.
@@ -97,7 +108,7 @@ pub fn measure(
     database: &dyn Fn(&str) -> String,
     n: u64,
     keep: Option<&Path>,
-) -> Result<Vec<(String, f64)>, String> {
+) -> Result<Vec<Measured>, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let temp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let dir = keep.unwrap_or(temp.path());
@@ -133,24 +144,110 @@ pub fn measure(
                     String::from_utf8_lossy(&run.stderr)
                 ));
             }
-            Ok((
-                variant.to_string(),
-                total_instructions(&file)? as f64 / n as f64,
-            ))
+            let text =
+                std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let allocator = allocator_share(&text);
+            Ok(Measured {
+                variant: variant.to_string(),
+                total: total_instructions(&text)
+                    .ok_or_else(|| format!("{}: no totals line", file.display()))?
+                    as f64
+                    / n as f64,
+                allocator: allocator.instructions as f64 / n as f64,
+                allocator_calls: allocator.calls as f64 / n as f64,
+            })
         })
         .collect()
 }
 
 /// The `totals:` (or `summary:`) line of a callgrind output file.
-fn total_instructions(file: &Path) -> Result<u64, String> {
-    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+fn total_instructions(text: &str) -> Option<u64> {
     text.lines()
         .find_map(|l| {
             l.strip_prefix("totals:")
                 .or_else(|| l.strip_prefix("summary:"))
         })
         .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        .ok_or_else(|| format!("{}: no totals line", file.display()))
+}
+
+/// The allocator's public entry points (glibc's, and their aliases).
+const ALLOCATOR: &[&str] = &[
+    "malloc",
+    "calloc",
+    "realloc",
+    "free",
+    "cfree",
+    "memalign",
+    "posix_memalign",
+    "aligned_alloc",
+    "__libc_malloc",
+    "__libc_calloc",
+    "__libc_realloc",
+    "__libc_free",
+];
+
+/// What the allocator did in a callgrind file.
+#[derive(Debug, Default, PartialEq)]
+pub struct AllocatorShare {
+    /// Instructions spent inside it.
+    pub instructions: u64,
+    /// Calls into it.
+    pub calls: u64,
+}
+
+/// Instructions spent inside the allocator: the inclusive cost of every
+/// call into one of its entry points from outside it (so what malloc and
+/// free do internally, and calloc's clearing, are counted once). How much
+/// of an allocation's cost is spent there depends on the heap's layout,
+/// which differs between processes (see `measure`), not on the caller's
+/// code; the report shows the difference between variants with it left
+/// out too.
+///
+/// Reads callgrind's format: `fn=`/`cfn=` name a function (by a number
+/// once its name has been given: `fn=(12) malloc`, later `fn=(12)`),
+/// `calls=` is followed by the line that holds the call's inclusive cost
+/// after the position columns.
+pub fn allocator_share(text: &str) -> AllocatorShare {
+    let mut names: std::collections::HashMap<String, String> = Default::default();
+    let mut name_of = |spec: &str| -> String {
+        let spec = spec.trim();
+        let name = match spec.strip_prefix('(').and_then(|r| r.split_once(')')) {
+            Some((id, rest)) if !rest.trim().is_empty() => {
+                names.insert(id.to_owned(), rest.trim().to_owned());
+                rest.trim().to_owned()
+            }
+            Some((id, _)) => names.get(id).cloned().unwrap_or_default(),
+            None => spec.to_owned(),
+        };
+        // Recursion levels are named `f'2`, `f'3`...
+        name.split('\'').next().unwrap_or_default().to_owned()
+    };
+    let is_allocator = |name: &str| ALLOCATOR.contains(&name);
+    let positions = text
+        .lines()
+        .find_map(|l| l.strip_prefix("positions:"))
+        .map_or(1, |p| p.split_whitespace().count());
+    let mut caller = String::new();
+    let mut callee = String::new();
+    let mut pending_call = false;
+    let mut share = AllocatorShare::default();
+    let number = |s: Option<&str>| s.and_then(|c| c.parse::<u64>().ok()).unwrap_or(0);
+    for line in text.lines() {
+        if pending_call {
+            pending_call = false;
+            share.instructions += number(line.split_whitespace().nth(positions));
+        } else if let Some(spec) = line.strip_prefix("fn=") {
+            caller = name_of(spec);
+        } else if let Some(spec) = line.strip_prefix("cfn=") {
+            callee = name_of(spec);
+        } else if let Some(calls) = line.strip_prefix("calls=") {
+            if is_allocator(&callee) && !is_allocator(&caller) {
+                pending_call = true;
+                share.calls += number(calls.split_whitespace().next());
+            }
+        }
+    }
+    share
 }
 
 /// The smoke run's check of the children, without valgrind: each variant

@@ -57,15 +57,33 @@ pub struct Counts {
     pub txn: Txn,
     /// (variant, instructions per call).
     pub per_call: Vec<(String, f64)>,
+    /// (variant, instructions per call spent inside the allocator: malloc,
+    /// calloc, realloc, free and what they call). Part of `per_call`.
+    #[serde(default)]
+    pub in_allocator: Vec<(String, f64)>,
+    /// (variant, calls into the allocator per call).
+    #[serde(default)]
+    pub allocator_calls: Vec<(String, f64)>,
 }
 
 impl Counts {
     pub fn get(&self, variant: &str) -> Option<f64> {
-        self.per_call
-            .iter()
-            .find(|(v, _)| v == variant)
-            .map(|(_, n)| *n)
+        find(&self.per_call, variant)
     }
+
+    /// Calls into the allocator per call.
+    pub fn allocator_calls(&self, variant: &str) -> Option<f64> {
+        find(&self.allocator_calls, variant)
+    }
+
+    /// Instructions per call outside the allocator.
+    pub fn outside_allocator(&self, variant: &str) -> Option<f64> {
+        Some(self.get(variant)? - find(&self.in_allocator, variant)?)
+    }
+}
+
+fn find(list: &[(String, f64)], variant: &str) -> Option<f64> {
+    list.iter().find(|(v, _)| v == variant).map(|(_, n)| *n)
 }
 
 /// The latencies of one variant in a table of its own (no contender).

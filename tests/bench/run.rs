@@ -383,10 +383,21 @@ fn count(setup: &Setup, opts: &Opts, out: &mut RunResult) {
             for txn in [Txn::PointRead, Txn::Rmw] {
                 let keep = opts.callgrind_out.as_deref();
                 match callgrind::measure(backend, txn, &db, CALLGRIND_CALLS, keep) {
-                    Ok(per_call) => out.counts.push(Counts {
+                    Ok(measured) => out.counts.push(Counts {
                         backend,
                         txn,
-                        per_call,
+                        per_call: measured
+                            .iter()
+                            .map(|m| (m.variant.clone(), m.total))
+                            .collect(),
+                        in_allocator: measured
+                            .iter()
+                            .map(|m| (m.variant.clone(), m.allocator))
+                            .collect(),
+                        allocator_calls: measured
+                            .iter()
+                            .map(|m| (m.variant.clone(), m.allocator_calls))
+                            .collect(),
                     }),
                     Err(e) => out.problems.push(format!("callgrind: {e}")),
                 }

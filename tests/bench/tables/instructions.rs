@@ -38,10 +38,13 @@ pub fn section(ctx: &Context) -> Option<String> {
                 for c in &mine {
                     let floor = ctx.begins.matching(c.backend, txn, Ping::No);
                     let base = c.get(floor.key()).unwrap_or(f64::NAN);
-                    row.push(
-                        c.get(key)
-                            .map_or("—".into(), |n| format!("{n:.0} ({:+.0})", n - base)),
-                    );
+                    let outside = c
+                        .outside_allocator(key)
+                        .zip(c.outside_allocator(floor.key()))
+                        .map_or(String::new(), |(o, b)| format!("; {:+.0}", o - b));
+                    row.push(c.get(key).map_or("—".into(), |n| {
+                        format!("{n:.0} ({:+.0}{outside})", n - base)
+                    }));
                 }
                 row
             })
@@ -57,7 +60,11 @@ pub fn section(ctx: &Context) -> Option<String> {
          Callgrind, {CALLGRIND_CALLS} counted calls per variant after {WARMUP} uncounted, in one \
          run, with `GLIBC_TUNABLES={MALLOC_TUNABLES}` (see What is measured). In parentheses: the \
          difference to the matching floor, the hand-written variant without ping that sends the \
-         same BEGIN as `#[db_txn]`.\n\n{}",
+         same BEGIN as `#[db_txn]`; after the semicolon, the same difference with the \
+         allocator's instructions (malloc, calloc, realloc, free and what they call) left out of \
+         both. The variants make the same allocations (the goals list their allocator calls per \
+         transaction), but what an allocation costs inside malloc depends on the heap's layout, \
+         which differs from process to process.\n\n{}",
             out.trim_end()
         ) + "\n",
     )
