@@ -147,7 +147,11 @@ pub fn blackholed_again_on_the_retry<S: TestServer>(server: &S) {
     }
     assert!(took < bound, "took {took:?}, bound {bound:?}");
     proxy.lift_blackhole();
-    assert_eq!(l.times_applied(&op), i64::from(r.is_ok()), "applied once or never");
+    assert_eq!(
+        l.times_applied(&op),
+        i64::from(r.is_ok()),
+        "applied once or never"
+    );
     l.assert_consistent(0);
     l.assert_no_leak();
 }
