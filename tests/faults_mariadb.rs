@@ -125,6 +125,11 @@ fn blackholed_mid_statement() {
 }
 
 #[test]
+fn blackholed_again_on_the_retry() {
+    silent::blackholed_again_on_the_retry(MariaDb::shared());
+}
+
+#[test]
 fn frozen_mid_statement() {
     silent::frozen_mid_statement(&own());
 }

@@ -8,6 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -100,6 +101,58 @@ pub fn blackholed_mid_statement<S: TestServer>(server: &S) {
     assert!(s.stalls_cut >= 1 && s.retries >= 1, "{s:?}");
     l.assert_consistent(0);
     proxy.lift_blackhole();
+    l.assert_no_leak();
+}
+
+/// The link goes silent mid-statement on the first attempt and again on
+/// the retry's fresh connection, while the watchdog ends the first dead
+/// session over a connection of its own: the retry's socket is still told
+/// apart from the watchdog's and watched, so the second silence is cut too
+/// and the call ends (`Disconnected` once the retries run out) within two
+/// checks plus two probes instead of hanging.
+pub fn blackholed_again_on_the_retry<S: TestServer>(server: &S) {
+    let proxy = proxy_to(server);
+    let mut l = defaults_via(server, "bh_twice", &proxy);
+    l.transfer();
+    let attempts = AtomicU32::new(0);
+    let bound = 2 * (CHECK_AFTER + PROBE_TIMEOUT) + SLACK;
+    // A sync call cannot be abandoned: an unwatched link would hang this
+    // test (and the harness) for good, so a hang ends the process.
+    let (finished, hung) = mpsc::channel::<()>();
+    let deadman = thread::spawn(move || {
+        if hung.recv_timeout(bound * 2) == Err(mpsc::RecvTimeoutError::Timeout) {
+            eprintln!("the retry's silent link was never cut: unwatched");
+            std::process::exit(101);
+        }
+    });
+    let started = Instant::now();
+    let (op, r) = l.try_transfer(&|| {
+        if attempts.fetch_add(1, Ordering::SeqCst) < 2 {
+            proxy.blackhole_existing();
+        }
+    });
+    let took = started.elapsed();
+    drop(finished);
+    deadman.join().expect("deadman");
+    eprintln!("{}: black-holed twice: {r:?} after {took:?}", S::NAME);
+    let s = stats(&l);
+    match &r {
+        Err(LedgerError::Txn(db_txn::Error::Disconnected { attempts: 2, .. })) => {
+            assert!(s.stalls_cut >= 2, "both silent links were cut: {s:?}");
+        }
+        // A later attempt (none with the defaults) would run on a link that
+        // answers.
+        Ok(()) => assert!(s.stalls_cut >= 2 && s.retries >= 2, "{s:?}"),
+        other => panic!("expected Disconnected after two attempts, got {other:?}"),
+    }
+    assert!(took < bound, "took {took:?}, bound {bound:?}");
+    proxy.lift_blackhole();
+    assert_eq!(
+        l.times_applied(&op),
+        i64::from(r.is_ok()),
+        "applied once or never"
+    );
+    l.assert_consistent(0);
     l.assert_no_leak();
 }
 

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::connect::{Connector, RECONNECT_POLL};
+use super::gate::ConnectGate;
 use super::manager::Manager;
 use super::policy::Policy;
 use super::probe::{Monitor, SessionProbe};
@@ -47,10 +48,13 @@ impl<C: TxnConnection> Config<C> {
     /// The manager of one pool generation, with its watchdog thread (not
     /// for the start-up probe).
     pub(super) fn manager(&self, signals: Arc<Signals>, watched: bool) -> Manager<C> {
+        let gate = Arc::new(ConnectGate::default());
         let watchdog = if watched {
             // An embedded database has no link whose stalls need probing.
-            let probe = <C::Dialect as Dialect>::DEFAULT_PORT
-                .map(|_| Monitor::<C>::new(self.url.clone()) as Arc<dyn SessionProbe>);
+            let probe = <C::Dialect as Dialect>::DEFAULT_PORT.map(|_| {
+                Monitor::<C>::new(self.url.clone(), gate.clone(), self.limits.probe_timeout)
+                    as Arc<dyn SessionProbe>
+            });
             Watchdog::start(self.limits, signals.clone(), probe)
         } else {
             None
@@ -64,7 +68,7 @@ impl<C: TxnConnection> Config<C> {
                 on_connect: self.on_connect.clone(),
                 watchdog,
                 keepalive: self.keepalive,
-                serial: Default::default(),
+                gate,
                 role: self.policy.role,
                 reconnect_poll: if self.policy.role == Role::Replica {
                     Duration::ZERO
@@ -243,7 +247,10 @@ impl<C: TxnConnection> PoolBuilder<C> {
 
     /// How long the server may take to answer the liveness probe (see
     /// [`liveness_check_after`](Self::liveness_check_after)) before it is
-    /// taken for frozen or unreachable. Default 2 s.
+    /// taken for frozen or unreachable, the probe's own connect included.
+    /// The probe connects between the pool's connects, never during one
+    /// (so that each new connection's socket can be identified): a pool
+    /// connect waits for a probe's at most this long. Default 2 s.
     pub fn liveness_probe_timeout(mut self, t: Duration) -> Self {
         self.config.limits.probe_timeout = t;
         self

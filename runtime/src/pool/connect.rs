@@ -4,7 +4,7 @@
 use std::marker::PhantomData;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicI32, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diesel::r2d2::Error as R2d2Error;
@@ -13,6 +13,7 @@ use super::clock;
 use super::fault::Point;
 use super::flags::Flags;
 use super::fork;
+use super::gate::ConnectGate;
 use super::observer::Observer;
 use super::role::{self, Role};
 use super::signals::{Signals, Warning};
@@ -33,9 +34,10 @@ pub(crate) struct Connector<C: TxnConnection> {
     pub watchdog: Option<Watchdog>,
     /// TCP keepalive (and TCP_USER_TIMEOUT) for new connections.
     pub keepalive: Option<Duration>,
-    /// Connects of this pool run one at a time, so that the socket that
-    /// appears is the new connection's.
-    pub serial: Mutex<()>,
+    /// Connects of this pool run one at a time, and not while its
+    /// watchdog's probe connects, so that the socket that appears is the new
+    /// connection's (see `gate.rs`).
+    pub gate: Arc<ConnectGate>,
     /// The role the server must have.
     pub role: Role,
     /// How long a background connect keeps trying before it reports a
@@ -157,7 +159,7 @@ impl<C: TxnConnection> Connector<C> {
         let Some(port) = <C::Dialect as Dialect>::DEFAULT_PORT else {
             return Ok((crate::backend::establish::<C>(&self.url)?, Vec::new()));
         };
-        let _one_at_a_time = self.serial.lock().unwrap_or_else(PoisonError::into_inner);
+        let _one_at_a_time = self.gate.pool();
         let before = socket::snapshot();
         let conn = crate::backend::establish::<C>(&self.url)?;
         let after = socket::snapshot();

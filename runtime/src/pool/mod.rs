@@ -23,6 +23,7 @@ pub(crate) mod fault;
 pub(crate) mod flags;
 mod floor;
 mod fork;
+mod gate;
 mod manager;
 pub(crate) mod observer;
 pub(crate) mod policy;

@@ -5,6 +5,9 @@
 //! that does not answer at all is frozen or unreachable.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use super::gate::ConnectGate;
 
 use crate::backend::{Dialect, TxnConnection};
 use crate::classify::ErrorClass;
@@ -45,20 +48,41 @@ pub(crate) trait SessionProbe: Send + Sync {
 /// kept connection would hold a server slot and show in its session counts,
 /// and after a failover (a multi-host URL, a moving address) it would still
 /// be on the old server, which does not know the pool's sessions.
+///
+/// The probe connects under the pool's connect gate (`gate.rs`): the
+/// watchdog ends a dead session at the very moment the call that lost it
+/// reconnects, and a probe socket appearing while the pool connects could
+/// not be told from the pool's. Waiting for its turn and connecting are
+/// within the probe timeout, after which the watchdog gives up on the
+/// answer anyway.
 pub(crate) struct Monitor<C> {
     url: String,
+    /// The pool's connect gate (`Connector::gate`).
+    gate: Arc<ConnectGate>,
+    /// `liveness_probe_timeout`: the longest a probe waits for its turn to
+    /// connect, and holds the pool's connects back.
+    limit: Duration,
     _conn: std::marker::PhantomData<fn() -> C>,
 }
 
 impl<C: TxnConnection> Monitor<C> {
-    pub(crate) fn new(url: String) -> Arc<Self> {
+    pub(crate) fn new(url: String, gate: Arc<ConnectGate>, limit: Duration) -> Arc<Self> {
         Arc::new(Monitor {
             url,
+            gate,
+            limit,
             _conn: std::marker::PhantomData,
         })
     }
 
     fn open(&self) -> Result<C, ProbeError> {
+        let Some(_turn) = self.gate.probe(self.limit) else {
+            // The pool's own connect hangs as long: nobody answers there.
+            return Err(ProbeError::Unreachable(format!(
+                "no turn to connect within {:?}: the pool's connect does not finish",
+                self.limit
+            )));
+        };
         C::establish(&self.url).map_err(|e| {
             let text = e.to_string();
             match &e {

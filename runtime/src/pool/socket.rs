@@ -5,7 +5,8 @@
 //!
 //! The client libraries do not expose their descriptor through diesel, so
 //! the pool compares this process's socket descriptors before and after the
-//! connect (connects of one pool are serialized for that). A new socket is
+//! connect (connects of one pool, its watchdog's probe's among them, are
+//! serialized for that: `gate.rs`). A new socket is
 //! the connection's when it is the only new one whose peer is the URL's port
 //! (or a unix socket), or when the server reports our local port. A proxy,
 //! NAT or Docker port mapping in between does not matter: only our own end

@@ -116,8 +116,7 @@ pub async fn blackholed_mid_statement<S: AsyncServer>(server: &S) {
 /// a connection of its own) while the retry connects: the retry's socket
 /// must still be told apart from the watchdog's and watched, so the second
 /// silence is cut too and the call ends, with `Disconnected` once the
-/// retries run out, within two checks instead of hanging. (Not a row of
-/// the sync matrix: a regression test of the async pool's connects.)
+/// retries run out, within two checks instead of hanging.
 pub async fn blackholed_again_on_the_retry<S: AsyncServer>(server: &S) {
     let proxy = proxy_to(server);
     let mut l = defaults_via(server, "bh_twice", &proxy).await;
