@@ -321,3 +321,72 @@ where
     l.assert_consistent(0);
     l.assert_no_leak().await;
 }
+
+/// A commit whose WAL record ends exactly at a WAL page boundary: the
+/// primary then reports its insert location past the next page's header, a
+/// location the standby's replay never reaches until something else is
+/// written. The write's token names the boundary (the async driver reads
+/// the position with the sync one's rule), so the read after it is served by
+/// the standby at once instead of waiting out `read_your_writes_timeout`
+/// and falling back to the primary.
+pub async fn read_your_writes_at_a_wal_page_boundary() {
+    use db_txn_tests::Postgres;
+
+    const PAGE: u64 = 8192;
+    const LIMIT: usize = 30_000;
+    let (primary, standby) = pair::<Postgres>();
+    let mut l = ledger(&primary, &standby, "boundary", |b| b).await;
+    let insert = "SELECT CAST(pg_current_wal_insert_lsn() - '0/0'::pg_lsn AS BIGINT)";
+    let mut commits = 0;
+    let at_boundary = loop {
+        assert!(
+            commits < LIMIT,
+            "no commit of {LIMIT} ended at a WAL page boundary: the case was not met"
+        );
+        l.transfer().await;
+        commits += 1;
+        let at = primary.query_i64(insert) as u64;
+        if at % PAGE == 24 {
+            break at;
+        }
+    };
+    let token = l
+        .pool
+        .last_write()
+        .await
+        .expect("a token after a write")
+        .to_string();
+    let lsn = token
+        .strip_prefix("lsn:")
+        .and_then(|t| t.split_once('/'))
+        .and_then(|(hi, lo)| {
+            Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
+        })
+        .unwrap_or_else(|| panic!("a PostgreSQL token: {token}"));
+    eprintln!(
+        "async: commit {commits} ended at a page boundary: insert location {at_boundary:#X}, \
+         token {token}"
+    );
+    assert_eq!(
+        lsn,
+        at_boundary - 24,
+        "the token names the boundary, not the header's end"
+    );
+
+    let before = l.pool.stats();
+    let op = l.done.last().expect("an op").clone();
+    let (port, n) = read::<Postgres>(&l.pool, &op).await;
+    let after = l.pool.stats();
+    assert_eq!(n, 1, "read-your-writes: {op} is visible");
+    assert_eq!(
+        port,
+        i64::from(standby.port()),
+        "the standby served it: {after:?}"
+    );
+    assert_eq!(
+        after.primary_fallbacks, before.primary_fallbacks,
+        "{after:?}"
+    );
+    l.assert_consistent(0);
+    assert_no_leak_anywhere(&l, &primary, &standby).await;
+}

@@ -39,6 +39,12 @@ async fn replica_lag_read_your_writes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_your_writes_at_a_wal_page_boundary() {
+    db_txn_async_tests::logs();
+    replicas::read_your_writes_at_a_wal_page_boundary().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replica_promoted_is_noticed() {
     db_txn_async_tests::logs();
     replicas::replica_promoted_is_noticed::<Postgres>().await;
