@@ -5,11 +5,15 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use diesel::QueryResult;
 use diesel_async::{AnsiTransactionManager, AsyncConnection};
 
-use super::{Backend, Dialect, LostSession, Outcome, ServerInfo, ServerRole, Token};
+use super::{
+    Backend, Dialect, LostSession, Outcome, Position, PositionOf, Replay, ServerInfo, ServerRole,
+    Token,
+};
 
 /// A diesel-async connection type `#[db_txn]` can run an `async fn` on:
 /// `AsyncPgConnection` (feature `async-postgres`) and `AsyncMysqlConnection`
@@ -72,6 +76,28 @@ pub trait AsyncDriver: Sized + Send + 'static {
     /// A handle that cancels the statement this connection runs, usable
     /// after the connection itself is gone.
     fn canceller(&self) -> Canceller;
+
+    /// A position in the server's replication stream (for read-your-writes),
+    /// read with the same SQL as [`Driver::position`](super::Driver::position);
+    /// `None` where the server keeps none.
+    fn position(
+        &mut self,
+        _server: &ServerInfo,
+        _of: PositionOf,
+    ) -> impl Future<Output = QueryResult<Option<Position>>> + Send {
+        async { Ok(None) }
+    }
+
+    /// Wait up to `limit` until this replica shows everything up to
+    /// `position`, as [`Driver::wait_for`](super::Driver::wait_for).
+    fn wait_for(
+        &mut self,
+        _server: &ServerInfo,
+        _position: &Position,
+        _limit: Duration,
+    ) -> impl Future<Output = QueryResult<Replay>> + Send {
+        async { Ok(Replay::Reached) }
+    }
 
     /// What resolves a lost COMMIT (`lost_commit.rs`), as
     /// [`Driver`](super::Driver)'s methods of the same names: the SQL and

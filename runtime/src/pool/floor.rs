@@ -5,6 +5,8 @@
 //! this thread only once it shows everything up to the floor.
 //!
 //! Only pools with replicas keep floors: for the others nothing here runs.
+//! The async pool keeps one floor per pool with the same rule
+//! ([`Floor::raise`], [`Floor::resolve`]): its tasks move between threads.
 //!
 //! [`Pool::read_after`]: crate::Pool::read_after
 
@@ -23,9 +25,34 @@ pub(crate) enum Floor {
     Unknown,
 }
 
+impl Floor {
+    /// Raise `current` (none yet, or a floor) to at least `floor`: the
+    /// rule of the sync pool's per-thread floors and of the async pool's
+    /// per-pool one.
+    pub(crate) fn raise(current: &mut Option<Floor>, floor: Floor) {
+        match (current.as_mut(), floor) {
+            (None, floor) => *current = Some(floor),
+            (Some(current), Floor::Unknown) => *current = Floor::Unknown,
+            // The server's position read later covers this one too.
+            (Some(Floor::Unknown), Floor::Known(_)) => {}
+            (Some(Floor::Known(current)), Floor::Known(new)) => current.merge(&new),
+        }
+    }
+
+    /// Replace an unknown floor with the position that stands for it (or
+    /// merge it into a known one); nothing without a floor.
+    pub(crate) fn resolve(current: &mut Option<Floor>, position: Position) {
+        match current {
+            None => {}
+            Some(Floor::Unknown) => *current = Some(Floor::Known(position)),
+            Some(Floor::Known(p)) => p.merge(&position),
+        }
+    }
+}
+
 thread_local! {
     /// (pool id, floor), one entry per pool this thread wrote on.
-    static FLOORS: RefCell<Vec<(u64, Floor)>> = const { RefCell::new(Vec::new()) };
+    static FLOORS: RefCell<Vec<(u64, Option<Floor>)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Raise this thread's floor on `pool` to at least `floor`.
@@ -33,13 +60,8 @@ pub(crate) fn raise(pool: u64, floor: Floor) {
     FLOORS.with(|floors| {
         let mut floors = floors.borrow_mut();
         match floors.iter_mut().find(|(id, _)| *id == pool) {
-            None => floors.push((pool, floor)),
-            Some((_, current)) => match (current, floor) {
-                (current, Floor::Unknown) => *current = Floor::Unknown,
-                // The server's position read later covers this one too.
-                (Floor::Unknown, Floor::Known(_)) => {}
-                (Floor::Known(current), Floor::Known(new)) => current.merge(&new),
-            },
+            None => floors.push((pool, Some(floor))),
+            Some((_, current)) => Floor::raise(current, floor),
         }
     });
 }
@@ -49,10 +71,7 @@ pub(crate) fn resolve(pool: u64, position: Position) {
     FLOORS.with(|floors| {
         let mut floors = floors.borrow_mut();
         if let Some((_, floor)) = floors.iter_mut().find(|(id, _)| *id == pool) {
-            match floor {
-                Floor::Unknown => *floor = Floor::Known(position),
-                Floor::Known(current) => current.merge(&position),
-            }
+            Floor::resolve(floor, position);
         }
     });
 }
@@ -64,7 +83,7 @@ pub(crate) fn get(pool: u64) -> Option<Floor> {
             .borrow()
             .iter()
             .find(|(id, _)| *id == pool)
-            .map(|(_, floor)| floor.clone())
+            .and_then(|(_, floor)| floor.clone())
     })
 }
 
@@ -88,5 +107,19 @@ mod tests {
         std::thread::spawn(|| assert_eq!(get(1), None, "another thread's floors are its own"))
             .join()
             .unwrap();
+    }
+
+    #[test]
+    fn one_floor_rises_as_the_per_thread_ones_do() {
+        let mut floor = None;
+        Floor::resolve(&mut floor, Position::Lsn(1));
+        assert_eq!(floor, None, "nothing to resolve without a write");
+        Floor::raise(&mut floor, Floor::Known(Position::Lsn(10)));
+        Floor::raise(&mut floor, Floor::Known(Position::Lsn(4)));
+        assert_eq!(floor, Some(Floor::Known(Position::Lsn(10))));
+        Floor::raise(&mut floor, Floor::Unknown);
+        assert_eq!(floor, Some(Floor::Unknown));
+        Floor::resolve(&mut floor, Position::Lsn(12));
+        assert_eq!(floor, Some(Floor::Known(Position::Lsn(12))));
     }
 }

@@ -12,20 +12,20 @@
 //! replicas never get here beyond one branch.
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::builder::Config;
 use super::floor::{self, Floor};
+use super::replica_health::{self, AfterWait, ReplicaHealth};
 use super::signals::Warning;
 use super::token::WriteToken;
 use super::tracked::Tracked;
 use super::{Pool, PooledConnection};
-use crate::backend::{Position, PositionOf, Replay, TxnConnection};
+use crate::backend::{Position, PositionOf, TxnConnection};
 use crate::stats::{Counters, PoolStats};
 use crate::{Error, Options};
 
-/// The replica knobs of a pool's configuration.
+/// The replica knobs of a pool's configuration (sync or async).
 #[derive(Debug, Clone)]
 pub(crate) struct ReplicaSettings {
     pub urls: Vec<String>,
@@ -43,14 +43,6 @@ impl Default for ReplicaSettings {
     }
 }
 
-/// How long a replica that failed is left out, at first and at most.
-const LEFT_OUT: Duration = Duration::from_secs(1);
-const LEFT_OUT_MAX: Duration = Duration::from_secs(30);
-/// How long a replica found behind a thread's writes is not waited for
-/// again: a read that needs more than it is known to show goes to the
-/// primary at once (the others it still serves).
-const BEHIND_PAUSE: Duration = Duration::from_secs(1);
-
 /// The replicas of one pool.
 pub(super) struct Replicas<C: TxnConnection> {
     set: Vec<Replica<C>>,
@@ -60,18 +52,7 @@ pub(super) struct Replicas<C: TxnConnection> {
 
 struct Replica<C: TxnConnection> {
     pool: Pool<C>,
-    health: Mutex<Health>,
-}
-
-#[derive(Default)]
-struct Health {
-    /// Left out until then.
-    out_until: Option<Instant>,
-    failures: u32,
-    /// The latest position this replica was seen to show.
-    shows: Option<Position>,
-    /// Not waited for until then: it was found behind.
-    behind_until: Option<Instant>,
+    health: ReplicaHealth,
 }
 
 impl<C: TxnConnection> Replicas<C> {
@@ -84,10 +65,11 @@ impl<C: TxnConnection> Replicas<C> {
             .replicas
             .urls
             .iter()
-            .map(|url| Replica {
+            .map(|url| {
                 // Lazily: a replica that is down must not stop the service.
-                pool: Pool::from_config(config.for_replica(url), Ok(None)),
-                health: Mutex::default(),
+                let pool = Pool::from_config(config.for_replica(url), Ok(None));
+                let health = ReplicaHealth::new(pool.shared.config.server());
+                Replica { pool, health }
             })
             .collect();
         Some(Replicas {
@@ -105,152 +87,47 @@ impl<C: TxnConnection> Replicas<C> {
         function: &'static str,
         floor: Option<&Position>,
     ) -> Option<PooledConnection<C>> {
-        let n = self.set.len();
         let start = self.next.fetch_add(1, Relaxed);
-        let mut order: Vec<&Replica<C>> = (0..n).map(|i| &self.set[(start + i) % n]).collect();
-        if let Some(floor) = floor {
-            // Replicas known to show the floor first: no wait there.
-            order.sort_by_key(|r| !r.shows(floor));
-        }
-        for replica in order {
-            let must_wait = floor.filter(|f| !replica.shows(f));
-            if must_wait.is_some() && replica.behind() {
+        for replica in replica_health::order(&self.set, start, |r| &r.health, floor) {
+            let health = &replica.health;
+            let must_wait = floor.filter(|f| !health.shows(f));
+            if must_wait.is_some() && health.behind() {
                 continue;
             }
-            if !replica.take_turn(replica.pool.shared.config.checkout_timeout) {
+            if !health.take_turn(replica.pool.shared.config.checkout_timeout) {
                 continue;
             }
             let mut conn = match replica.pool.checkout(Some(function)) {
                 Ok(conn) => conn,
                 Err(e) => {
-                    if !busy(&e) {
-                        replica.failed(&e.to_string());
-                    }
+                    health.checkout_failed(&e);
                     continue;
                 }
             };
-            if let Some(floor) = must_wait {
-                Counters::bump(&counters.replica_waits);
-                let t = conn.tracked();
-                let server = t.server;
-                match t.conn.wait_for(&server, floor, self.ryw_timeout) {
-                    Ok(Replay::Reached) => replica.seen_at(floor),
-                    Ok(Replay::Behind) => {
-                        tracing::debug!(
-                            target: "db_txn",
-                            behind = %floor,
-                            "replica not caught up with this thread's writes in time: read on the primary"
-                        );
-                        replica.succeeded();
-                        replica.found_behind();
-                        return None;
-                    }
-                    Ok(Replay::NotAReplica) => {
-                        t.flags.set_discard();
+            let Some(floor) = must_wait else {
+                health.succeeded();
+                return Some(conn);
+            };
+            Counters::bump(&counters.replica_waits);
+            let t = conn.tracked();
+            let server = t.server;
+            let answer = t
+                .conn
+                .wait_for(&server, floor, self.ryw_timeout)
+                .map_err(|e| e.to_string());
+            match health.after_wait(floor, answer) {
+                AfterWait::Serve => return Some(conn),
+                AfterWait::Primary => return None,
+                AfterWait::Next { promoted } => {
+                    t.flags.set_discard();
+                    if promoted {
                         replica.pool.shared.signals.role_changed();
-                        replica.failed("no longer a replica (promoted)");
-                        continue;
-                    }
-                    Err(e) => {
-                        t.flags.set_discard();
-                        replica.failed(&e.to_string());
-                        continue;
                     }
                 }
             }
-            replica.succeeded();
-            return Some(conn);
         }
         None
     }
-}
-
-impl<C: TxnConnection> Replica<C> {
-    fn health(&self) -> std::sync::MutexGuard<'_, Health> {
-        self.health.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Whether this replica may serve now. A replica left out until a time
-    /// now past is tried by this read alone: the others keep skipping it
-    /// until its answer (at most `timeout`).
-    fn take_turn(&self, timeout: Duration) -> bool {
-        let mut h = self.health();
-        match h.out_until {
-            None => true,
-            Some(until) => {
-                let now = Instant::now();
-                if now < until {
-                    return false;
-                }
-                h.out_until = Some(now + timeout);
-                true
-            }
-        }
-    }
-
-    /// Found behind a moment ago: not worth waiting for now.
-    fn behind(&self) -> bool {
-        self.health()
-            .behind_until
-            .is_some_and(|until| Instant::now() < until)
-    }
-
-    fn found_behind(&self) {
-        self.health().behind_until = Some(Instant::now() + BEHIND_PAUSE);
-    }
-
-    fn shows(&self, floor: &Position) -> bool {
-        self.health()
-            .shows
-            .as_ref()
-            .is_some_and(|p| p.covers(floor))
-    }
-
-    fn seen_at(&self, position: &Position) {
-        let mut h = self.health();
-        match &mut h.shows {
-            Some(p) => p.merge(position),
-            None => h.shows = Some(position.clone()),
-        }
-    }
-
-    fn succeeded(&self) {
-        let mut h = self.health();
-        if h.failures > 0 {
-            tracing::info!(target: "db_txn", server = %self.pool.shared.config.server(), "replica serves again");
-        }
-        h.failures = 0;
-        h.out_until = None;
-    }
-
-    fn failed(&self, why: &str) {
-        let mut h = self.health();
-        h.failures = h.failures.saturating_add(1);
-        let left_out = LEFT_OUT
-            .saturating_mul(1 << (h.failures - 1).min(5))
-            .min(LEFT_OUT_MAX);
-        h.out_until = Some(Instant::now() + left_out);
-        h.shows = None;
-        tracing::warn!(
-            target: "db_txn",
-            server = %self.pool.shared.config.server(),
-            error = why,
-            left_out_ms = u64::try_from(left_out.as_millis()).unwrap_or(u64::MAX),
-            "replica unavailable: reads go to the primary"
-        );
-    }
-}
-
-/// The replica pool is only busy (every connection in use): not a failure.
-fn busy(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::Checkout {
-            state,
-            last_error: None,
-            ..
-        } if state.exhausted()
-    )
 }
 
 impl<C: TxnConnection> Pool<C> {
@@ -413,32 +290,5 @@ impl<C: TxnConnection> Pool<C> {
             .as_ref()
             .map(|r| r.set.iter().map(|r| r.pool.stats()).collect())
             .unwrap_or_default()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::error::PoolState;
-
-    fn checkout_error(connections: u32, idle: u32, last_error: Option<&str>) -> Error {
-        Error::Checkout {
-            function: None,
-            timeout: Duration::from_millis(1),
-            state: PoolState {
-                connections,
-                idle,
-                max_size: 2,
-            },
-            server: String::new(),
-            last_error: last_error.map(str::to_owned),
-        }
-    }
-
-    #[test]
-    fn only_an_exhausted_replica_is_merely_busy() {
-        assert!(busy(&checkout_error(2, 0, None)));
-        assert!(!busy(&checkout_error(0, 0, None)), "no connection came");
-        assert!(!busy(&checkout_error(2, 0, Some("Connection refused"))));
     }
 }

@@ -4,13 +4,14 @@
 //! `tests/fault/matrix.rs`; [`silent`], those of `tests/fault/silent.rs`)
 //! and its failover and demotion rows
 //! ([`topology`], on the servers of [`replicated`], as
-//! `tests/fault/topology.rs`), and its pgbouncer rows ([`pooler`], as
-//! `tests/fault/pooler.rs`).
+//! `tests/fault/topology.rs`) and read-replica rows ([`replicas`]), and its
+//! pgbouncer rows ([`pooler`], as `tests/fault/pooler.rs`).
 
 pub mod cancel;
 pub mod ledger;
 pub mod matrix;
 pub mod pooler;
+pub mod replicas;
 pub mod replicated;
 pub mod resolved;
 pub mod server;

@@ -1,8 +1,8 @@
-//! What the failover and demotion rows need from a server beyond
-//! [`AsyncServer`]: a primary and its replica, a failure, a take-over and a
-//! switchover, for the kit's MariaDB (GTID replication) and PostgreSQL
-//! (streaming standby). The async twin of `tests/fault/replicated.rs`, with
-//! the same choreography; no read replicas (an async pool has none).
+//! What the failover, demotion and read-replica rows need from a server
+//! beyond [`AsyncServer`]: a primary and its replica, a failure, a take-over
+//! and a switchover, promotion and replication lag, for the kit's MariaDB
+//! (GTID replication) and PostgreSQL (streaming standby). The async twin of
+//! `tests/fault/replicated.rs`, with the same choreography.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -65,6 +65,17 @@ pub trait Replicated: AsyncServer + Sized {
     fn demote_over(primary: &Self, replica: &Self, writer: &Writer);
     /// Client connections to `database` (replication threads not counted).
     fn clients(&self, database: &str) -> i64;
+    /// The replica stops applying (it keeps receiving): replication lag.
+    fn pause_replication(&self);
+    fn resume_replication(&self);
+    /// This replica stops replicating and takes writes.
+    fn promote(&self);
+    /// Waits until this replica shows everything `primary` committed.
+    fn caught_up_with(&self, primary: &Self) -> bool;
+    /// URL of `database` on this server.
+    fn url_for(&self, database: &str) -> String {
+        AsyncServer::url_via_port(self, database, self.port())
+    }
 }
 
 /// One column `v`.
@@ -86,6 +97,29 @@ where
     diesel::query_builder::SqlQuery: diesel_async::methods::LoadQuery<'static, C, V>,
 {
     Ok(diesel::sql_query(port_sql).get_result::<V>(conn).await?.v)
+}
+
+/// A read: which server answered (its port), and how many times `op` is in
+/// its ledger.
+#[db_txn(pool = pool, read_only)]
+pub async fn look<C>(
+    conn: &mut C,
+    pool: &AsyncPool<C>,
+    port_sql: &str,
+    op: &str,
+) -> Result<(i64, i64), LedgerError>
+where
+    C: AsyncTxnConnection,
+    diesel::query_builder::SqlQuery: diesel_async::methods::LoadQuery<'static, C, V>,
+{
+    let port = diesel::sql_query(port_sql).get_result::<V>(conn).await?.v;
+    let n = diesel::sql_query(format!(
+        "SELECT COUNT(*) AS v FROM ops WHERE op_id = '{op}'"
+    ))
+    .get_result::<V>(conn)
+    .await?
+    .v;
+    Ok((port, n))
 }
 
 fn addr(port: u16) -> SocketAddr {
@@ -135,6 +169,18 @@ impl Replicated for db_txn_tests::Postgres {
     fn clients(&self, database: &str) -> i64 {
         self.connection_count(database)
     }
+    fn pause_replication(&self) {
+        self.pause_replay();
+    }
+    fn resume_replication(&self) {
+        self.resume_replay();
+    }
+    fn promote(&self) {
+        db_txn_tests::Postgres::promote(self);
+    }
+    fn caught_up_with(&self, primary: &Self) -> bool {
+        self.wait_caught_up(primary, CATCH_UP)
+    }
 }
 
 impl Replicated for db_txn_tests::MariaDb {
@@ -175,5 +221,18 @@ impl Replicated for db_txn_tests::MariaDb {
              AND ID <> CONNECTION_ID() AND COMMAND NOT IN ('Daemon', 'Killed', 'Slave_IO', \
              'Slave_SQL', 'Slave_worker', 'Binlog Dump')"
         ))
+    }
+    fn pause_replication(&self) {
+        self.stop_sql_thread();
+    }
+    fn resume_replication(&self) {
+        self.start_sql_thread();
+    }
+    fn promote(&self) {
+        self.detach();
+        self.set_read_only(false);
+    }
+    fn caught_up_with(&self, primary: &Self) -> bool {
+        self.wait_caught_up(primary, CATCH_UP)
     }
 }

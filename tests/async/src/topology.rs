@@ -35,13 +35,13 @@ pub async fn transfer_then<C: AsyncTxnConnection>(
 }
 
 /// A primary with one replica, caught up.
-fn pair<S: Replicated>() -> (S, S) {
+pub(crate) fn pair<S: Replicated>() -> (S, S) {
     let primary = S::start_primary();
     let replica = primary.start_replica();
     (primary, replica)
 }
 
-fn database<S: Replicated>(name: &str) -> String {
+pub(crate) fn database<S: Replicated>(name: &str) -> String {
     format!("{}_async_{name}", S::NAME)
 }
 

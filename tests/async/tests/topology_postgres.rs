@@ -1,10 +1,11 @@
 //! Failover and demotion on real PostgreSQL servers started by the kit (a
 //! primary and its streaming standby), through the async form with the
-//! pool's default settings (see `src/topology.rs`), and the pgbouncer rows
+//! pool's default settings (see `src/topology.rs`), the read-replica rows
+//! (see `src/replicas.rs`), and the pgbouncer rows
 //! with `transaction_pooler(true)` (see `src/pooler.rs`). Each test starts
 //! its own servers.
 
-use db_txn_async_tests::{pooler, topology};
+use db_txn_async_tests::{pooler, replicas, topology};
 use db_txn_tests::Postgres;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,6 +18,36 @@ async fn failover_under_load() {
 async fn demoted_with_idle_connections() {
     db_txn_async_tests::logs();
     topology::demoted_with_idle_connections::<Postgres>().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_routing() {
+    db_txn_async_tests::logs();
+    replicas::replica_routing::<Postgres>().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_down_falls_back() {
+    db_txn_async_tests::logs();
+    replicas::replica_down_falls_back::<Postgres>().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_lag_read_your_writes() {
+    db_txn_async_tests::logs();
+    replicas::replica_lag_read_your_writes::<Postgres>().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_your_writes_at_a_wal_page_boundary() {
+    db_txn_async_tests::logs();
+    replicas::read_your_writes_at_a_wal_page_boundary().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_promoted_is_noticed() {
+    db_txn_async_tests::logs();
+    replicas::replica_promoted_is_noticed::<Postgres>().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,6 +13,7 @@ use crate::classify::ErrorClass;
 use crate::error::PoolState;
 use crate::pool::policy::Policy;
 use crate::pool::probe::SessionProbe;
+use crate::pool::replicas::ReplicaSettings;
 use crate::pool::role::Role;
 use crate::pool::signals::Signals;
 use crate::pool::watchdog::{Limits, Watchdog};
@@ -38,9 +39,34 @@ pub(super) struct Config<C: AsyncTxnConnection> {
     pub(super) resolve_commit: (bool, Duration),
     /// Behind a transaction-mode pooler (`pooler.rs`).
     pub(super) transaction_pooler: bool,
+    /// Read replicas and read-your-writes (`topology.rs`).
+    pub(super) replicas: ReplicaSettings,
 }
 
 impl<C: AsyncTxnConnection> Config<C> {
+    /// The configuration of the pool of the replica at `url`: this pool's
+    /// settings, connections that must be replicas, the replica checkout
+    /// timeout, no replicas of its own.
+    pub(super) fn for_replica(&self, url: &str) -> Config<C> {
+        Config {
+            url: url.to_owned(),
+            max_size: self.max_size,
+            checkout_timeout: self.replicas.checkout_timeout,
+            policy: Policy {
+                role: Role::Replica,
+                ..self.policy
+            },
+            classifier: self.classifier.clone(),
+            on_connect: self.on_connect.clone(),
+            limits: self.limits,
+            keepalive: self.keepalive,
+            // A replica only serves `read_only` calls, which are never resolved.
+            resolve_commit: (false, self.resolve_commit.1),
+            transaction_pooler: self.transaction_pooler,
+            replicas: ReplicaSettings::default(),
+        }
+    }
+
     /// The URL without its password, for messages.
     pub(super) fn server(&self) -> String {
         crate::pool::url::redact(&self.url)
@@ -100,6 +126,7 @@ impl<C: AsyncTxnConnection> AsyncPoolBuilder<C> {
                 keepalive: Some(Duration::from_secs(15)),
                 resolve_commit: (false, Duration::from_secs(10)),
                 transaction_pooler: false,
+                replicas: ReplicaSettings::default(),
             },
         }
     }
@@ -152,8 +179,7 @@ impl<C: AsyncTxnConnection> AsyncPoolBuilder<C> {
     /// connect: no extra round trip.
     ///
     /// Turn it off for a pool meant for a read-only server (reports on a
-    /// replica: an async pool has no [`replica`](crate::PoolBuilder::replica)
-    /// routing, see [async functions](crate#async-functions)):
+    /// replica, without [`replica`](Self::replica) routing):
     ///
     /// ```
     /// use diesel_async::AsyncPgConnection;

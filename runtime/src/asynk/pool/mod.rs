@@ -16,7 +16,8 @@
 //! One concern per file: [`builder`], [`connect`], [`manager`] (deadpool's
 //! hooks), [`slot`] (per-connection state), [`pooled`] (the checked-out
 //! handle and what its drop does), [`probe`] (the watchdog's question),
-//! [`pooler`] (behind a transaction-mode pooler).
+//! [`pooler`] (behind a transaction-mode pooler), [`replicas`] (read
+//! replicas and read-your-writes, set up in [`topology`]).
 
 mod builder;
 mod connect;
@@ -24,7 +25,9 @@ mod manager;
 pub(crate) mod pooled;
 pub(crate) mod pooler;
 mod probe;
+mod replicas;
 pub(crate) mod slot;
+mod topology;
 
 use std::future::Future;
 use std::mem::ManuallyDrop;
@@ -93,6 +96,8 @@ struct Shared<C: AsyncTxnConnection> {
     signals: Arc<Signals>,
     /// `resolve_commit`: its settings and the marker table's state.
     resolution: Resolution,
+    /// Read replicas, if any (`AsyncPoolBuilder::replica`).
+    replicas: Option<replicas::AsyncReplicas<C>>,
 }
 
 impl<C: AsyncTxnConnection> Drop for Shared<C> {
@@ -148,6 +153,7 @@ impl<C: AsyncTxnConnection> AsyncPool<C> {
         let manager = config.manager(signals.clone(), true);
         let max_size = usize::try_from(config.max_size).unwrap_or(usize::MAX);
         let (on, timeout) = config.resolve_commit;
+        let replicas = replicas::AsyncReplicas::new(&config);
         let pool = deadpool::managed::Pool::builder(manager)
             .max_size(max_size)
             .build()
@@ -163,6 +169,7 @@ impl<C: AsyncTxnConnection> AsyncPool<C> {
                 checkout_timeout: config.checkout_timeout,
                 signals,
                 resolution: Resolution::new(on, timeout),
+                replicas,
             }),
         }
     }

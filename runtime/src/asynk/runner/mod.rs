@@ -158,7 +158,14 @@ where
         let next = async {
             let waited = tracing::enabled!(target: "db_txn", tracing::Level::DEBUG)
                 .then(Instant::now);
-            let mut conn = match pool.checkout(Some(options.name)).await {
+            // A `read_only` call goes to a replica when the pool has some
+            // (boxed: every other call's future stays as it was).
+            let checked_out = if pool.routes_to_replica(options) {
+                Box::pin(pool.checkout_read(options)).await
+            } else {
+                pool.checkout(Some(options.name)).await
+            };
+            let mut conn = match checked_out {
                 Ok(conn) => conn,
                 Err(e) => return Next::Return(Err(e.into())),
             };
@@ -320,6 +327,11 @@ where
                     slot.tracked.ok = true;
                     reset_session(slot, &flags).await;
                     commit::committed(pool, slot, &watch).await;
+                    if !options.read_only && pool.has_replicas() {
+                        // Read-your-writes: where the commit is (boxed, as
+                        // the replica checkout).
+                        Box::pin(pool.raise_floor(slot)).await;
+                    }
                     Attempt::Done(Ok(value))
                 }
                 Err(Failure::Before(e)) => commit::failed_before(options, slot, &flags, e).await,

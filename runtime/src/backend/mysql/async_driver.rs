@@ -2,13 +2,17 @@
 //! `driver.rs`, the same commit markers (`resolve.rs`), and `KILL QUERY`
 //! for a statement whose future was dropped.
 
+use std::time::Duration;
+
 use diesel::QueryResult;
 use diesel_async::{AsyncMysqlConnection, RunQueryDsl};
 
 use super::super::async_driver::{AsyncDriver, AsyncTxnConnection, Canceller};
-use super::super::{Backend, LostSession, Outcome, ServerInfo, ServerRole, Token};
-use super::role::ROLE_SQL;
-use super::rows::{self, Id, Ports, Role, Session, PORTS_SQL};
+use super::super::{
+    Backend, LostSession, Outcome, Position, PositionOf, Replay, ServerInfo, ServerRole, Token,
+};
+use super::role::{position_sql, wait_sql, wait_target, ROLE_SQL};
+use super::rows::{self, Gtid, Id, Ports, Role, Session, Waited, PORTS_SQL};
 use super::{busy_sessions_sql, resolve, Mysql, SERVER_INFO_SQL};
 
 impl AsyncTxnConnection for AsyncMysqlConnection {
@@ -26,6 +30,32 @@ impl AsyncDriver for AsyncMysqlConnection {
     async fn role(&mut self) -> QueryResult<ServerRole> {
         let r: Role = diesel::sql_query(ROLE_SQL).get_result(self).await?;
         Ok(r.role())
+    }
+
+    async fn position(
+        &mut self,
+        server: &ServerInfo,
+        of: PositionOf,
+    ) -> QueryResult<Option<Position>> {
+        let g: Gtid = diesel::sql_query(position_sql(server.flavor, of))
+            .get_result(self)
+            .await?;
+        Ok(g.position(server.flavor))
+    }
+
+    async fn wait_for(
+        &mut self,
+        server: &ServerInfo,
+        position: &Position,
+        limit: Duration,
+    ) -> QueryResult<Replay> {
+        let Some(value) = wait_target(position) else {
+            return Ok(Replay::Behind);
+        };
+        let w: Waited = diesel::sql_query(wait_sql(server.flavor, &value, limit))
+            .get_result(self)
+            .await?;
+        Ok(w.replay())
     }
 
     async fn socket_ports(&mut self) -> QueryResult<Option<(u16, u16)>> {

@@ -3,29 +3,16 @@
 
 use std::time::Duration;
 
-use diesel::sql_types::{BigInt, Nullable, Text};
-use diesel::{MysqlConnection, QueryResult, QueryableByName, RunQueryDsl};
+use diesel::{MysqlConnection, QueryResult, RunQueryDsl};
 
 use super::super::{
-    Backend, Driver, Flavor, LostSession, Outcome, Position, PositionOf, Replay, ServerInfo,
-    ServerRole, Token, TxnConnection,
+    Backend, Driver, LostSession, Outcome, Position, PositionOf, Replay, ServerInfo, ServerRole,
+    Token, TxnConnection,
 };
-use super::role::{position_sql, wait_sql, ROLE_SQL};
-use super::rows::{self, Id, Ports, Role, Session, PORTS_SQL};
+use super::role::{position_sql, wait_sql, wait_target, ROLE_SQL};
+use super::rows::{self, Gtid, Id, Ports, Role, Session, Waited, PORTS_SQL};
 use super::{busy_sessions_sql, end_session_sql, resolve, Mysql, SERVER_INFO_SQL};
 use crate::registry::DefaultSlot;
-
-#[derive(QueryableByName)]
-struct Gtid {
-    #[diesel(sql_type = Nullable<Text>)]
-    gtid: Option<String>,
-}
-
-#[derive(QueryableByName)]
-struct Waited {
-    #[diesel(sql_type = Nullable<BigInt>)]
-    r: Option<i64>,
-}
 
 #[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
 impl TxnConnection for MysqlConnection {
@@ -52,20 +39,7 @@ impl Driver for MysqlConnection {
 
     fn position(&mut self, server: &ServerInfo, of: PositionOf) -> QueryResult<Option<Position>> {
         let g: Gtid = diesel::sql_query(position_sql(server.flavor, of)).get_result(self)?;
-        let text = g.gtid.unwrap_or_default();
-        // Empty: no binary log, or GTIDs off (MySQL). A text the parser
-        // refuses would be a server this code does not know: no position
-        // rather than an error after a successful COMMIT.
-        Ok(match server.flavor {
-            Flavor::Mysql if !text.trim().is_empty() => {
-                Position::parse_gtid_set(&text).ok().map(Position::GtidSet)
-            }
-            Flavor::Mysql => None,
-            _ => Position::parse_gtid_list(&text)
-                .ok()
-                .filter(|list| !list.is_empty())
-                .map(Position::Gtid),
-        })
+        Ok(g.position(server.flavor))
     }
 
     fn wait_for(
@@ -74,19 +48,12 @@ impl Driver for MysqlConnection {
         position: &Position,
         limit: Duration,
     ) -> QueryResult<Replay> {
-        let text = match position {
-            Position::Gtid(_) | Position::GtidSet(_) => position.to_string(),
-            Position::Lsn(_) => return Ok(Replay::Behind),
+        let Some(value) = wait_target(position) else {
+            return Ok(Replay::Behind);
         };
-        // The text form without its `gtid:` / `gtidset:` prefix.
-        let value = text.split_once(':').map_or("", |(_, v)| v);
         let w: Waited =
-            diesel::sql_query(wait_sql(server.flavor, value, limit)).get_result(self)?;
-        Ok(if w.r == Some(0) {
-            Replay::Reached
-        } else {
-            Replay::Behind
-        })
+            diesel::sql_query(wait_sql(server.flavor, &value, limit)).get_result(self)?;
+        Ok(w.replay())
     }
 
     fn end_session(&mut self, id: u64) -> QueryResult<()> {

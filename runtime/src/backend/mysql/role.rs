@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::super::{Flavor, PositionOf};
+use super::super::{Flavor, Position, PositionOf};
 
 /// The role check of a pooled connection. As text: MariaDB 11 made
 /// `read_only` an enumeration (`OFF`, `ON`, `NO_LOCK`, ...), older servers
@@ -41,6 +41,19 @@ pub(crate) fn wait_sql(flavor: Flavor, position: &str, limit: Duration) -> Strin
     }
 }
 
+/// The text a wait names for `position`: a GTID list or set without its
+/// `gtid:` / `gtidset:` prefix; `None` for a position of another server
+/// family (it cannot be shown here).
+pub(crate) fn wait_target(position: &Position) -> Option<String> {
+    match position {
+        Position::Gtid(_) | Position::GtidSet(_) => {
+            let text = position.to_string();
+            Some(text.split_once(':').map_or("", |(_, v)| v).to_owned())
+        }
+        Position::Lsn(_) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,6 +66,13 @@ mod tests {
         for off in ["0", "OFF", "off"] {
             assert!(!is_read_only(off), "{off}");
         }
+    }
+
+    #[test]
+    fn a_wait_names_the_gtids_alone() {
+        let p: Position = "gtid:0-1-42,1-2-7".parse().unwrap();
+        assert_eq!(wait_target(&p).as_deref(), Some("0-1-42,1-2-7"));
+        assert_eq!(wait_target(&Position::Lsn(7)), None);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::QueryableByName;
 
-use super::super::{Flavor, ServerInfo, ServerRole};
+use super::super::{Flavor, Position, Replay, ServerInfo, ServerRole};
 
 /// What [`SERVER_INFO_SQL`](super::SERVER_INFO_SQL) returns.
 #[derive(QueryableByName)]
@@ -101,5 +101,50 @@ impl Ports {
             .and_then(|h| h.rsplit_once(':'))
             .and_then(|(_, port)| port.parse().ok());
         client.zip(u16::try_from(self.port).ok())
+    }
+}
+
+/// What [`position_sql`](super::role::position_sql) returns: a GTID list
+/// (MariaDB) or set (MySQL), empty without a binary log or GTIDs.
+#[derive(QueryableByName)]
+pub(super) struct Gtid {
+    #[diesel(sql_type = Nullable<Text>)]
+    gtid: Option<String>,
+}
+
+impl Gtid {
+    /// The position, if the server reported one.
+    pub(super) fn position(self, flavor: Flavor) -> Option<Position> {
+        let text = self.gtid.unwrap_or_default();
+        // Empty: no binary log, or GTIDs off (MySQL). A text the parser
+        // refuses would be a server this code does not know: no position
+        // rather than an error after a successful COMMIT.
+        match flavor {
+            Flavor::Mysql if !text.trim().is_empty() => {
+                Position::parse_gtid_set(&text).ok().map(Position::GtidSet)
+            }
+            Flavor::Mysql => None,
+            _ => Position::parse_gtid_list(&text)
+                .ok()
+                .filter(|list| !list.is_empty())
+                .map(Position::Gtid),
+        }
+    }
+}
+
+/// What [`wait_sql`](super::role::wait_sql) returns.
+#[derive(QueryableByName)]
+pub(super) struct Waited {
+    #[diesel(sql_type = Nullable<BigInt>)]
+    r: Option<i64>,
+}
+
+impl Waited {
+    pub(super) fn replay(&self) -> Replay {
+        if self.r == Some(0) {
+            Replay::Reached
+        } else {
+            Replay::Behind
+        }
     }
 }

@@ -2,13 +2,17 @@
 //! `driver.rs`, the same transaction-id reads (`resolve.rs`), and the
 //! cancel request for a statement whose future was dropped.
 
+use std::time::Duration;
+
 use diesel::QueryResult;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::super::async_driver::{AsyncDriver, AsyncTxnConnection, Canceller};
-use super::super::{Backend, LostSession, Outcome, ServerInfo, ServerRole, Token};
-use super::role::ROLE_SQL;
-use super::rows::{self, Id, Ports, Role, Session, PORTS_SQL};
+use super::super::{
+    Backend, LostSession, Outcome, Position, PositionOf, Replay, ServerInfo, ServerRole, Token,
+};
+use super::role::{replayed_sql, ReplayPoll, POSITION_SQL, ROLE_SQL};
+use super::rows::{self, Id, Lsn, Ports, Replayed, Role, Session, PORTS_SQL};
 use super::{busy_sessions_sql, resolve, Postgres, SERVER_INFO_SQL};
 
 impl AsyncTxnConnection for AsyncPgConnection {
@@ -26,6 +30,38 @@ impl AsyncDriver for AsyncPgConnection {
     async fn role(&mut self) -> QueryResult<ServerRole> {
         let r: Role = diesel::sql_query(ROLE_SQL).get_result(self).await?;
         Ok(r.role())
+    }
+
+    async fn position(
+        &mut self,
+        _server: &ServerInfo,
+        _of: PositionOf,
+    ) -> QueryResult<Option<Position>> {
+        let p: Lsn = diesel::sql_query(POSITION_SQL).get_result(self).await?;
+        Ok(p.position())
+    }
+
+    async fn wait_for(
+        &mut self,
+        _server: &ServerInfo,
+        position: &Position,
+        limit: Duration,
+    ) -> QueryResult<Replay> {
+        let Position::Lsn(lsn) = position else {
+            return Ok(Replay::Behind);
+        };
+        let sql = replayed_sql(&Position::lsn_text(*lsn));
+        let mut poll = ReplayPoll::new(limit);
+        loop {
+            let r: Replayed = diesel::sql_query(&sql).get_result(self).await?;
+            if let Some(settled) = r.settled() {
+                return Ok(settled);
+            }
+            match poll.next_pause() {
+                Some(pause) => tokio::time::sleep(pause).await,
+                None => return Ok(Replay::Behind),
+            }
+        }
     }
 
     async fn socket_ports(&mut self) -> QueryResult<Option<(u16, u16)>> {

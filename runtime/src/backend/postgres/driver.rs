@@ -1,40 +1,18 @@
 //! `PgConnection`: what the pool reads from the server at connect, its
 //! role, and replication positions.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use diesel::sql_types::{BigInt, Bool};
-use diesel::{PgConnection, QueryResult, QueryableByName, RunQueryDsl};
+use diesel::{PgConnection, QueryResult, RunQueryDsl};
 
 use super::super::{
     Backend, Driver, LostSession, Outcome, Position, PositionOf, Replay, ServerInfo, ServerRole,
     Token, TxnConnection,
 };
-use super::role::{commit_end, replayed_sql, POSITION_SQL, ROLE_SQL};
-use super::rows::{self, Id, Ports, Role, Session, PORTS_SQL};
+use super::role::{replayed_sql, ReplayPoll, POSITION_SQL, ROLE_SQL};
+use super::rows::{self, Id, Lsn, Ports, Replayed, Role, Session, PORTS_SQL};
 use super::{busy_sessions_sql, end_session_sql, resolve, Postgres, SERVER_INFO_SQL};
 use crate::registry::DefaultSlot;
-
-#[derive(QueryableByName)]
-struct Lsn {
-    #[diesel(sql_type = BigInt)]
-    lsn: i64,
-    #[diesel(sql_type = BigInt)]
-    segment: i64,
-    #[diesel(sql_type = BigInt)]
-    block: i64,
-}
-
-#[derive(QueryableByName)]
-struct Replayed {
-    #[diesel(sql_type = Bool)]
-    standby: bool,
-    #[diesel(sql_type = Bool)]
-    reached: bool,
-}
-
-/// The longest pause between two looks at a standby's replay location.
-const REPLAY_POLL_MAX: Duration = Duration::from_millis(5);
 
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 impl TxnConnection for PgConnection {
@@ -68,10 +46,7 @@ impl Driver for PgConnection {
         // One WAL for the whole server: a session's last commit is at or
         // before the end of what has been inserted.
         let p: Lsn = diesel::sql_query(POSITION_SQL).get_result(self)?;
-        let size = |n: i64| u64::try_from(n).unwrap_or(0);
-        Ok(u64::try_from(p.lsn)
-            .ok()
-            .map(|lsn| Position::Lsn(commit_end(lsn, size(p.segment), size(p.block)))))
+        Ok(p.position())
     }
 
     fn wait_for(
@@ -84,25 +59,17 @@ impl Driver for PgConnection {
             // A position of another server family: it cannot be shown here.
             return Ok(Replay::Behind);
         };
-        // PostgreSQL 15 has no function that waits for a replay location:
-        // look, then look again after a short, growing pause.
         let sql = replayed_sql(&Position::lsn_text(*lsn));
-        let deadline = Instant::now() + limit;
-        let mut pause = Duration::from_micros(200);
+        let mut poll = ReplayPoll::new(limit);
         loop {
             let r: Replayed = diesel::sql_query(&sql).get_result(self)?;
-            if !r.standby {
-                return Ok(Replay::NotAReplica);
+            if let Some(settled) = r.settled() {
+                return Ok(settled);
             }
-            if r.reached {
-                return Ok(Replay::Reached);
+            match poll.next_pause() {
+                Some(pause) => std::thread::sleep(pause),
+                None => return Ok(Replay::Behind),
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(Replay::Behind);
-            }
-            std::thread::sleep(pause.min(left));
-            pause = (pause * 2).min(REPLAY_POLL_MAX);
         }
     }
 

@@ -2,6 +2,8 @@
 //! `transaction_read_only` and `pg_is_in_recovery()`, a commit's position as
 //! a WAL location, and a standby's progress as its replay location.
 
+use std::time::{Duration, Instant};
+
 /// The role check of a pooled connection. Outside a transaction block
 /// `transaction_read_only` is what a new transaction would get: `on` on a
 /// standby and on a primary fenced with `default_transaction_read_only`.
@@ -48,6 +50,39 @@ pub(crate) fn replayed_sql(lsn: &str) -> String {
     )
 }
 
+/// The longest pause between two looks at a standby's replay location.
+const REPLAY_POLL_MAX: Duration = Duration::from_millis(5);
+
+/// PostgreSQL 15 has no function that waits for a replay location: the
+/// sync and async drivers look, then look again after a short, growing
+/// pause, until a deadline.
+pub(crate) struct ReplayPoll {
+    deadline: Instant,
+    pause: Duration,
+}
+
+impl ReplayPoll {
+    /// Looks for at most `limit` from now.
+    pub(crate) fn new(limit: Duration) -> Self {
+        ReplayPoll {
+            deadline: Instant::now() + limit,
+            pause: Duration::from_micros(200),
+        }
+    }
+
+    /// After a look that settled nothing: how long to pause before the next
+    /// one, or `None` when the time is up (the standby is behind).
+    pub(crate) fn next_pause(&mut self) -> Option<Duration> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        let pause = self.pause.min(left);
+        self.pause = (self.pause * 2).min(REPLAY_POLL_MAX);
+        Some(pause)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,6 +115,19 @@ mod tests {
         assert_eq!(commit_end(SEGMENT + 24, SEGMENT, BLOCK), SEGMENT);
         // Unknown sizes: kept as read.
         assert_eq!(commit_end(0x2A6_E018, 0, 0), 0x2A6_E018);
+    }
+
+    #[test]
+    fn the_poll_pauses_grow_and_stop_at_the_deadline() {
+        let mut poll = ReplayPoll::new(Duration::from_millis(30));
+        let first = poll.next_pause().expect("time left");
+        let second = poll.next_pause().expect("time left");
+        assert!(
+            second > first && second <= REPLAY_POLL_MAX,
+            "{first:?} {second:?}"
+        );
+        std::thread::sleep(Duration::from_millis(31));
+        assert_eq!(poll.next_pause(), None);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 use diesel::sql_types::{BigInt, Bool, Integer, Nullable};
 use diesel::QueryableByName;
 
-use super::super::{ServerInfo, ServerRole};
+use super::super::{Position, Replay, ServerInfo, ServerRole};
+use super::role::commit_end;
 
 /// What [`SERVER_INFO_SQL`](super::SERVER_INFO_SQL) returns.
 #[derive(QueryableByName)]
@@ -26,6 +27,51 @@ impl Session {
                 replica: self.standby,
             },
             ..ServerInfo::default()
+        }
+    }
+}
+
+/// What [`POSITION_SQL`](super::role::POSITION_SQL) returns: the end of
+/// the WAL inserted so far, with the sizes [`commit_end`] needs.
+#[derive(QueryableByName)]
+pub(super) struct Lsn {
+    #[diesel(sql_type = BigInt)]
+    lsn: i64,
+    #[diesel(sql_type = BigInt)]
+    segment: i64,
+    #[diesel(sql_type = BigInt)]
+    block: i64,
+}
+
+impl Lsn {
+    /// The position a standby must reach to show every commit made before
+    /// the row was read.
+    pub(super) fn position(self) -> Option<Position> {
+        let size = |n: i64| u64::try_from(n).unwrap_or(0);
+        u64::try_from(self.lsn)
+            .ok()
+            .map(|lsn| Position::Lsn(commit_end(lsn, size(self.segment), size(self.block))))
+    }
+}
+
+/// What [`replayed_sql`](super::role::replayed_sql) returns.
+#[derive(QueryableByName)]
+pub(super) struct Replayed {
+    #[diesel(sql_type = Bool)]
+    standby: bool,
+    #[diesel(sql_type = Bool)]
+    reached: bool,
+}
+
+impl Replayed {
+    /// `Some` when the look settles it: reached, or not a standby at all.
+    pub(super) fn settled(&self) -> Option<Replay> {
+        if !self.standby {
+            Some(Replay::NotAReplica)
+        } else if self.reached {
+            Some(Replay::Reached)
+        } else {
+            None
         }
     }
 }

@@ -1,7 +1,8 @@
 // The futures of `#[db_txn]` async fns are `Send` when their arguments are:
 // they can be spawned on a multi-threaded runtime and awaited in axum
 // handlers. Concrete and generic connection types, a method, borrowed and
-// owned arguments, a body that awaits across several statements.
+// owned arguments, a body that awaits across several statements, a pool
+// with a read replica and its `last_write`.
 use db_txn::{db_txn, AsyncPool, AsyncTxnConnection};
 use diesel::sql_types::Text;
 use diesel_async::{AsyncMysqlConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
@@ -49,9 +50,12 @@ async fn handler(repo: std::sync::Arc<Repo>) {
 
 fn main() {
     let repo = std::sync::Arc::new(Repo {
-        pool: AsyncPool::builder("mysql://localhost/app").build_lazy(),
+        pool: AsyncPool::builder("mysql://localhost/app")
+            .replica("mysql://localhost:3307/app")
+            .build_lazy(),
     });
     assert_send(&repo.count());
+    assert_send(&repo.pool.last_write());
     let pool = AsyncPool::<AsyncPgConnection>::builder("postgres://localhost/app").build_lazy();
     assert_send(&generic(&pool));
     // tokio::spawn needs `Send + 'static` (type-checked, never run here).
