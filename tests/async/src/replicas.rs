@@ -1,12 +1,12 @@
 //! The read-replica rows of `tests/fault/topology.rs` on the async form:
 //! `read_only` calls on a replica, a replica that goes down or is promoted,
-//! and read-your-writes under replication lag. The same servers, faults and
-//! assertions (the port of the server that answered, no caller error,
-//! bounds from the configured timeouts), except where the async pool's
-//! read-your-writes floor is per pool rather than per thread (see
-//! [`replica_lag_read_your_writes`]).
+//! read-your-writes under replication lag, and a standby's recovery
+//! conflict. The same servers, faults and assertions (the port of the server
+//! that answered, no caller error, bounds from the configured timeouts),
+//! except where the async pool's read-your-writes floor is per pool rather
+//! than per thread (see [`replica_lag_read_your_writes`]).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -388,5 +388,95 @@ pub async fn read_your_writes_at_a_wal_page_boundary() {
         "{after:?}"
     );
     l.assert_consistent(0);
+    assert_no_leak_anywhere(&l, &primary, &standby).await;
+}
+
+/// A read on a standby holds a snapshot that the primary's VACUUM removes
+/// rows for; the standby (`max_standby_streaming_delay = 0`) cancels it
+/// ("conflict with recovery", SQLSTATE 40001): a conflict, run again under
+/// `retry_conflicts`, with no caller error.
+pub async fn standby_recovery_conflict_is_retried() {
+    use db_txn::db_txn;
+    use db_txn_tests::Postgres;
+    use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
+
+    use crate::ledger::LedgerError;
+
+    #[db_txn(pool = pool, read_only, isolation = repeatable_read, retry_conflicts = 3)]
+    async fn hold_snapshot(
+        conn: &mut AsyncPgConnection,
+        pool: &AsyncPool<AsyncPgConnection>,
+        taken: &(dyn Fn() + Sync),
+    ) -> Result<i64, LedgerError> {
+        use diesel_async::RunQueryDsl;
+        let n = diesel::sql_query("SELECT COUNT(*) AS v FROM ops")
+            .get_result::<V>(conn)
+            .await?
+            .v;
+        taken();
+        // Long enough for the primary's clean-up to be replayed meanwhile.
+        conn.batch_execute("SELECT pg_sleep(1.5)").await?;
+        Ok(n)
+    }
+
+    let (primary, standby) = pair::<Postgres>();
+    standby.exec("ALTER SYSTEM SET max_standby_streaming_delay = 0");
+    standby.exec("SELECT pg_reload_conf()");
+    let applied = "SELECT CAST(current_setting('max_standby_streaming_delay') = '0' AS INT)";
+    assert!(db_txn_tests::process::poll_until(
+        Duration::from_secs(30),
+        || standby.query_i64(applied) == 1
+    ));
+    let mut l = ledger(&primary, &standby, "conflict", |b| b).await;
+    l.transfer().await;
+    // Rows the standby's snapshot will see, and the primary will remove.
+    primary.exec_in(
+        &l.database,
+        "CREATE TABLE junk (id INT); INSERT INTO junk SELECT generate_series(1, 1000)",
+    );
+    assert!(standby.caught_up_with(&primary));
+
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let attempts = Arc::new(AtomicU64::new(0));
+    let reader = {
+        let (pool, attempts) = (l.pool.clone(), attempts.clone());
+        tokio::spawn(async move {
+            let r = hold_snapshot(&pool, &|| {
+                if attempts.fetch_add(1, Ordering::SeqCst) == 0 {
+                    let _ = tx.send(());
+                }
+            })
+            .await;
+            // The sender goes with the call: a call that never took its
+            // snapshot does not leave this thread waiting.
+            drop(tx);
+            r
+        })
+    };
+    // The kit's calls block: made on this thread (the test's own, not one
+    // of the runtime's workers, which run the read meanwhile).
+    if rx.recv().is_ok() {
+        // Rows the standby's snapshot sees, deleted and vacuumed away.
+        primary.exec_in(&l.database, "DELETE FROM junk");
+        primary.exec_in(&l.database, "VACUUM junk");
+    }
+    let n = reader
+        .await
+        .expect("the reader panicked")
+        .expect("the conflict was retried");
+    let s = l.pool.stats();
+    eprintln!(
+        "async recovery conflict: {} attempts, {s:?}",
+        attempts.load(Ordering::SeqCst)
+    );
+    assert_eq!(n, 1, "the read saw the ledger");
+    assert!(
+        attempts.load(Ordering::SeqCst) >= 2,
+        "the standby cancelled it once"
+    );
+    assert!(s.retries >= 1 && s.replica_reads >= 2, "{s:?}");
+    l.transfer().await;
+    l.assert_consistent(0);
+    assert!(standby.caught_up_with(&primary));
     assert_no_leak_anywhere(&l, &primary, &standby).await;
 }

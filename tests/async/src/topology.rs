@@ -273,3 +273,56 @@ pub async fn read_only_at_commit<S: Replicated>() {
     l.assert_consistent(0);
     l.assert_no_leak_with(|| replica.clients(&l.database)).await;
 }
+
+#[db_txn(pool = pool, retry = 0)]
+async fn long_statement<C: AsyncTxnConnection>(
+    conn: &mut C,
+    pool: &AsyncPool<C>,
+    sql: &str,
+) -> Result<(), LedgerError> {
+    conn.batch_execute(sql).await?;
+    Ok(())
+}
+
+/// After a failover, a statement that runs longer than
+/// `liveness_check_after` on the new primary is left to run: the liveness
+/// probe opens its connection through the pool's URL for each question, so it
+/// asks the new primary, which knows the session, and not the old one (still
+/// up, read-only), which would call it unknown and have it cut.
+pub async fn long_statement_after_failover<S: Replicated>() {
+    let (primary, replica) = pair::<S>();
+    let writer = S::writer(&primary, &replica, &database::<S>("long_after"));
+    let url = writer.url().to_owned();
+    let mut l = Ledger::new(&primary, "long_after", async |_| {
+        AsyncPool::builder(url)
+            .max_size(2)
+            .checkout_timeout(Duration::from_secs(10))
+            .liveness_check_after(Some(Duration::from_millis(500)))
+            .build()
+            .await
+            .expect("pool")
+    })
+    .await;
+    l.transfer().await;
+    // The probe asks about this one (busy), on the primary of the moment.
+    long_statement::<S::Conn>(&l.pool, &S::sleep_sql(2.0))
+        .await
+        .expect("a long statement");
+    S::demote_over(&primary, &replica, &writer);
+    l.server = &replica;
+    l.transfer().await;
+    let started = Instant::now();
+    let r = long_statement::<S::Conn>(&l.pool, &S::sleep_sql(2.0)).await;
+    let s = l.pool.stats();
+    eprintln!(
+        "async long statement after failover: {r:?} in {:?}, {s:?}",
+        started.elapsed()
+    );
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(s.stalls_cut, 0, "{s:?}");
+    l.assert_consistent(0);
+    // The probe keeps no connection: only the pool's are on the new primary,
+    // none is left on the old one.
+    l.assert_no_leak_with(|| replica.clients(&l.database)).await;
+    assert_eq!(primary.clients(&l.database), 0);
+}

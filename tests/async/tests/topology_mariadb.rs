@@ -49,3 +49,9 @@ async fn replica_promoted_is_noticed() {
     db_txn_async_tests::logs();
     replicas::replica_promoted_is_noticed::<MariaDb>().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_statement_after_failover() {
+    db_txn_async_tests::logs();
+    topology::long_statement_after_failover::<MariaDb>().await;
+}

@@ -51,6 +51,12 @@ async fn replica_promoted_is_noticed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standby_recovery_conflict_is_retried() {
+    db_txn_async_tests::logs();
+    replicas::standby_recovery_conflict_is_retried().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pgbouncer_calls_clean() {
     db_txn_async_tests::logs();
     pooler::pgbouncer_calls_clean().await;
@@ -72,4 +78,10 @@ async fn pgbouncer_server_restart() {
 async fn pgbouncer_server_down_is_bounded() {
     db_txn_async_tests::logs();
     pooler::pgbouncer_server_down_is_bounded().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_statement_after_failover() {
+    db_txn_async_tests::logs();
+    topology::long_statement_after_failover::<Postgres>().await;
 }
