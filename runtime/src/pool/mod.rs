@@ -436,6 +436,14 @@ impl<C: TxnConnection> Pool<C> {
     pub(crate) fn signals_disconnect(&self) {
         self.shared.signals.disconnect_seen();
     }
+
+    /// A call lost its connection (not to a role change) and runs again:
+    /// see `Signals::call_lost_its_connection`.
+    pub(crate) fn lost_before_retry(&self, kind: crate::Disconnect) {
+        if kind != crate::Disconnect::ReadOnly {
+            self.shared.signals.call_lost_its_connection();
+        }
+    }
 }
 
 /// `url` as messages show it: without the password.

@@ -95,7 +95,7 @@ impl Rules {
             return Verdict::Retire(why);
         }
         if signals.distrusts(t.last_ok) {
-            return Verdict::Retire("idle since before a link stopped answering");
+            return Verdict::Retire("idle since before a connection of the pool was lost");
         }
         if role::due(self.role, t, signals, now) {
             return Verdict::CheckRole;
@@ -228,10 +228,38 @@ mod judge_tests {
         (t.created, t.last_release, t.last_ok) = (now, now, Ms(1));
         assert_eq!(
             POLICY.judge(&t, &s, now),
-            Verdict::Retire("idle since before a link stopped answering")
+            Verdict::Retire("idle since before a connection of the pool was lost")
         );
         t.last_ok = now;
         assert_eq!(POLICY.judge(&t, &s, now), Verdict::Trust);
+    }
+
+    #[test]
+    fn retires_what_was_idle_before_a_call_lost_its_connection() {
+        let s = Signals::default();
+        let now = crate::pool::clock::now();
+        let (mut t, _) = tracked(Duration::ZERO, Duration::ZERO, Duration::ZERO, 0);
+        (t.created, t.last_release, t.last_ok) = (now, now, Ms(1));
+        assert_eq!(
+            POLICY.judge(&t, &s, now),
+            Verdict::Ping,
+            "nothing lost yet: pinged, not retired"
+        );
+        s.call_lost_its_connection();
+        assert_eq!(
+            POLICY.judge(&t, &s, now),
+            Verdict::Retire("idle since before a connection of the pool was lost")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        let later = crate::pool::clock::now();
+        t.last_ok = later;
+        assert_eq!(POLICY.judge(&t, &s, later), Verdict::Trust, "used since");
+        assert_eq!(
+            s.counters
+                .stalls_cut
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
     }
 
     #[test]

@@ -82,7 +82,20 @@ impl Signals {
         Counters::bump(&self.counters.stalls_cut);
     }
 
-    /// A connection last known healthy at `last_ok` predates a cut link.
+    /// A call lost its connection and runs again: connections idle since
+    /// before are retired at their next checkout instead of pinged. A
+    /// server that crashes or restarts takes its sessions down one by one,
+    /// so a ping just after the loss can still find one alive that dies at
+    /// the retry's first statement (seen in a failover: the retry, the
+    /// call's last attempt, lost too); the retry then runs on a connection
+    /// opened after the loss. After the KILL of a single session this
+    /// costs reconnects for idle connections that were healthy.
+    pub(crate) fn call_lost_its_connection(&self) {
+        self.distrust.store(clock::now().0, Relaxed);
+    }
+
+    /// A connection last known healthy at `last_ok` predates a cut link or
+    /// a connection lost by a call (see `call_lost_its_connection`).
     #[inline]
     pub(crate) fn distrusts(&self, last_ok: Ms) -> bool {
         // A coarse clock: a connection used in the same millisecond as the

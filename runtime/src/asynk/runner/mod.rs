@@ -189,6 +189,7 @@ where
                     if lost_retries < options.retry {
                         lost_retries += 1;
                         Counters::bump(&counters.retries);
+                        pool.lost_before_retry(kind);
                         tracing::info!(
                             target: "db_txn",
                             kind = %kind,
