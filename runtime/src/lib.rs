@@ -74,7 +74,10 @@
 //! 5. if the connection turned out to be gone before COMMIT was sent, or its
 //!    server refused a write as read-only (a failover: see
 //!    [`Disconnect::ReadOnly`]), throws it away and runs the whole body once
-//!    more on a fresh one; if it was lost while COMMIT was in flight, returns
+//!    more on a fresh one (after a lost connection, the pool's connections
+//!    idle since before the loss are retired without a ping: a crashing
+//!    server's sessions die one by one); if it was lost while COMMIT was in
+//!    flight, returns
 //!    [`Error::CommitUnknown`], or, with [`resolve_commit`](crate#resolve_commit),
 //!    asks the server what became of the transaction and returns the body's
 //!    value or runs it again;
