@@ -124,16 +124,9 @@ impl<C: AsyncTxnConnection> Connector<C> {
         // leaves this connection due for a check.
         let role_epoch = self.signals.role_epoch();
         // After the hook: a `wait_timeout` it sets is the one that counts.
-        let mut server = if self.pooler {
-            pooler::begin(&mut conn)
-                .await
-                .map_err(ConnectError::Setup)?;
-            let read = conn.server_info().await;
-            pooler::end(&mut conn, read).await
-        } else {
-            conn.server_info().await
-        }
-        .map_err(ConnectError::Setup)?;
+        let mut server = pooler::own_read(&mut conn, self.pooler, async |c| c.server_info().await)
+            .await
+            .map_err(ConnectError::Setup)?;
         if !self.role.accepts(server.role) {
             return Err(ConnectError::Connect(
                 diesel::ConnectionError::BadConnection(self.role.refusal(server.role)),

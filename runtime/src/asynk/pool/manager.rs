@@ -67,17 +67,9 @@ impl<C: AsyncTxnConnection> deadpool::managed::Manager for Manager<C> {
                 Counters::bump(&counters.pings);
                 let role_epoch = signals.role_epoch();
                 let t = &mut slot.tracked;
-                let server = if self.connector.pooler {
-                    let conn = &mut t.conn;
-                    let read = async {
-                        pooler::begin(conn).await?;
-                        let role = conn.role().await;
-                        pooler::end(conn, role).await
-                    };
-                    pinging(t.watch.as_deref(), read).await?
-                } else {
-                    pinging(t.watch.as_deref(), t.conn.role()).await?
-                };
+                let read =
+                    pooler::own_read(&mut t.conn, self.connector.pooler, async |c| c.role().await);
+                let server = pinging(t.watch.as_deref(), read).await?;
                 role::settle(
                     self.policy.role,
                     &mut slot.tracked,

@@ -11,7 +11,7 @@
 //! all of it reaches one session. Outside a transaction the pooler may hand
 //! the run to another session than the prepare, which does not know the
 //! name: the pool's own reads there run inside a transaction of their own
-//! ([`begin`], [`end`]).
+//! ([`own_read`]).
 
 use super::builder::AsyncPoolBuilder;
 use crate::backend::AsyncTxnConnection;
@@ -119,20 +119,33 @@ pub(crate) fn mixed_up(e: &diesel::ConnectionError) -> bool {
         && (message.ends_with("does not exist") || message.ends_with("already exists"))
 }
 
-/// Open the transaction a read of the pool's own runs in ([`end`] closes
-/// it), so that a pooler keeps one server session for the read's prepare
-/// and its run. Simple queries: nothing prepared.
-pub(crate) async fn begin<C: AsyncTxnConnection>(conn: &mut C) -> QueryResult<()> {
+/// A read of the pool's own (`read`, outside any call's transaction) on
+/// `conn`: behind a transaction pooler, inside a transaction of its own, so
+/// that the pooler keeps one server session for the read's prepare and its
+/// run; as it is otherwise.
+pub(crate) async fn own_read<C: AsyncTxnConnection, T>(
+    conn: &mut C,
+    behind_pooler: bool,
+    read: impl AsyncFnOnce(&mut C) -> QueryResult<T>,
+) -> QueryResult<T> {
+    if !behind_pooler {
+        return read(conn).await;
+    }
+    begin(conn).await?;
+    let answer = read(conn).await;
+    end(conn, answer).await
+}
+
+/// Open the transaction of [`own_read`] ([`end`] closes it). Simple
+/// queries: nothing prepared.
+async fn begin<C: AsyncTxnConnection>(conn: &mut C) -> QueryResult<()> {
     conn.batch_execute("BEGIN").await
 }
 
 /// Close the transaction [`begin`] opened, after a read that gave `read`:
 /// COMMIT after a success, ROLLBACK after a failure (whose error is the
 /// one returned; the caller drops the connection).
-pub(crate) async fn end<C: AsyncTxnConnection, T>(
-    conn: &mut C,
-    read: QueryResult<T>,
-) -> QueryResult<T> {
+async fn end<C: AsyncTxnConnection, T>(conn: &mut C, read: QueryResult<T>) -> QueryResult<T> {
     match read {
         Ok(value) => {
             conn.batch_execute("COMMIT").await?;

@@ -126,14 +126,10 @@ async fn wait_for<C: AsyncTxnConnection>(
     limit: Duration,
 ) -> diesel::QueryResult<crate::backend::Replay> {
     let server = slot.tracked.server;
-    let conn = &mut slot.tracked.conn;
-    if server.behind_pooler {
-        pooler::begin(conn).await?;
-        let answer = conn.wait_for(&server, floor, limit).await;
-        pooler::end(conn, answer).await
-    } else {
-        conn.wait_for(&server, floor, limit).await
-    }
+    pooler::own_read(&mut slot.tracked.conn, server.behind_pooler, async |c| {
+        c.wait_for(&server, floor, limit).await
+    })
+    .await
 }
 
 /// A position read on a primary connection, as [`wait_for`] does.
@@ -142,13 +138,10 @@ async fn position<C: AsyncTxnConnection>(
     server: &ServerInfo,
     of: PositionOf,
 ) -> diesel::QueryResult<Option<Position>> {
-    if server.behind_pooler {
-        pooler::begin(conn).await?;
-        let answer = conn.position(server, of).await;
-        pooler::end(conn, answer).await
-    } else {
-        conn.position(server, of).await
-    }
+    pooler::own_read(conn, server.behind_pooler, async |c| {
+        c.position(server, of).await
+    })
+    .await
 }
 
 impl<C: AsyncTxnConnection> AsyncPool<C> {

@@ -195,19 +195,11 @@ async fn ask<C: AsyncTxnConnection>(
 ) -> Option<Outcome> {
     let slot = conn.slot();
     let token = &lost.token;
-    let answer = if slot.tracked.server.behind_pooler {
-        // Behind a transaction pooler: one server session for the prepare
-        // and the run of each read.
-        let conn = &mut slot.tracked.conn;
-        async {
-            pooler::begin(conn).await?;
-            let answer = conn.commit_outcome(token).await;
-            pooler::end(conn, answer).await
-        }
-        .await
-    } else {
-        slot.tracked.conn.commit_outcome(token).await
-    };
+    let pooled = slot.tracked.server.behind_pooler;
+    let answer = pooler::own_read(&mut slot.tracked.conn, pooled, async |c| {
+        c.commit_outcome(token).await
+    })
+    .await;
     match asking.answered(answer, slot.tracked.flags.disconnect().is_some()) {
         Next::Answered(found) => {
             slot.tracked.ok = true;
@@ -215,19 +207,11 @@ async fn ask<C: AsyncTxnConnection>(
         }
         Next::Refused(found) => Some(found),
         Next::EndSession => {
-            let t = &mut slot.tracked;
-            let ended = if t.server.behind_pooler {
-                let session = &lost.session;
-                let conn = &mut t.conn;
-                async {
-                    pooler::begin(conn).await?;
-                    let ended = conn.end_lost_session(token, session).await;
-                    pooler::end(conn, ended).await
-                }
-                .await
-            } else {
-                t.conn.end_lost_session(token, &lost.session).await
-            };
+            let session = &lost.session;
+            let ended = pooler::own_read(&mut slot.tracked.conn, pooled, async |c| {
+                c.end_lost_session(token, session).await
+            })
+            .await;
             asking.tried_to_end(ended, lost);
             None
         }
