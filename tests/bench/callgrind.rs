@@ -96,6 +96,8 @@ pub struct Measured {
     pub allocator: f64,
     /// Calls into the allocator (allocations, reallocations and frees).
     pub allocator_calls: f64,
+    /// Distinct lines of machine code run on every call (see [`code_lines`]).
+    pub code_lines: f64,
 }
 
 /// Instructions per transaction `txn` of each variant on `backend`, counted
@@ -131,6 +133,10 @@ pub fn measure(
                 .args([
                     "--collect-atstart=no",
                     "--toggle-collect=*callgrind_measured*",
+                    // Costs per instruction, at absolute addresses: for
+                    // `code_lines`.
+                    "--dump-instr=yes",
+                    "--compress-pos=no",
                 ])
                 .arg(&exe)
                 .args(child_args(backend, variant, txn, n, &database(&name)))
@@ -155,6 +161,7 @@ pub fn measure(
                     / n as f64,
                 allocator: allocator.instructions as f64 / n as f64,
                 allocator_calls: allocator.calls as f64 / n as f64,
+                code_lines: code_lines(&text, n) as f64,
             })
         })
         .collect()
@@ -248,6 +255,58 @@ pub fn allocator_share(text: &str) -> AllocatorShare {
         }
     }
     share
+}
+
+/// The size of the code a call runs: the distinct 64-byte lines of machine
+/// code (per object file) whose instructions ran, in all, at least `n`
+/// times over the `n` counted calls (once per call on average). On a loopback benchmark the server's
+/// process runs on the client's CPU between every statement and evicts the
+/// client's code from the CPU caches, so each of these lines is fetched
+/// again on every call: a cost in time that the instruction count does not
+/// show (BENCHMARKS.md, "Where the overhead is now", measures it).
+///
+/// Reads a file written with `--dump-instr=yes --compress-pos=no`: a cost
+/// line starts with the instruction's address (`0x...`), then the other
+/// position columns, then the instructions; `ob=` names the object file; the
+/// line after `calls=` holds a call's inclusive cost and is skipped.
+pub fn code_lines(text: &str, n: u64) -> u64 {
+    let positions = text
+        .lines()
+        .find_map(|l| l.strip_prefix("positions:"))
+        .map_or(1, |p| p.split_whitespace().count());
+    let mut per_line: std::collections::HashMap<(String, u64), u64> = Default::default();
+    let mut objects: std::collections::HashMap<String, String> = Default::default();
+    let mut object = String::new();
+    let mut after_calls = false;
+    for line in text.lines() {
+        if let Some(spec) = line.strip_prefix("ob=") {
+            // `ob=(3) /lib/libpq.so.5`, later `ob=(3)`.
+            let spec = spec.trim();
+            object = match spec.strip_prefix('(').and_then(|r| r.split_once(')')) {
+                Some((id, rest)) if !rest.trim().is_empty() => {
+                    objects.insert(id.to_owned(), rest.trim().to_owned());
+                    rest.trim().to_owned()
+                }
+                Some((id, _)) => objects.get(id).cloned().unwrap_or_else(|| id.to_owned()),
+                None => spec.to_owned(),
+            };
+        } else if line.starts_with("calls=") {
+            after_calls = true;
+        } else if let Some(hex) = line.strip_prefix("0x") {
+            if std::mem::take(&mut after_calls) {
+                continue;
+            }
+            let mut fields = hex.split_whitespace();
+            let address = fields.next().and_then(|a| u64::from_str_radix(a, 16).ok());
+            let cost = fields
+                .nth(positions - 1)
+                .and_then(|c| c.parse::<u64>().ok());
+            if let (Some(address), Some(cost)) = (address, cost) {
+                *per_line.entry((object.clone(), address / 64)).or_default() += cost;
+            }
+        }
+    }
+    per_line.values().filter(|&&cost| cost >= n).count() as u64
 }
 
 /// The smoke run's check of the children, without valgrind: each variant

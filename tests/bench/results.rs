@@ -64,6 +64,9 @@ pub struct Counts {
     /// (variant, calls into the allocator per call).
     #[serde(default)]
     pub allocator_calls: Vec<(String, f64)>,
+    /// (variant, distinct 64-byte lines of code run on every call).
+    #[serde(default)]
+    pub code_lines: Vec<(String, f64)>,
 }
 
 impl Counts {
@@ -74,6 +77,11 @@ impl Counts {
     /// Calls into the allocator per call.
     pub fn allocator_calls(&self, variant: &str) -> Option<f64> {
         find(&self.allocator_calls, variant)
+    }
+
+    /// Distinct lines of code run on every call.
+    pub fn code_lines(&self, variant: &str) -> Option<f64> {
+        find(&self.code_lines, variant)
     }
 
     /// Instructions per call outside the allocator.

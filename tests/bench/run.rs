@@ -398,6 +398,10 @@ fn count(setup: &Setup, opts: &Opts, out: &mut RunResult) {
                             .iter()
                             .map(|m| (m.variant.clone(), m.allocator_calls))
                             .collect(),
+                        code_lines: measured
+                            .iter()
+                            .map(|m| (m.variant.clone(), m.code_lines))
+                            .collect(),
                     }),
                     Err(e) => out.problems.push(format!("callgrind: {e}")),
                 }

@@ -42,8 +42,14 @@ pub fn section(ctx: &Context) -> Option<String> {
                         .outside_allocator(key)
                         .zip(c.outside_allocator(floor.key()))
                         .map_or(String::new(), |(o, b)| format!("; {:+.0}", o - b));
+                    let lines = c
+                        .code_lines(key)
+                        .zip(c.code_lines(floor.key()))
+                        .map_or(String::new(), |(l, b)| {
+                            format!(" · {l:.0} lines ({:+.0})", l - b)
+                        });
                     row.push(c.get(key).map_or("—".into(), |n| {
-                        format!("{n:.0} ({:+.0}{outside})", n - base)
+                        format!("{n:.0} ({:+.0}{outside}){lines}", n - base)
                     }));
                 }
                 row
@@ -64,7 +70,10 @@ pub fn section(ctx: &Context) -> Option<String> {
          allocator's instructions (malloc, calloc, realloc, free and what they call) left out of \
          both. The variants make the same allocations (the goals list their allocator calls per \
          transaction), but what an allocation costs inside malloc depends on the heap's layout, \
-         which differs from process to process.\n\n{}",
+         which differs from process to process. After the dot: the distinct 64-byte lines of \
+         machine code run on every call (`callgrind::code_lines`), and their difference to the \
+         floor: code the CPU fetches again on each call once the server's process has run on \
+         its CPU (see Where the overhead is now).\n\n{}",
             out.trim_end()
         ) + "\n",
     )
