@@ -46,6 +46,7 @@ mod goals;
 mod idle;
 mod load;
 mod markdown;
+mod pad;
 mod pin;
 mod recovery;
 mod replicas;

@@ -161,6 +161,18 @@ macro_rules! backend {
                     .map_err(super::raw_error)
             }
 
+            /// [`raw_point_read`] after [`crate::pad::run`] (a calibration run).
+            pub fn raw_point_read_padded(pool: &Raw, begin: Begin, id: i64) -> Result<i64, CallError> {
+                std::hint::black_box(crate::pad::run(id as u64));
+                raw_point_read(pool, begin, id)
+            }
+
+            /// [`raw_rmw`] after [`crate::pad::run`] (a calibration run).
+            pub fn raw_rmw_padded(pool: &Raw, begin: Begin, id: i64) -> Result<i64, CallError> {
+                std::hint::black_box(crate::pad::run(id as u64));
+                raw_rmw(pool, begin, id)
+            }
+
             /// The hand-written equivalent of [`rmw`].
             pub fn raw_rmw(pool: &Raw, begin: Begin, id: i64) -> Result<i64, CallError> {
                 let mut pooled = pool.get().map_err(super::raw_error)?;
@@ -219,6 +231,16 @@ macro_rules! backend {
                 match (variant, raw) {
                     (_, Some(&Contender::Raw(begin, ping))) => {
                         let pool = raw_pool(url, ping);
+                        if crate::pad::enabled() {
+                            return Box::new(move |i| {
+                                let r = if rmw_txn {
+                                    raw_rmw_padded(&pool, begin, id(i))
+                                } else {
+                                    raw_point_read_padded(&pool, begin, id(i))
+                                };
+                                std::hint::black_box(r.expect("raw call"));
+                            });
+                        }
                         Box::new(move |i| {
                             let r = if rmw_txn {
                                 raw_rmw(&pool, begin, id(i))
@@ -253,6 +275,8 @@ macro_rules! backend {
             /// One contender's pool.
             enum Slot {
                 Raw(Raw, Begin),
+                /// A hand-written contender that also runs the padding.
+                RawPadded(Raw, Begin),
                 DbTxn(db_txn::Pool<Conn>),
             }
 
@@ -275,6 +299,9 @@ macro_rules! backend {
                         .iter()
                         .zip(&urls)
                         .map(|(who, url)| match *who {
+                            Contender::Raw(begin, ping) if crate::pad::enabled() => {
+                                Slot::RawPadded(raw_pool(url, ping), begin)
+                            }
                             Contender::Raw(begin, ping) => Slot::Raw(raw_pool(url, ping), begin),
                             Contender::DbTxn => {
                                 let pool = db_txn_pool(url);
@@ -306,6 +333,12 @@ macro_rules! backend {
                             raw_point_read(pool, *begin, id)
                         }
                         (Slot::Raw(pool, begin), Txn::Rmw) => raw_rmw(pool, *begin, id),
+                        (Slot::RawPadded(pool, begin), Txn::PointRead) => {
+                            raw_point_read_padded(pool, *begin, id)
+                        }
+                        (Slot::RawPadded(pool, begin), Txn::Rmw) => {
+                            raw_rmw_padded(pool, *begin, id)
+                        }
                     };
                     result.map(drop)
                 }
@@ -320,7 +353,7 @@ macro_rules! backend {
                         .iter()
                         .find_map(|s| match s {
                             Slot::DbTxn(pool) => Some(pool.stats()),
-                            Slot::Raw(..) => None,
+                            Slot::Raw(..) | Slot::RawPadded(..) => None,
                         })
                         .map_or((0, 0), |s| (s.pings, s.pings_skipped))
                 }
