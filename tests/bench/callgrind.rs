@@ -215,18 +215,10 @@ pub struct AllocatorShare {
 /// `calls=` is followed by the line that holds the call's inclusive cost
 /// after the position columns.
 pub fn allocator_share(text: &str) -> AllocatorShare {
-    let mut names: std::collections::HashMap<String, String> = Default::default();
+    let mut names = Names::default();
     let mut name_of = |spec: &str| -> String {
-        let spec = spec.trim();
-        let name = match spec.strip_prefix('(').and_then(|r| r.split_once(')')) {
-            Some((id, rest)) if !rest.trim().is_empty() => {
-                names.insert(id.to_owned(), rest.trim().to_owned());
-                rest.trim().to_owned()
-            }
-            Some((id, _)) => names.get(id).cloned().unwrap_or_default(),
-            None => spec.to_owned(),
-        };
         // Recursion levels are named `f'2`, `f'3`...
+        let name = names.of(spec);
         name.split('\'').next().unwrap_or_default().to_owned()
     };
     let is_allocator = |name: &str| ALLOCATOR.contains(&name);
@@ -257,13 +249,35 @@ pub fn allocator_share(text: &str) -> AllocatorShare {
     share
 }
 
+/// The names of a callgrind file's functions or object files, which it gives
+/// once with a number (`fn=(12) malloc`) and then by the number alone
+/// (`fn=(12)`).
+#[derive(Default)]
+struct Names(std::collections::HashMap<String, String>);
+
+impl Names {
+    /// The name `spec` (what follows `fn=`, `cfn=`, `ob=`...) stands for.
+    fn of(&mut self, spec: &str) -> String {
+        let spec = spec.trim();
+        match spec.strip_prefix('(').and_then(|r| r.split_once(')')) {
+            Some((id, rest)) if !rest.trim().is_empty() => {
+                self.0.insert(id.to_owned(), rest.trim().to_owned());
+                rest.trim().to_owned()
+            }
+            Some((id, _)) => self.0.get(id).cloned().unwrap_or_else(|| id.to_owned()),
+            None => spec.to_owned(),
+        }
+    }
+}
+
 /// The size of the code a call runs: the distinct 64-byte lines of machine
 /// code (per object file) whose instructions ran, in all, at least `n`
-/// times over the `n` counted calls (once per call on average). On a loopback benchmark the server's
-/// process runs on the client's CPU between every statement and evicts the
-/// client's code from the CPU caches, so each of these lines is fetched
-/// again on every call: a cost in time that the instruction count does not
-/// show (BENCHMARKS.md, "Where the overhead is now", measures it).
+/// times over the `n` counted calls (once per call on average). On a
+/// loopback benchmark the server's process runs on the client's CPU between
+/// every statement and evicts the client's code from the CPU caches, so
+/// each of these lines is fetched again on every call: a cost in time that
+/// the instruction count does not show (BENCHMARKS.md, "Where the overhead
+/// is now", measures what such code costs).
 ///
 /// Reads a file written with `--dump-instr=yes --compress-pos=no`: a cost
 /// line starts with the instruction's address (`0x...`), then the other
@@ -275,21 +289,12 @@ pub fn code_lines(text: &str, n: u64) -> u64 {
         .find_map(|l| l.strip_prefix("positions:"))
         .map_or(1, |p| p.split_whitespace().count());
     let mut per_line: std::collections::HashMap<(String, u64), u64> = Default::default();
-    let mut objects: std::collections::HashMap<String, String> = Default::default();
+    let mut objects = Names::default();
     let mut object = String::new();
     let mut after_calls = false;
     for line in text.lines() {
         if let Some(spec) = line.strip_prefix("ob=") {
-            // `ob=(3) /lib/libpq.so.5`, later `ob=(3)`.
-            let spec = spec.trim();
-            object = match spec.strip_prefix('(').and_then(|r| r.split_once(')')) {
-                Some((id, rest)) if !rest.trim().is_empty() => {
-                    objects.insert(id.to_owned(), rest.trim().to_owned());
-                    rest.trim().to_owned()
-                }
-                Some((id, _)) => objects.get(id).cloned().unwrap_or_else(|| id.to_owned()),
-                None => spec.to_owned(),
-            };
+            object = objects.of(spec);
         } else if line.starts_with("calls=") {
             after_calls = true;
         } else if let Some(hex) = line.strip_prefix("0x") {
