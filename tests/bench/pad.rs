@@ -1,7 +1,7 @@
 //! A calibration, not a contender: with `DB_TXN_BENCH_PAD_FLOOR=1` in the
 //! environment, the hand-written contenders also run [`run`] on every
 //! transaction: 80 small functions, one after the other, that no other
-//! contender runs (about 120 more lines of machine code per call and 2,100
+//! contender runs (about 100 more lines of machine code per call and 1,650
 //! more instructions). How much that slows the floor tells what a line of
 //! code touched on every call costs on this machine, beside what an
 //! instruction costs (BENCHMARKS.md, "Where the overhead is now"). A run
