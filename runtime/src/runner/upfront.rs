@@ -20,7 +20,10 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 const SLOTS: usize = 1024;
 const PROBES: usize = 8;
 
-static WRITERS: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
+/// Open addressing over `SLOTS` atomics: a key, or 0 for an empty slot.
+struct Table([AtomicUsize; SLOTS]);
+
+static WRITERS: Table = Table::new();
 
 fn key(name: &'static str) -> usize {
     // Never 0 (an empty slot): a `&'static str`'s address is not null.
@@ -35,29 +38,59 @@ fn home(key: usize) -> usize {
 /// Function `name` was seen to need the write lock.
 #[inline]
 pub(super) fn needed(name: &'static str) -> bool {
-    let key = key(name);
-    let start = home(key);
-    for i in 0..PROBES {
-        match WRITERS[(start + i) % SLOTS].load(Relaxed) {
-            0 => return false,
-            k if k == key => return true,
-            _ => {}
-        }
-    }
-    false
+    WRITERS.holds(name)
 }
 
-/// Remember that function `name` needs the write lock.
-pub(super) fn remember(name: &'static str) {
-    let key = key(name);
-    let start = home(key);
-    for i in 0..PROBES {
-        let slot = &WRITERS[(start + i) % SLOTS];
-        match slot.compare_exchange(0, key, Relaxed, Relaxed) {
-            Ok(_) => return,
-            Err(k) if k == key => return,
-            Err(_) => {}
+/// Remember that function `name` needs the write lock; `false` if its
+/// probe sequence is full (it is then not remembered).
+pub(super) fn remember(name: &'static str) -> bool {
+    WRITERS.insert(name)
+}
+
+impl Table {
+    const fn new() -> Self {
+        Table([const { AtomicUsize::new(0) }; SLOTS])
+    }
+
+    /// Inline, the home slot only: in a program where no function was
+    /// remembered (or none near this one's home), that is one load. The
+    /// rest of the probe sequence is out of line.
+    #[inline]
+    fn holds(&self, name: &'static str) -> bool {
+        let key = key(name);
+        let start = home(key);
+        match self.0[start].load(Relaxed) {
+            0 => false,
+            k if k == key => true,
+            _ => self.probe_on(key, start),
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn probe_on(&self, key: usize, start: usize) -> bool {
+        for i in 1..PROBES {
+            match self.0[(start + i) % SLOTS].load(Relaxed) {
+                0 => return false,
+                k if k == key => return true,
+                _ => {}
+            }
+        }
+        false
+    }
+
+    fn insert(&self, name: &'static str) -> bool {
+        let key = key(name);
+        let start = home(key);
+        for i in 0..PROBES {
+            let slot = &self.0[(start + i) % SLOTS];
+            match slot.compare_exchange(0, key, Relaxed, Relaxed) {
+                Ok(_) => return true,
+                Err(k) if k == key => return true,
+                Err(_) => {}
+            }
+        }
+        false
     }
 }
 
@@ -73,5 +106,33 @@ mod tests {
         remember(A);
         remember(A);
         assert!(needed(A) && !needed(B));
+    }
+
+    #[test]
+    fn finds_names_past_their_home_slot() {
+        // More names than slots: homes collide, probe sequences fill up.
+        let names: Vec<&'static str> = (0..2 * SLOTS)
+            .map(|i| &*Box::leak(format!("tests::upfront::many::{i}").into_boxed_str()))
+            .collect();
+        // A table of its own: the program's is shared with other tests.
+        let table = Table::new();
+        let (kept, dropped): (Vec<&'static str>, Vec<_>) =
+            names.iter().partition(|n| table.insert(n));
+        let displaced = kept
+            .iter()
+            .filter(|n| table.0[home(key(n))].load(Relaxed) != key(n));
+        assert!(
+            displaced.count() > 0,
+            "no name was stored past its home slot"
+        );
+        assert!(!dropped.is_empty(), "no probe sequence filled up");
+        assert!(
+            kept.iter().all(|n| table.holds(n)),
+            "a remembered name was not found"
+        );
+        assert!(
+            !dropped.iter().any(|n| table.holds(n)),
+            "a name not stored was found"
+        );
     }
 }
