@@ -115,7 +115,8 @@ impl Flags {
 
     #[inline]
     pub(crate) fn take_conflict(&self) -> bool {
-        self.conflict.swap(0, Relaxed) != 0
+        // A load first: a swap is a locked instruction, paid on every call.
+        self.conflict.load(Relaxed) != 0 && self.conflict.swap(0, Relaxed) != 0
     }
 
     #[inline]
