@@ -33,11 +33,12 @@ pub(crate) struct Observer<D> {
 }
 
 impl<D: Dialect + 'static> Instrumentation for Observer<D> {
-    // Called for every event of every statement: kept to a few loads and
-    // stores, with anything rare out of line.
+    // Called for every event of every statement (four or more per
+    // transaction): a few loads and stores, and anything rare in one call
+    // out of line made last, so that the common path needs no stack frame.
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
-        match &event {
-            InstrumentationEvent::StartQuery { query, .. } => {
+        let rare = match &event {
+            InstrumentationEvent::StartQuery { .. } => {
                 // The watch's stamp counts statements; without one, a flag
                 // says that one ran (for a raw user's connection).
                 if let Some(watch) = &self.watch {
@@ -46,30 +47,37 @@ impl<D: Dialect + 'static> Instrumentation for Observer<D> {
                 } else {
                     self.flags.mark_used();
                 }
-                if self.signals.faults.armed() {
-                    self.fault.statement(query, &self.flags, &self.signals);
-                }
+                self.signals.faults.armed()
             }
             InstrumentationEvent::FinishQuery { error, .. } => {
                 if let Some(watch) = &self.watch {
                     watch.statement_finished(self.seq);
                 }
-                if let Some(err) = error {
-                    self.seen_error(err);
-                }
+                error.is_some()
             }
-            _ => {}
-        }
-        if self.inner.is_some() {
-            self.forward(event);
+            _ => false,
+        };
+        if rare || self.inner.is_some() {
+            self.rare(event);
         }
     }
 }
 
 impl<D: Dialect> Observer<D> {
+    /// What an event needs beyond the stamps: a fault to inject (tests), an
+    /// error to classify, the user's own instrumentation to call.
     #[cold]
     #[inline(never)]
-    fn forward(&mut self, event: InstrumentationEvent<'_>) {
+    fn rare(&mut self, event: InstrumentationEvent<'_>) {
+        match &event {
+            InstrumentationEvent::StartQuery { query, .. } if self.signals.faults.armed() => {
+                self.fault.statement(query, &self.flags, &self.signals);
+            }
+            InstrumentationEvent::FinishQuery {
+                error: Some(err), ..
+            } => self.seen_error(err),
+            _ => {}
+        }
         if let Some(inner) = &mut self.inner {
             inner.on_connection_event(event);
         }
