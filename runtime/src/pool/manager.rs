@@ -33,7 +33,7 @@ impl<C: TxnConnection> ManageConnection for Manager<C> {
         match self.policy.judge(t, signals, clock::now()) {
             // The common case, kept short: used successfully just now.
             Verdict::Trust => {
-                Counters::bump(&signals.counters.pings_skipped);
+                signals.counters.ping_skipped(&mut t.trusted);
                 tracing::trace!(target: "db_txn", "ping skipped: used successfully just now");
                 Ok(())
             }

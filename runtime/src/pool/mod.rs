@@ -370,8 +370,12 @@ impl<C: TxnConnection> Pool<C> {
                 Err(detail) => return Err(self.checkout_failed(function, timeout, detail)),
             },
         };
-        Counters::bump(&self.shared.signals.counters.checkouts);
-        if let Some(watch) = &placed.borrow_mut().tracked().watch {
+        let tracked = placed.borrow_mut().tracked();
+        self.shared
+            .signals
+            .counters
+            .checked_out(&mut tracked.trusted);
+        if let Some(watch) = &tracked.watch {
             watch.checked_out(function.unwrap_or("db_txn::Pool::get"));
         }
         Ok(placed)

@@ -24,6 +24,9 @@ pub struct Tracked<C> {
     pub(crate) ok: bool,
     /// Last time it went back to the pool.
     pub(crate) last_release: Ms,
+    /// The checkout that takes it next was judged without a ping: it is
+    /// counted once, as a skipped ping (see [`Counters::checked_out`]).
+    pub(crate) trusted: bool,
     /// Retired unpinged once idle this long (ms): before the server's own
     /// idle limit (`wait_timeout`, read at connect).
     pub(crate) retire_idle: u64,

@@ -50,7 +50,7 @@ impl<C: AsyncTxnConnection> deadpool::managed::Manager for Manager<C> {
                 Err(RecycleError::message(why))
             }
             Verdict::Trust => {
-                Counters::bump(&counters.pings_skipped);
+                counters.ping_skipped(&mut slot.tracked.trusted);
                 tracing::trace!(target: "db_txn", "ping skipped: used successfully just now");
                 Ok(())
             }

@@ -205,9 +205,13 @@ impl<C: AsyncTxnConnection> AsyncPool<C> {
         loop {
             match tokio::time::timeout_at(deadline, self.shared.pool.get()).await {
                 Ok(Ok(obj)) => {
-                    Counters::bump(&self.shared.signals.counters.checkouts);
                     let mut conn = AsyncPooledConnection::new(obj);
-                    if let Some(watch) = &conn.slot().tracked.watch {
+                    let tracked = &mut conn.slot().tracked;
+                    self.shared
+                        .signals
+                        .counters
+                        .checked_out(&mut tracked.trusted);
+                    if let Some(watch) = &tracked.watch {
                         watch.checked_out(function.unwrap_or("db_txn::AsyncPool::get"));
                     }
                     return Ok(conn);
