@@ -200,6 +200,9 @@ impl<C: TxnConnection> PoolBuilder<C> {
 
     /// A connection used successfully within this window is handed out
     /// without a ping, unless a disconnect was seen on the pool since.
+    /// The window counts from the checkout of the last call that committed
+    /// (the clock is read once per call, at checkout), so a call longer
+    /// than the window is followed by a ping.
     /// Default 500 ms (HikariCP's value); `Duration::ZERO` pings every checkout.
     /// SQLite connections are never pinged: an embedded database cannot go
     /// stale.

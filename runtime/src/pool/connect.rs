@@ -142,6 +142,7 @@ impl<C: TxnConnection> Connector<C> {
             last_ok: now,
             ok: false,
             last_release: now,
+            judged: now,
             trusted: false,
             retire_idle: super::policy::retire_before(server.idle_limit),
             epoch: self.signals.epoch(),

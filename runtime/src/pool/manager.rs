@@ -30,7 +30,8 @@ impl<C: TxnConnection> ManageConnection for Manager<C> {
 
     fn is_valid(&self, t: &mut Box<Tracked<C>>) -> Result<(), R2d2Error> {
         let signals = &self.connector.signals;
-        match self.policy.judge(t, signals, clock::now()) {
+        let now = t.judged_at(clock::now());
+        match self.policy.judge(t, signals, now) {
             // The common case, kept short: used successfully just now.
             Verdict::Trust => {
                 signals.counters.ping_skipped(&mut t.trusted);
@@ -44,7 +45,7 @@ impl<C: TxnConnection> ManageConnection for Manager<C> {
     fn has_broken(&self, t: &mut Box<Tracked<C>>) -> bool {
         // Unlike diesel's manager, a panicking thread does not break the
         // connection: the runner rolls back before it unwinds further.
-        t.returned(clock::now());
+        t.returned();
         let broken = t.flags.unusable() || t.conn.is_broken();
         if broken {
             invalidated(t);

@@ -181,6 +181,7 @@ mod tests {
             last_ok: at,
             ok: false,
             last_release: at,
+            judged: at,
             trusted: false,
             retire_idle: u64::MAX,
             epoch: 0,

@@ -17,13 +17,19 @@ pub struct Tracked<C> {
     pub(crate) flags: Arc<Flags>,
     pub(crate) server: ServerInfo,
     pub(crate) created: Ms,
-    /// Last time a transaction committed or a ping succeeded on it.
+    /// Last time it was known healthy: the checkout of a call that
+    /// committed, or a ping that succeeded.
     pub(crate) last_ok: Ms,
     /// A transaction committed since checkout: `last_ok` moves to the
-    /// return, which reads the clock anyway.
+    /// checkout's time at the return.
     pub(crate) ok: bool,
-    /// Last time it went back to the pool.
+    /// When it last went back to the pool, as the time of the checkout that
+    /// it returned from: the clock is read once per call, at checkout, and
+    /// an idle time measured from the checkout errs on the long side (an
+    /// earlier retirement, an earlier ping), never on the short one.
     pub(crate) last_release: Ms,
+    /// When the last checkout judged it (when it opened, before any).
+    pub(crate) judged: Ms,
     /// The checkout that takes it next was judged without a ping: it is
     /// counted once, as a skipped ping (see [`Counters::checked_out`]).
     pub(crate) trusted: bool,
@@ -44,13 +50,21 @@ pub struct Tracked<C> {
 }
 
 impl<C> Tracked<C> {
-    /// Back in the pool at `now`: a successful use starts the ping window
-    /// again.
+    /// Judged at checkout at `now`.
     #[inline]
-    pub(crate) fn returned(&mut self, now: Ms) {
-        self.last_release = now;
+    pub(crate) fn judged_at(&mut self, now: Ms) -> Ms {
+        self.judged = now;
+        now
+    }
+
+    /// Back in the pool: a successful use starts the ping window again,
+    /// from the checkout's time (see `last_release`).
+    #[inline]
+    pub(crate) fn returned(&mut self) {
+        let at = self.judged;
+        self.last_release = at;
         if std::mem::take(&mut self.ok) {
-            self.last_ok = now;
+            self.last_ok = at;
             self.epoch = self.signals.epoch();
         }
     }

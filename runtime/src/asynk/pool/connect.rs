@@ -157,6 +157,7 @@ impl<C: AsyncTxnConnection> Connector<C> {
                 last_ok: now,
                 ok: false,
                 last_release: now,
+                judged: now,
                 trusted: false,
                 retire_idle: policy::retire_before(server.idle_limit),
                 epoch: self.signals.epoch(),

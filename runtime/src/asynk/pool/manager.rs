@@ -42,7 +42,8 @@ impl<C: AsyncTxnConnection> deadpool::managed::Manager for Manager<C> {
             return Err(RecycleError::message("returned with work owed"));
         }
         let epoch = signals.epoch();
-        match self.policy.judge(&slot.tracked, signals, clock::now()) {
+        let now = slot.tracked.judged_at(clock::now());
+        match self.policy.judge(&slot.tracked, signals, now) {
             Verdict::Broken => Err(RecycleError::message("connection lost earlier")),
             Verdict::Retire(why) => {
                 Counters::bump(&counters.recycled);

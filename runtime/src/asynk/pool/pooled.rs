@@ -102,7 +102,7 @@ fn release<C: AsyncTxnConnection>(mut obj: Object<Manager<C>>) {
         return abandon_statement(obj);
     }
     if slot.clean() {
-        slot.tracked.returned(crate::pool::clock::now());
+        slot.tracked.returned();
         return drop(obj);
     }
     if slot.tracked.flags.unusable() || slot.depth().is_err() {
@@ -219,7 +219,7 @@ impl<C: AsyncTxnConnection> Abandoned<C> {
         Counters::bump(&slot.tracked.signals.counters.rollbacks);
         if matches!(done, Ok(Ok(()))) && slot.clean() {
             tracing::debug!(target: "db_txn", "call dropped mid-transaction: rolled back in the background");
-            slot.tracked.returned(crate::pool::clock::now());
+            slot.tracked.returned();
             drop(self.0.take());
         } else {
             tracing::info!(
