@@ -168,7 +168,108 @@ fn mariadb_connection_count() {
     assert_eq!(db.wait_connection_count("count_me", 0, SOON), 0);
 }
 
+/// Polls `report` until it contains `wanted` (at most [`SOON`]); returns
+/// the last report.
+fn report_with(report: impl Fn() -> String, wanted: &str) -> String {
+    let deadline = Instant::now() + SOON;
+    loop {
+        let text = report();
+        if text.contains(wanted) || Instant::now() > deadline {
+            return text;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn mariadb_activity_names_the_holder_of_a_lock() {
+    let db = MariaDb::shared();
+    let url = db.create_database("activity");
+    let mut holder = MysqlConnection::establish(&url).expect("connect");
+    holder
+        .batch_execute(
+            "CREATE TABLE t (id INT PRIMARY KEY, v INT) ENGINE=InnoDB; \
+             INSERT INTO t VALUES (1, 0)",
+        )
+        .unwrap();
+    holder
+        .batch_execute("BEGIN; UPDATE t SET v = 1 WHERE id = 1")
+        .unwrap();
+    let holder_id = one(&mut holder, "SELECT CAST(CONNECTION_ID() AS SIGNED) AS v").unwrap();
+    let waiter = background(move || {
+        let mut conn = MysqlConnection::establish(&url).expect("connect");
+        conn.batch_execute("SET SESSION innodb_lock_wait_timeout = 20")
+            .unwrap();
+        conn.batch_execute("UPDATE t SET v = 2 WHERE id = 1")
+    });
+    let report = report_with(|| db.activity(), "waits for trx ");
+    holder.batch_execute("ROLLBACK").unwrap();
+    waiter
+        .recv_timeout(SOON)
+        .expect("the waiter ends")
+        .expect("the waiter gets the lock");
+    let holder_line = report
+        .lines()
+        .find(|l| l.starts_with(&format!("session {holder_id} |")))
+        .unwrap_or_else(|| panic!("no line for the holder:\n{report}"));
+    let waiter_line = report
+        .lines()
+        .find(|l| l.contains("UPDATE t SET v = 2"))
+        .unwrap_or_else(|| panic!("no line for the waiter:\n{report}"));
+    let blocking = waiter_line
+        .split("waits for trx ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("the waiter waits for nothing:\n{report}"));
+    assert!(
+        holder_line.contains(&format!("trx {blocking} RUNNING"))
+            && holder_line.contains("1 rows locked"),
+        "the holder's line names another transaction, or no lock:\n{report}"
+    );
+}
+
 // ------------------------------------------------------------- PostgreSQL
+
+#[test]
+fn postgres_activity_names_the_holder_of_a_lock() {
+    let db = Postgres::shared();
+    let url = db.create_database("activity");
+    let mut holder = PgConnection::establish(&url).expect("connect");
+    holder
+        .batch_execute("CREATE TABLE t (id INT PRIMARY KEY, v INT); INSERT INTO t VALUES (1, 0)")
+        .unwrap();
+    holder
+        .batch_execute("BEGIN; UPDATE t SET v = 1 WHERE id = 1")
+        .unwrap();
+    let pid = one(&mut holder, "SELECT CAST(pg_backend_pid() AS BIGINT) AS v").unwrap();
+    let waiter = background(move || {
+        let mut conn = PgConnection::establish(&url).expect("connect");
+        conn.batch_execute("SET lock_timeout = '20s'; UPDATE t SET v = 2 WHERE id = 1")
+    });
+    let blocked = format!("blocked by {{{pid}}}");
+    let report = report_with(|| db.activity(), &blocked);
+    holder.batch_execute("ROLLBACK").unwrap();
+    waiter
+        .recv_timeout(SOON)
+        .expect("the waiter ends")
+        .expect("the waiter gets the lock");
+    let waiter_line = report
+        .lines()
+        .find(|l| l.contains("UPDATE t SET v = 2"))
+        .unwrap_or_else(|| panic!("no line for the waiter:\n{report}"));
+    assert!(
+        waiter_line.contains(&blocked) && waiter_line.contains("waits on Lock:"),
+        "the waiter's line does not name the holder:\n{report}"
+    );
+    let holder_line = report
+        .lines()
+        .find(|l| l.starts_with(&format!("pid {pid} |")))
+        .unwrap_or_else(|| panic!("no line for the holder:\n{report}"));
+    assert!(
+        holder_line.contains("idle in transaction | client backend | transaction since "),
+        "the holder's line:\n{report}"
+    );
+}
 
 #[test]
 fn postgres_starts_answers_and_restarts() {

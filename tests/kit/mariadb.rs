@@ -267,6 +267,34 @@ impl MariaDb {
             .map_err(|e| sql_error(sql, e))
     }
 
+    /// What the server's sessions are doing, one line each: user, database,
+    /// command, time, state, transaction (state, start, rows locked, the
+    /// transaction it waits for) and statement; for a failing test's
+    /// message. Never panics: a failure is described instead.
+    pub fn activity(&self) -> String {
+        let sql = "SELECT COALESCE(GROUP_CONCAT(CONCAT_WS(' | ', CONCAT('session ', p.ID), \
+                   p.USER, COALESCE(p.DB, '-'), p.COMMAND, CONCAT(p.TIME, ' s'), \
+                   COALESCE(p.STATE, '-'), COALESCE(CONCAT('trx ', t.trx_id, ' ', t.trx_state, \
+                   ' since ', t.trx_started, ', ', t.trx_rows_locked, ' rows locked'), \
+                   'no transaction'), COALESCE(CONCAT('waits for trx ', w.blocking_trx_id), \
+                   'not waiting'), COALESCE(LEFT(p.INFO, 160), '-')) SEPARATOR '\n'), '') AS v \
+                   FROM information_schema.PROCESSLIST p \
+                   LEFT JOIN information_schema.INNODB_TRX t ON t.trx_mysql_thread_id = p.ID \
+                   LEFT JOIN information_schema.INNODB_LOCK_WAITS w \
+                   ON w.requesting_trx_id = t.trx_id \
+                   WHERE p.ID <> CONNECTION_ID()";
+        let rows = self.admin().and_then(|mut conn| {
+            diesel::sql_query(sql)
+                .get_result::<crate::admin::TextScalar>(&mut conn)
+                .map(|r| r.v)
+                .map_err(|e| sql_error(sql, e))
+        });
+        match rows {
+            Ok(rows) => format!("MariaDB on port {}:\n{rows}", self.port()),
+            Err(e) => format!("MariaDB on port {}: no report ({e})", self.port()),
+        }
+    }
+
     /// The value of a query returning one row of one integer column
     /// (`SELECT COUNT(*) FROM test.t`), on a fresh admin connection.
     ///

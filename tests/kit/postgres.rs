@@ -282,6 +282,29 @@ impl Postgres {
             .map_err(|e| sql_error(sql, e))
     }
 
+    /// What the server's backends are doing, one line each: user, database,
+    /// state, type, transaction start, wait, the backends blocking it, and
+    /// statement; for a failing test's message. Never panics: a failure is
+    /// described instead.
+    pub fn activity(&self) -> String {
+        let sql = "SELECT COALESCE(string_agg(concat_ws(' | ', 'pid ' || pid, usename, datname, \
+                   state, backend_type, 'transaction since ' || xact_start, \
+                   'waits on ' || wait_event_type || ':' || wait_event, \
+                   'blocked by ' || NULLIF(pg_blocking_pids(pid)::text, '{}'), \
+                   left(query, 160)), E'\\n'), '') AS v \
+                   FROM pg_stat_activity WHERE pid <> pg_backend_pid()";
+        let rows = self.admin().and_then(|mut conn| {
+            diesel::sql_query(sql)
+                .get_result::<crate::admin::TextScalar>(&mut conn)
+                .map(|r| r.v)
+                .map_err(|e| sql_error(sql, e))
+        });
+        match rows {
+            Ok(rows) => format!("PostgreSQL on port {}:\n{rows}", self.port()),
+            Err(e) => format!("PostgreSQL on port {}: no report ({e})", self.port()),
+        }
+    }
+
     /// The value of a query returning one row of one integer column
     /// (`SELECT COUNT(*) FROM pg_database`), on a fresh admin connection
     /// (database `postgres`; see [`query_i64_in`](Self::query_i64_in)).
