@@ -71,6 +71,9 @@ pub trait Replicated: TestServer + Sized {
     fn caught_up_with(&self, primary: &Self) -> bool;
     /// Client connections to `database` (replication threads not counted).
     fn clients(&self, database: &str) -> i64;
+    /// What the server's sessions are doing (transactions, lock waits,
+    /// statements), for a failing test's message.
+    fn activity(&self) -> String;
     /// URL of `database` on this server.
     fn url_for(&self, database: &str) -> String {
         self.url_via_port(database, self.port())
@@ -194,6 +197,9 @@ impl Replicated for db_txn_tests::Postgres {
     fn clients(&self, database: &str) -> i64 {
         self.connection_count(database)
     }
+    fn activity(&self) -> String {
+        db_txn_tests::Postgres::activity(self)
+    }
 }
 
 #[cfg(feature = "mysql")]
@@ -254,5 +260,8 @@ impl Replicated for db_txn_tests::MariaDb {
              AND ID <> CONNECTION_ID() AND COMMAND NOT IN ('Daemon', 'Killed', 'Slave_IO', \
              'Slave_SQL', 'Slave_worker', 'Binlog Dump')"
         ))
+    }
+    fn activity(&self) -> String {
+        db_txn_tests::MariaDb::activity(self)
     }
 }

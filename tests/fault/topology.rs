@@ -83,8 +83,16 @@ struct Outcomes {
     slowest: Duration,
 }
 
-/// Transfers from `threads` threads until `stop`, each op id unique.
-fn load<S: Replicated>(l: &Ledger<'_, S>, threads: usize, stop: &AtomicBool) -> Outcomes {
+/// Transfers from `threads` threads until `stop`, each op id unique. A call
+/// that fails is recorded with `report()` as it was right then (what the
+/// servers' sessions were doing: a lock wait that timed out names its
+/// holder while the holder is still there).
+fn load<S: Replicated>(
+    l: &Ledger<'_, S>,
+    threads: usize,
+    stop: &AtomicBool,
+    report: &(dyn Fn() -> String + Sync),
+) -> Outcomes {
     let outcomes = Mutex::new(Outcomes::default());
     let next = AtomicU64::new(0);
     thread::scope(|s| {
@@ -98,12 +106,17 @@ fn load<S: Replicated>(l: &Ledger<'_, S>, threads: usize, stop: &AtomicBool) -> 
                     // others): concurrent transfers never deadlock.
                     let last = ledger::ACCOUNTS - 1;
                     let r = ledger::transfer(&l.pool, &op, n % last, last, 7, &|| {});
+                    let failed = match &r {
+                        Err(LedgerError::Txn(e)) if e.is_commit_unknown() => None,
+                        Err(e) => Some(format!("{op}: {e:?}\n{}", report())),
+                        Ok(()) => None,
+                    };
                     let mut o = outcomes.lock().unwrap();
                     o.slowest = o.slowest.max(started.elapsed());
                     match r {
                         Ok(()) => o.done.push((op, Instant::now())),
                         Err(LedgerError::Txn(e)) if e.is_commit_unknown() => o.unknown.push(op),
-                        Err(e) => o.errors.push(format!("{op}: {e:?}")),
+                        Err(_) => o.errors.extend(failed),
                     }
                 }
             });
@@ -128,8 +141,9 @@ pub fn failover_under_load<S: Replicated>() {
         Ledger::<S>::pool(writer.url().to_owned(), 4)
     });
     let stop = AtomicBool::new(false);
+    let report = || format!("{}\n{}", primary.activity(), replica.activity());
     let (outcomes, failed, promoting, promoted) = thread::scope(|s| {
-        let loaded = s.spawn(|| load(&l, 4, &stop));
+        let loaded = s.spawn(|| load(&l, 4, &stop, &report));
         thread::sleep(Duration::from_millis(500));
         let failed = Instant::now();
         S::fail_primary(&primary, &replica);
@@ -142,8 +156,9 @@ pub fn failover_under_load<S: Replicated>() {
     });
     assert!(
         outcomes.errors.is_empty(),
-        "calls failed: {:?}",
-        outcomes.errors
+        "calls failed, each with what the servers' sessions were doing right \
+         after:\n{}",
+        outcomes.errors.join("\n\n")
     );
     let before = outcomes.done.iter().filter(|(_, at)| *at < failed).count();
     // Nothing commits between the failure and the promotion's start.
