@@ -100,6 +100,7 @@ impl Flags {
         }
     }
 
+    #[inline]
     pub(crate) fn set_busy(&self) {
         self.busy.store(1, Relaxed);
     }
@@ -109,6 +110,7 @@ impl Flags {
         self.busy.load(Relaxed) != 0 && self.busy.swap(0, Relaxed) != 0
     }
 
+    #[inline]
     pub(crate) fn set_conflict(&self) {
         self.conflict.store(1, Relaxed);
     }
@@ -130,14 +132,17 @@ impl Flags {
         self.used.swap(0, Relaxed) != 0
     }
 
+    #[inline]
     pub(crate) fn set_read_only_txn(&self, on: bool) {
         self.read_only_txn.store(u8::from(on), Relaxed);
     }
 
+    #[inline]
     pub(crate) fn read_only_txn(&self) -> bool {
         self.read_only_txn.load(Relaxed) != 0
     }
 
+    #[inline]
     pub(crate) fn set_discard(&self) {
         self.discard.store(1, Relaxed);
     }

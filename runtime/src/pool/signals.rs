@@ -72,6 +72,7 @@ impl Signals {
         Counters::bump(&self.counters.role_mismatches);
     }
 
+    #[inline]
     pub(crate) fn role_epoch(&self) -> u64 {
         self.role_epoch.load(Relaxed)
     }
