@@ -125,11 +125,18 @@ impl Lent {
 }
 
 /// Find the session a call for `C` on pool `pool` joins, topmost first.
+/// Inline, the common answer (no session on this thread); the search out
+/// of line, one copy for every connection type.
+#[inline]
 pub(crate) fn lookup<C: TxnConnection>(pool: Option<u64>) -> Lookup {
     if is_empty() {
         return Lookup::Free;
     }
-    let ty = TypeId::of::<C>();
+    search(TypeId::of::<C>(), pool)
+}
+
+#[inline(never)]
+fn search(ty: TypeId, pool: Option<u64>) -> Lookup {
     let Some(at) = find(|e| e.type_id == ty && (e.pool.is_none() || e.pool == pool)) else {
         return Lookup::Free;
     };

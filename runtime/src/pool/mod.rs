@@ -356,6 +356,7 @@ impl<C: TxnConnection> Pool<C> {
         place: impl FnOnce(PooledConnection<C>) -> R,
     ) -> Result<R, Error> {
         if let Some(refusal) = &self.shared.refused {
+            std::hint::cold_path();
             return Err(refusal.error::<C>(self.shared.config.server()));
         }
         // A raw user's connection is cleaned when it comes back.
@@ -365,10 +366,14 @@ impl<C: TxnConnection> Pool<C> {
                 Ok(conn) => place(PooledConnection::new(Checked::R2d2(conn), raw, generation)),
                 Err(e) => return Err(self.checkout_failed(function, timeout, r2d2_detail(&e))),
             },
-            Inner::Child(pool) => match pool.get(timeout) {
-                Ok(conn) => place(PooledConnection::new(Checked::Child(conn), raw, generation)),
-                Err(detail) => return Err(self.checkout_failed(function, timeout, detail)),
-            },
+            Inner::Child(pool) => {
+                // Only in a forked child.
+                std::hint::cold_path();
+                match pool.get(timeout) {
+                    Ok(conn) => place(PooledConnection::new(Checked::Child(conn), raw, generation)),
+                    Err(detail) => return Err(self.checkout_failed(function, timeout, detail)),
+                }
+            }
         };
         let tracked = placed.borrow_mut().tracked();
         self.shared

@@ -11,12 +11,13 @@
 
 mod commit;
 mod nested;
+mod retry;
+mod rollback;
 mod single_writer;
 mod upfront;
 
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::thread;
-use std::time::Duration;
+use std::hint::cold_path;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 
@@ -30,6 +31,9 @@ use crate::session::{self, Lookup, Settings};
 use crate::stats::Counters;
 use crate::{registry, Error, Options, Pool};
 use commit::Failure;
+pub(crate) use retry::backoff;
+use retry::{after_attempt, Next, Tries};
+use rollback::{body_failed, body_panicked, rolling_back};
 
 type Tm = AnsiTransactionManager;
 
@@ -60,22 +64,26 @@ where
         match session::lookup::<C>(pool.map(Pool::id)) {
             Lookup::Free => {}
             Lookup::Busy { holder } => {
+                cold_path();
                 return Err(Error::ConnectionBorrowed {
                     function: options.name,
                     holder,
                 }
-                .into())
+                .into());
             }
             Lookup::Lent(lent) => return nested::join(lent, &options, &mut body),
         }
     }
     match pool {
         Some(pool) => outermost(pool, &options, &mut body),
-        None => Err(Error::NoPool {
-            connection: std::any::type_name::<C>(),
-            function: options.name,
+        None => {
+            cold_path();
+            Err(Error::NoPool {
+                connection: std::any::type_name::<C>(),
+                function: options.name,
+            }
+            .into())
         }
-        .into()),
     }
 }
 
@@ -113,25 +121,29 @@ where
     E: From<Error>,
     F: FnMut(&mut C) -> Result<T, E>,
 {
-    let counters = pool.counters();
     single_writer::before_checkout(pool, options)?;
-    let (mut attempts, mut lost_retries, mut conflict_retries) = (0u32, 0, 0);
-    // Take the write lock at BEGIN (SQLite; see `upfront.rs`): a function
-    // that cannot run twice always does.
-    let mut lock_upfront = options.retry == 0 && options.retry_conflicts == 0;
+    let mut tries = Tries {
+        attempts: 0,
+        lost: 0,
+        conflicts: 0,
+        // Take the write lock at BEGIN (SQLite; see `upfront.rs`): a
+        // function that cannot run twice always does.
+        lock_upfront: options.retry == 0 && options.retry_conflicts == 0,
+    };
     loop {
-        attempts += 1;
-        // The events of this attempt (the body's own included) nest in its span.
-        let span = tracing::info_span!(
-            target: "db_txn",
-            "db_txn",
-            function = options.name,
-            attempt = attempts
-        );
+        tries.attempts += 1;
+        // The events of this attempt (the body's own included) nest in its
+        // span, made out of line when INFO is on at all.
+        let span = if tracing::level_enabled!(tracing::Level::INFO) {
+            attempt_span(options.name, tries.attempts)
+        } else {
+            tracing::Span::none()
+        };
         let _entered = span.enter();
         // The clock is read only when the event is wanted.
-        let waited = tracing::enabled!(target: "db_txn", tracing::Level::DEBUG)
-            .then(std::time::Instant::now);
+        let waited = tracing::level_enabled!(tracing::Level::DEBUG)
+            .then(checkout_clock)
+            .flatten();
         // A `read_only` call goes to a replica when the pool has some. The
         // connection stays in `slot` (written once, not moved) and goes back
         // to the pool, or is closed, when the slot is emptied or dropped.
@@ -139,113 +151,66 @@ where
         let conn = pool.checkout_for(options, &mut slot)?;
         single_writer::after_checkout(pool, conn, options)?;
         if let Some(waited) = waited {
-            tracing::debug!(
-                target: "db_txn",
-                wait_us = u64::try_from(waited.elapsed().as_micros()).unwrap_or(u64::MAX),
-                "checkout"
-            );
+            checked_out_after(waited);
         }
-        let upfront =
-            lock_upfront || (single_writer::one_writer::<C>() && upfront::needed(options.name));
+        let upfront = tries.lock_upfront
+            || (single_writer::one_writer::<C>() && upfront::needed(options.name));
         let outcome = match attempt(pool, conn, options, body, upfront) {
             // The common end, kept short: the connection goes back as `slot`
             // drops, before the caller gets the result.
             Attempt::Done(result) => return result,
             Attempt::Forked(panic) => {
+                cold_path();
                 // Neither returned to the parent's pool nor closed: both are
                 // the parent's.
                 std::mem::forget(slot.take());
                 Attempt::Forked(panic)
             }
             Attempt::CommitLost(lost) => {
+                cold_path();
                 // Given back (closed) before the lost COMMIT is asked about
                 // on another connection of the pool.
                 drop(slot.take());
                 commit::settle(pool, options, *lost)
             }
             outcome => {
+                cold_path();
                 // Given back (healthy, or closed if lost) before anything
                 // else, before unwinding a panic in particular.
                 drop(slot.take());
                 outcome
             }
         };
-        match outcome {
-            Attempt::Done(result) => return result,
-            Attempt::Panicked(payload) => resume_unwind(payload),
-            Attempt::Forked(panic) => {
-                tracing::warn!(
-                    target: "db_txn",
-                    pid = std::process::id(),
-                    "forked inside a transaction: the child leaves the parent's transaction alone"
-                );
-                if let Some(payload) = panic {
-                    resume_unwind(payload)
-                }
-                return Err(Error::Forked {
-                    function: options.name,
-                }
-                .into());
-            }
-            Attempt::Lost { kind, source } => {
-                tracing::warn!(
-                    target: "db_txn",
-                    kind = %kind,
-                    "disconnect detected before COMMIT"
-                );
-                if lost_retries < options.retry {
-                    lost_retries += 1;
-                    Counters::bump(&counters.retries);
-                    pool.lost_before_retry(kind);
-                    tracing::info!(
-                        target: "db_txn",
-                        kind = %kind,
-                        "connection lost before COMMIT: nothing committed, running the body again"
-                    );
-                    continue;
-                }
-                tracing::error!(
-                    target: "db_txn",
-                    kind = %kind,
-                    attempts,
-                    "connection lost before COMMIT on every attempt: giving up"
-                );
-                return Err(Error::Disconnected {
-                    function: options.name,
-                    attempts,
-                    kind,
-                    source,
-                }
-                .into());
-            }
-            Attempt::Upgrade => {
-                upfront::remember(options.name);
-                lock_upfront = true;
-                Counters::bump(&counters.retries);
-                tracing::debug!(
-                    target: "db_txn",
-                    "SQLite: the first write found the database locked since the transaction read; \
-                     beginning again with BEGIN IMMEDIATE"
-                );
-                continue;
-            }
-            Attempt::Conflict(result) => {
-                if conflict_retries < options.retry_conflicts {
-                    conflict_retries += 1;
-                    Counters::bump(&counters.retries);
-                    tracing::info!(
-                        target: "db_txn",
-                        "deadlock or serialization failure: rolled back, running the body again"
-                    );
-                    thread::sleep(backoff(conflict_retries));
-                    continue;
-                }
-                return result;
-            }
-            // Turned into one of the above by `commit::settle`.
-            Attempt::CommitLost(_) => unreachable!("a lost COMMIT is settled first"),
+        match after_attempt(pool, options, &mut tries, outcome) {
+            Next::Again => continue,
+            Next::Return(result) => return result,
         }
     }
+}
+
+/// The span of one attempt.
+#[cold]
+#[inline(never)]
+fn attempt_span(function: &'static str, attempt: u32) -> tracing::Span {
+    tracing::info_span!(target: "db_txn", "db_txn", function, attempt)
+}
+
+/// The time before checkout, if the checkout event is wanted.
+#[cold]
+#[inline(never)]
+fn checkout_clock() -> Option<std::time::Instant> {
+    tracing::enabled!(target: "db_txn", tracing::Level::DEBUG).then(std::time::Instant::now)
+}
+
+/// The checkout event, with the time it took.
+#[cold]
+#[inline(never)]
+fn checked_out_after(waited: std::time::Instant) {
+    tracing::debug!(
+        target: "db_txn",
+        wait_us = u64::try_from(waited.elapsed().as_micros()).unwrap_or(u64::MAX),
+        "checkout"
+    );
 }
 
 /// One BEGIN .. COMMIT/ROLLBACK on a checked-out connection.
@@ -265,7 +230,10 @@ where
     let tracked = conn.tracked();
     let mut sql = match txn_sql::<C>(&tracked.server, options, upfront) {
         Ok(sql) => sql,
-        Err(detail) => return Attempt::Done(Err(unsupported::<C>(options, detail).into())),
+        Err(detail) => {
+            cold_path();
+            return Attempt::Done(Err(unsupported::<C>(options, detail).into()));
+        }
     };
     let mut watch = commit::prepare(pool, tracked, options, &mut sql);
     // Fields borrowed apart: the body gets `conn` while `flags` is read.
@@ -274,6 +242,7 @@ where
     flags.take_busy();
     flags.set_read_only_txn(options.read_only);
     if let Err(e) = Tm::begin_transaction_sql(&mut tracked.conn, &sql.begin) {
+        cold_path();
         if let Some(kind) = flags.disconnect() {
             return Attempt::Lost { kind, source: e };
         }
@@ -304,24 +273,18 @@ where
         catch_unwind(AssertUnwindSafe(|| body(&mut tracked.conn)))
     };
     if pool::fork_current() != generation {
+        cold_path();
         // The body forked and this is the child: COMMIT or ROLLBACK here
         // would end the parent's transaction.
         return Attempt::Forked(outcome.err());
     }
-    match &outcome {
-        Ok(Ok(_)) => {}
-        Ok(Err(_)) => {
-            Counters::bump(&counters.rollbacks);
-            tracing::debug!(target: "db_txn", cause = "error", "rollback");
-        }
-        Err(_) => {
-            Counters::bump(&counters.rollbacks);
-            tracing::warn!(target: "db_txn", cause = "panic", "rollback");
-        }
+    if !matches!(outcome, Ok(Ok(_))) {
+        rolling_back(counters, outcome.is_err());
     }
     if !upfront && flags.take_busy() && flags.disconnect().is_none() {
         // The write lock was not free when the body first wrote: begin
         // again with it (only a deferred SQLite transaction gets here).
+        cold_path();
         if Tm::rollback_transaction(&mut tracked.conn).is_err() {
             flags.set_discard();
         }
@@ -342,10 +305,12 @@ where
                 // statement (a body that finished its statements just now
                 // leaves the server no time to close on it, and a system
                 // call on every COMMIT costs ~0.3 µs).
+                cold_path();
                 flags.set_disconnect(Disconnect::Closed, None);
                 pool.signals_disconnect();
             }
             if let Some(kind) = flags.disconnect() {
+                cold_path();
                 // The transaction is gone (the body may have swallowed the
                 // error that revealed it).
                 return Attempt::Lost {
@@ -365,6 +330,7 @@ where
                     Attempt::Done(Ok(value))
                 }
                 Err(Failure::Before(e)) => {
+                    cold_path();
                     commit::failed_before(options, flags, &mut tracked.conn, e)
                 }
                 Err(Failure::Commit(_))
@@ -375,6 +341,7 @@ where
                     // A read-only transaction (or one that wrote nothing) has
                     // nothing to commit: what it read is as good as it was.
                     // Only the connection is lost.
+                    cold_path();
                     tracing::debug!(
                         target: "db_txn",
                         "connection lost at the COMMIT of a read-only transaction: result kept"
@@ -382,42 +349,18 @@ where
                     Attempt::Done(Ok(value))
                 }
                 Err(Failure::Commit(e)) => {
+                    cold_path();
                     commit_failed(counters, options, tracked, &sql, e, (value, watch))
                 }
             }
         }
-        Ok(Err(user_error)) => {
-            let rolled_back = Tm::rollback_transaction(&mut tracked.conn);
-            if let Some(kind) = flags.disconnect() {
-                // The body's error was (or followed) the lost connection.
-                drop(user_error);
-                return Attempt::Lost {
-                    kind,
-                    source: flags.lost_error(),
-                };
-            }
-            if rolled_back.is_err() {
-                flags.set_discard();
-                return Attempt::Done(Err(user_error));
-            }
-            reset_session(&mut tracked.conn, flags, &sql);
-            if flags.take_conflict() {
-                Attempt::Conflict(Err(user_error))
-            } else {
-                Attempt::Done(Err(user_error))
-            }
-        }
-        Err(payload) => {
-            if Tm::rollback_transaction(&mut tracked.conn).is_err() {
-                flags.set_discard();
-            } else {
-                reset_session(&mut tracked.conn, flags, &sql);
-            }
-            Attempt::Panicked(payload)
-        }
+        Ok(Err(user_error)) => body_failed(&mut tracked.conn, flags, &sql, user_error),
+        Err(payload) => body_panicked(&mut tracked.conn, flags, &sql, payload),
     }
 }
 
+#[cold]
+#[inline(never)]
 fn commit_failed<C: TxnConnection, T, E: From<Error>>(
     counters: &Counters,
     options: &Options,
@@ -504,16 +447,4 @@ pub(super) fn unsupported<C: TxnConnection>(options: &Options, detail: &'static 
         backend: C::BACKEND,
         detail,
     }
-}
-
-/// 10 ms, 20 ms, 40 ms, ... up to 1 s, with up to 50 % jitter so that the
-/// transactions that collided do not collide again.
-pub(crate) fn backoff(retry: u32) -> Duration {
-    let base = Duration::from_millis(10)
-        .saturating_mul(1 << retry.saturating_sub(1).min(7))
-        .min(Duration::from_secs(1));
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    base + base.mul_f64(f64::from(nanos % 1000) / 2000.0)
 }

@@ -16,7 +16,9 @@ use crate::{Error, Options};
 
 type Tm = AnsiTransactionManager;
 
-/// A call that joins a connection lent on this thread.
+/// A call that joins a connection lent on this thread. Out of line: the
+/// outermost call's path is laid out without it.
+#[inline(never)]
 pub(super) fn join<C, T, E, F>(lent: Lent, options: &Options, body: &mut F) -> Result<T, E>
 where
     C: TxnConnection,
