@@ -3,6 +3,8 @@
 use diesel::sql_types::BigInt;
 use diesel::QueryableByName;
 
+use crate::error::KitError;
+
 /// One row of one `BIGINT` column named `v`.
 #[derive(QueryableByName)]
 pub(crate) struct Scalar {
@@ -11,11 +13,32 @@ pub(crate) struct Scalar {
 }
 
 /// One row of one text column named `v`.
-#[cfg(feature = "mysql")]
 #[derive(QueryableByName)]
 pub(crate) struct TextScalar {
     #[diesel(sql_type = diesel::sql_types::Text)]
     pub v: String,
+}
+
+/// `title`, then the text `sql` returns (one row, one text column `v`) on
+/// `conn`; a failure is described, never raised (for a failing test's
+/// message).
+pub(crate) fn text_report<C>(title: &str, conn: Result<C, KitError>, sql: &str) -> String
+where
+    C: diesel::connection::LoadConnection,
+    diesel::query_builder::SqlQuery: for<'a> diesel::query_dsl::LoadQuery<'a, C, TextScalar>,
+{
+    let rows = conn.and_then(|mut conn| {
+        diesel::RunQueryDsl::get_result::<TextScalar>(diesel::sql_query(sql), &mut conn)
+            .map(|r| r.v)
+            .map_err(|e| KitError::Sql {
+                what: sql.to_string(),
+                detail: e.to_string(),
+            })
+    });
+    match rows {
+        Ok(rows) => format!("{title}:\n{rows}"),
+        Err(e) => format!("{title}: no report ({e})"),
+    }
 }
 
 /// `sql` without surrounding blanks and trailing `;`, to embed as a

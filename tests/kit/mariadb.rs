@@ -283,16 +283,8 @@ impl MariaDb {
                    LEFT JOIN information_schema.INNODB_LOCK_WAITS w \
                    ON w.requesting_trx_id = t.trx_id \
                    WHERE p.ID <> CONNECTION_ID()";
-        let rows = self.admin().and_then(|mut conn| {
-            diesel::sql_query(sql)
-                .get_result::<crate::admin::TextScalar>(&mut conn)
-                .map(|r| r.v)
-                .map_err(|e| sql_error(sql, e))
-        });
-        match rows {
-            Ok(rows) => format!("MariaDB on port {}:\n{rows}", self.port()),
-            Err(e) => format!("MariaDB on port {}: no report ({e})", self.port()),
-        }
+        let title = format!("MariaDB on port {}", self.port());
+        crate::admin::text_report(&title, self.admin(), sql)
     }
 
     /// The value of a query returning one row of one integer column

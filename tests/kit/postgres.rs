@@ -293,16 +293,8 @@ impl Postgres {
                    'blocked by ' || NULLIF(pg_blocking_pids(pid)::text, '{}'), \
                    left(query, 160)), E'\\n'), '') AS v \
                    FROM pg_stat_activity WHERE pid <> pg_backend_pid()";
-        let rows = self.admin().and_then(|mut conn| {
-            diesel::sql_query(sql)
-                .get_result::<crate::admin::TextScalar>(&mut conn)
-                .map(|r| r.v)
-                .map_err(|e| sql_error(sql, e))
-        });
-        match rows {
-            Ok(rows) => format!("PostgreSQL on port {}:\n{rows}", self.port()),
-            Err(e) => format!("PostgreSQL on port {}: no report ({e})", self.port()),
-        }
+        let title = format!("PostgreSQL on port {}", self.port());
+        crate::admin::text_report(&title, self.admin(), sql)
     }
 
     /// The value of a query returning one row of one integer column

@@ -31,6 +31,7 @@ use crate::session::{self, Lookup, Settings};
 use crate::stats::Counters;
 use crate::{registry, Error, Options, Pool};
 use commit::Failure;
+#[cfg(feature = "async")]
 pub(crate) use retry::backoff;
 use retry::{after_attempt, Next, Tries};
 use rollback::{body_failed, body_panicked, rolling_back};
