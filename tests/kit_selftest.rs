@@ -169,7 +169,10 @@ fn mariadb_connection_count() {
 }
 
 /// Polls `report` until it contains `wanted` (at most [`SOON`]); returns
-/// the last report.
+/// the last report. A quarter of a second apart: InnoDB refreshes what
+/// `information_schema.INNODB_TRX` and `INNODB_LOCK_WAITS` show only when
+/// they were not read for 0.1 s, so faster polling would read the first
+/// snapshot again and again.
 fn report_with(report: impl Fn() -> String, wanted: &str) -> String {
     let deadline = Instant::now() + SOON;
     loop {
@@ -177,7 +180,7 @@ fn report_with(report: impl Fn() -> String, wanted: &str) -> String {
         if text.contains(wanted) || Instant::now() > deadline {
             return text;
         }
-        thread::sleep(Duration::from_millis(50));
+        thread::sleep(Duration::from_millis(250));
     }
 }
 
@@ -198,16 +201,17 @@ fn mariadb_activity_names_the_holder_of_a_lock() {
     let holder_id = one(&mut holder, "SELECT CAST(CONNECTION_ID() AS SIGNED) AS v").unwrap();
     let waiter = background(move || {
         let mut conn = MysqlConnection::establish(&url).expect("connect");
-        conn.batch_execute("SET SESSION innodb_lock_wait_timeout = 20")
+        conn.batch_execute("SET SESSION innodb_lock_wait_timeout = 120")
             .unwrap();
         conn.batch_execute("UPDATE t SET v = 2 WHERE id = 1")
     });
     let report = report_with(|| db.activity(), "waits for trx ");
     holder.batch_execute("ROLLBACK").unwrap();
-    waiter
-        .recv_timeout(SOON)
-        .expect("the waiter ends")
-        .expect("the waiter gets the lock");
+    let waited = waiter.recv_timeout(SOON).expect("the waiter ends");
+    assert!(
+        waited.is_ok(),
+        "the waiter did not get the lock ({waited:?}); the report:\n{report}"
+    );
     let holder_line = report
         .lines()
         .find(|l| l.starts_with(&format!("session {holder_id} |")))
@@ -244,15 +248,16 @@ fn postgres_activity_names_the_holder_of_a_lock() {
     let pid = one(&mut holder, "SELECT CAST(pg_backend_pid() AS BIGINT) AS v").unwrap();
     let waiter = background(move || {
         let mut conn = PgConnection::establish(&url).expect("connect");
-        conn.batch_execute("SET lock_timeout = '20s'; UPDATE t SET v = 2 WHERE id = 1")
+        conn.batch_execute("SET lock_timeout = '120s'; UPDATE t SET v = 2 WHERE id = 1")
     });
     let blocked = format!("blocked by {{{pid}}}");
     let report = report_with(|| db.activity(), &blocked);
     holder.batch_execute("ROLLBACK").unwrap();
-    waiter
-        .recv_timeout(SOON)
-        .expect("the waiter ends")
-        .expect("the waiter gets the lock");
+    let waited = waiter.recv_timeout(SOON).expect("the waiter ends");
+    assert!(
+        waited.is_ok(),
+        "the waiter did not get the lock ({waited:?}); the report:\n{report}"
+    );
     let waiter_line = report
         .lines()
         .find(|l| l.contains("UPDATE t SET v = 2"))
