@@ -31,9 +31,9 @@ use crate::session::{self, Lookup, Settings};
 use crate::stats::Counters;
 use crate::{registry, Error, Options, Pool};
 use commit::Failure;
-#[cfg(feature = "async")]
-pub(crate) use retry::backoff;
 use retry::{after_attempt, Next, Tries};
+#[cfg(feature = "async")]
+pub(crate) use retry::{conflict, lost};
 use rollback::{body_failed, body_panicked, rolling_back};
 
 type Tm = AnsiTransactionManager;

@@ -8,6 +8,7 @@ use std::thread;
 use std::time::Duration;
 
 use super::{upfront, Attempt};
+use crate::classify::Disconnect;
 use crate::stats::Counters;
 use crate::{Error, Options, Pool, TxnConnection};
 
@@ -58,35 +59,20 @@ where
             .into()))
         }
         Attempt::Lost { kind, source } => {
-            tracing::warn!(
-                target: "db_txn",
-                kind = %kind,
-                "disconnect detected before COMMIT"
-            );
-            if tries.lost < options.retry {
-                tries.lost += 1;
-                Counters::bump(&counters.retries);
-                pool.lost_before_retry(kind);
-                tracing::info!(
-                    target: "db_txn",
-                    kind = %kind,
-                    "connection lost before COMMIT: nothing committed, running the body again"
-                );
-                return Next::Again;
-            }
-            tracing::error!(
-                target: "db_txn",
-                kind = %kind,
-                attempts = tries.attempts,
-                "connection lost before COMMIT on every attempt: giving up"
-            );
-            Next::Return(Err(Error::Disconnected {
-                function: options.name,
-                attempts: tries.attempts,
+            match lost(
+                options,
+                counters,
+                &mut tries.lost,
+                tries.attempts,
                 kind,
                 source,
+            ) {
+                Ok(()) => {
+                    pool.lost_before_retry(kind);
+                    Next::Again
+                }
+                Err(e) => Next::Return(Err(e.into())),
             }
-            .into()))
         }
         Attempt::Upgrade => {
             upfront::remember(options.name);
@@ -99,27 +85,79 @@ where
             );
             Next::Again
         }
-        Attempt::Conflict(result) => {
-            if tries.conflicts < options.retry_conflicts {
-                tries.conflicts += 1;
-                Counters::bump(&counters.retries);
-                tracing::info!(
-                    target: "db_txn",
-                    "deadlock or serialization failure: rolled back, running the body again"
-                );
-                thread::sleep(backoff(tries.conflicts));
-                return Next::Again;
+        Attempt::Conflict(result) => match conflict(options, counters, &mut tries.conflicts) {
+            Some(pause) => {
+                thread::sleep(pause);
+                Next::Again
             }
-            Next::Return(result)
-        }
+            None => Next::Return(result),
+        },
         // Turned into one of the above by `commit::settle`.
         Attempt::CommitLost(_) => unreachable!("a lost COMMIT is settled first"),
     }
 }
 
+/// A connection lost before COMMIT, nothing committed (the sync and the
+/// async runner): `Ok(())` while `options.retry` allows another attempt
+/// (counted in `lost` and the pool's retries; the caller tells its pool),
+/// else the error for the caller.
+pub(crate) fn lost(
+    options: &Options,
+    counters: &Counters,
+    lost: &mut u32,
+    attempts: u32,
+    kind: Disconnect,
+    source: diesel::result::Error,
+) -> Result<(), Error> {
+    tracing::warn!(target: "db_txn", kind = %kind, "disconnect detected before COMMIT");
+    if *lost < options.retry {
+        *lost += 1;
+        Counters::bump(&counters.retries);
+        tracing::info!(
+            target: "db_txn",
+            kind = %kind,
+            "connection lost before COMMIT: nothing committed, running the body again"
+        );
+        return Ok(());
+    }
+    tracing::error!(
+        target: "db_txn",
+        kind = %kind,
+        attempts,
+        "connection lost before COMMIT on every attempt: giving up"
+    );
+    Err(Error::Disconnected {
+        function: options.name,
+        attempts,
+        kind,
+        source,
+    })
+}
+
+/// A deadlock or serialization failure, rolled back (the sync and the async
+/// runner): the pause before the body runs again while
+/// `options.retry_conflicts` allows (counted in `conflicts` and the pool's
+/// retries), else `None`.
+pub(crate) fn conflict(
+    options: &Options,
+    counters: &Counters,
+    conflicts: &mut u32,
+) -> Option<Duration> {
+    if *conflicts >= options.retry_conflicts {
+        return None;
+    }
+    *conflicts += 1;
+    Counters::bump(&counters.retries);
+    tracing::info!(
+        target: "db_txn",
+        "deadlock or serialization failure: rolled back, running the body again"
+    );
+    Some(backoff(*conflicts))
+}
+
 /// 10 ms, 20 ms, 40 ms, ... up to 1 s, with up to 50 % jitter so that the
 /// transactions that collided do not collide again.
-pub(crate) fn backoff(retry: u32) -> Duration {
+fn backoff(retry: u32) -> Duration {
     let base = Duration::from_millis(10)
         .saturating_mul(1 << retry.saturating_sub(1).min(7))
         .min(Duration::from_secs(1));

@@ -38,7 +38,7 @@ use crate::classify::{Disconnect, ErrorClass};
 use crate::error::Step;
 use crate::pool::flags::Flags;
 use crate::pool::socket;
-use crate::runner::{backoff, step_error};
+use crate::runner::{conflict, lost, step_error};
 use crate::session::Settings;
 use crate::stats::Counters;
 use crate::{Error, Options};
@@ -156,8 +156,8 @@ where
             attempt = attempts
         );
         let next = async {
-            let waited = tracing::enabled!(target: "db_txn", tracing::Level::DEBUG)
-                .then(Instant::now);
+            let waited =
+                tracing::enabled!(target: "db_txn", tracing::Level::DEBUG).then(Instant::now);
             // A `read_only` call goes to a replica when the pool has some
             // (boxed: every other call's future stays as it was).
             let checked_out = if pool.routes_to_replica(options) {
@@ -185,43 +185,19 @@ where
                 Attempt::Done(result) => Next::Return(result),
                 Attempt::Panicked(payload) => resume_unwind(payload),
                 Attempt::Lost { kind, source } => {
-                    tracing::warn!(target: "db_txn", kind = %kind, "disconnect detected before COMMIT");
-                    if lost_retries < options.retry {
-                        lost_retries += 1;
-                        Counters::bump(&counters.retries);
-                        pool.lost_before_retry(kind);
-                        tracing::info!(
-                            target: "db_txn",
-                            kind = %kind,
-                            "connection lost before COMMIT: nothing committed, running the body again"
-                        );
-                        return Next::Again(None);
+                    match lost(options, counters, &mut lost_retries, attempts, kind, source) {
+                        Ok(()) => {
+                            pool.lost_before_retry(kind);
+                            Next::Again(None)
+                        }
+                        Err(e) => Next::Return(Err(e.into())),
                     }
-                    tracing::error!(
-                        target: "db_txn",
-                        kind = %kind,
-                        attempts,
-                        "connection lost before COMMIT on every attempt: giving up"
-                    );
-                    Next::Return(Err(Error::Disconnected {
-                        function: options.name,
-                        attempts,
-                        kind,
-                        source,
-                    }
-                    .into()))
                 }
                 Attempt::Conflict(result) => {
-                    if conflict_retries < options.retry_conflicts {
-                        conflict_retries += 1;
-                        Counters::bump(&counters.retries);
-                        tracing::info!(
-                            target: "db_txn",
-                            "deadlock or serialization failure: rolled back, running the body again"
-                        );
-                        return Next::Again(Some(backoff(conflict_retries)));
+                    match conflict(options, counters, &mut conflict_retries) {
+                        Some(pause) => Next::Again(Some(pause)),
+                        None => Next::Return(result),
                     }
-                    Next::Return(result)
                 }
                 // Turned into one of the above by `commit::settle`.
                 Attempt::CommitLost { .. } => unreachable!("a lost COMMIT is settled first"),
