@@ -83,6 +83,15 @@ struct Outcomes {
     slowest: Duration,
 }
 
+/// How one call of [`load`] ended.
+enum Ended {
+    Done,
+    /// `CommitUnknown`: checked in the data afterwards.
+    Unknown,
+    /// Any other error, with what the servers' sessions were doing.
+    Failed(String),
+}
+
 /// Transfers from `threads` threads until `stop`, each op id unique. A call
 /// that fails is recorded with `report()` as it was right then (what the
 /// servers' sessions were doing: a lock wait that timed out names its
@@ -106,17 +115,19 @@ fn load<S: Replicated>(
                     // others): concurrent transfers never deadlock.
                     let last = ledger::ACCOUNTS - 1;
                     let r = ledger::transfer(&l.pool, &op, n % last, last, 7, &|| {});
-                    let failed = match &r {
-                        Err(LedgerError::Txn(e)) if e.is_commit_unknown() => None,
-                        Err(e) => Some(format!("{op}: {e:?}\n{}", report())),
-                        Ok(()) => None,
+                    // A failure's report is read here, as the call failed
+                    // (not behind the lock).
+                    let ended = match r {
+                        Ok(()) => Ended::Done,
+                        Err(LedgerError::Txn(e)) if e.is_commit_unknown() => Ended::Unknown,
+                        Err(e) => Ended::Failed(format!("{op}: {e:?}\n{}", report())),
                     };
                     let mut o = outcomes.lock().unwrap();
                     o.slowest = o.slowest.max(started.elapsed());
-                    match r {
-                        Ok(()) => o.done.push((op, Instant::now())),
-                        Err(LedgerError::Txn(e)) if e.is_commit_unknown() => o.unknown.push(op),
-                        Err(_) => o.errors.extend(failed),
+                    match ended {
+                        Ended::Done => o.done.push((op, Instant::now())),
+                        Ended::Unknown => o.unknown.push(op),
+                        Ended::Failed(error) => o.errors.push(error),
                     }
                 }
             });
