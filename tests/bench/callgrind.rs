@@ -98,7 +98,18 @@ pub struct Measured {
     pub allocator_calls: f64,
     /// Distinct lines of machine code run on every call (see [`code_lines`]).
     pub code_lines: f64,
+    /// Lines of data fetched per call (see [`data_lines`]).
+    pub data_lines: f64,
 }
+
+/// The cache callgrind simulates for [`data_lines`]: 2 KB, two ways, 64-byte
+/// lines (the instruction cache too; the last level must be given as well).
+pub const DATA_CACHE: [&str; 4] = [
+    "--cache-sim=yes",
+    "--D1=2048,2,64",
+    "--I1=2048,2,64",
+    "--LL=8192,2,64",
+];
 
 /// Instructions per transaction `txn` of each variant on `backend`, counted
 /// by callgrind; `database(name)` gives an empty database of that name.
@@ -138,6 +149,9 @@ pub fn measure(
                     "--dump-instr=yes",
                     "--compress-pos=no",
                 ])
+                // A small simulated cache, for `data_lines` (the counts of
+                // instructions do not change).
+                .args(DATA_CACHE)
                 .arg(&exe)
                 .args(child_args(backend, variant, txn, n, &database(&name)))
                 .output()
@@ -162,6 +176,10 @@ pub fn measure(
                 allocator: allocator.instructions as f64 / n as f64,
                 allocator_calls: allocator.calls as f64 / n as f64,
                 code_lines: code_lines(&text, n) as f64,
+                data_lines: data_lines(&text)
+                    .ok_or_else(|| format!("{}: no data-cache misses", file.display()))?
+                    as f64
+                    / n as f64,
             })
         })
         .collect()
@@ -312,6 +330,36 @@ pub fn code_lines(text: &str, n: u64) -> u64 {
         }
     }
     per_line.values().filter(|&&cost| cost >= n).count() as u64
+}
+
+/// The data a call touches, as lines fetched: the read and write misses of
+/// the small first-level data cache that [`DATA_CACHE`] simulates. A
+/// loopback server runs on the client's CPU between every two statements
+/// and evicts what the client touched; in a 2 KB cache almost nothing
+/// survives from one statement to the next either, so its misses count about
+/// the lines of data (the stack, the heap, statics, thread-locals) fetched
+/// again after each round trip. A model, not a measurement of the CPU (whose
+/// caches keep some lines, and prefetch others): it compares variants,
+/// which is what it is for.
+///
+/// Reads the file's `events:` line and its `totals:` (or `summary:`) line.
+pub fn data_lines(text: &str) -> Option<u64> {
+    let events: Vec<&str> = text
+        .lines()
+        .find_map(|l| l.strip_prefix("events:"))?
+        .split_whitespace()
+        .collect();
+    let totals: Vec<u64> = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("totals:")
+                .or_else(|| l.strip_prefix("summary:"))
+        })?
+        .split_whitespace()
+        .map(|n| n.parse().ok())
+        .collect::<Option<_>>()?;
+    let event = |name: &str| Some(totals[events.iter().position(|e| *e == name)?]);
+    Some(event("D1mr")? + event("D1mw")?)
 }
 
 /// The smoke run's check of the children, without valgrind: each variant

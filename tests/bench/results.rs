@@ -67,6 +67,9 @@ pub struct Counts {
     /// (variant, distinct 64-byte lines of code run on every call).
     #[serde(default)]
     pub code_lines: Vec<(String, f64)>,
+    /// (variant, lines of data fetched per call: `callgrind::data_lines`).
+    #[serde(default)]
+    pub data_lines: Vec<(String, f64)>,
 }
 
 impl Counts {
@@ -82,6 +85,11 @@ impl Counts {
     /// Distinct lines of code run on every call.
     pub fn code_lines(&self, variant: &str) -> Option<f64> {
         find(&self.code_lines, variant)
+    }
+
+    /// Lines of data fetched per call.
+    pub fn data_lines(&self, variant: &str) -> Option<f64> {
+        find(&self.data_lines, variant)
     }
 
     /// Instructions per call outside the allocator.

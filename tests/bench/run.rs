@@ -402,6 +402,10 @@ fn count(setup: &Setup, opts: &Opts, out: &mut RunResult) {
                             .iter()
                             .map(|m| (m.variant.clone(), m.code_lines))
                             .collect(),
+                        data_lines: measured
+                            .iter()
+                            .map(|m| (m.variant.clone(), m.data_lines))
+                            .collect(),
                     }),
                     Err(e) => out.problems.push(format!("callgrind: {e}")),
                 }

@@ -48,8 +48,14 @@ pub fn section(ctx: &Context) -> Option<String> {
                         .map_or(String::new(), |(l, b)| {
                             format!(" · {l:.0} lines ({:+.0})", l - b)
                         });
+                    let data = c
+                        .data_lines(key)
+                        .zip(c.data_lines(floor.key()))
+                        .map_or(String::new(), |(d, b)| {
+                            format!(" · {d:.0} data ({:+.0})", d - b)
+                        });
                     row.push(c.get(key).map_or("—".into(), |n| {
-                        format!("{n:.0} ({:+.0}{outside}){lines}", n - base)
+                        format!("{n:.0} ({:+.0}{outside}){lines}{data}", n - base)
                     }));
                 }
                 row
@@ -73,7 +79,10 @@ pub fn section(ctx: &Context) -> Option<String> {
          which differs from process to process. After the dot: the distinct 64-byte lines of \
          machine code run on every call (`callgrind::code_lines`), and their difference to the \
          floor: code the CPU fetches again on each call once the server's process has run on \
-         its CPU (see Where the overhead is now).\n\n{}",
+         its CPU (see Where the overhead is now). After the second dot: the lines of data \
+         (stack, heap, statics) fetched per call, counted as the misses of a 2 KB data cache \
+         that callgrind simulates (`callgrind::data_lines`): a model of what the client fetches \
+         again after each round trip, and their difference to the floor.\n\n{}",
             out.trim_end()
         ) + "\n",
     )
