@@ -80,8 +80,8 @@ pub fn section(ctx: &Context) -> Option<String> {
          machine code run on every call (`callgrind::code_lines`), and their difference to the \
          floor: code the CPU fetches again on each call once the server's process has run on \
          its CPU (see Where the overhead is now). After the second dot: the lines of data \
-         (stack, heap, statics) fetched per call, counted as the misses of a 2 KB data cache \
-         that callgrind simulates (`callgrind::data_lines`): a model of what the client fetches \
+         (stack, heap, statics) fetched per call, counted as the misses of a data cache of 32 \
+         lines that callgrind simulates (`callgrind::data_lines`): a model of what the client fetches \
          again after each round trip, and their difference to the floor.\n\n{}",
             out.trim_end()
         ) + "\n",
