@@ -105,9 +105,10 @@ pub struct Measured {
 /// The cache callgrind simulates for [`data_lines`]: 32 lines of 64 bytes,
 /// fully associative, the least recently used evicted (the instruction cache
 /// the same; the last level must be given too). Fully associative, so that
-/// where the heap and the stack happen to lie (which differs from process to
-/// process) does not change the count, as it did by ±30 lines per call with
-/// two ways.
+/// the cache sets that the stack and the heap happen to fall in (which
+/// differ from process to process) do not move the count, as they did by
+/// ±30 lines per call with two ways; which objects share a line still
+/// differs (10–20 lines per call).
 pub const DATA_CACHE: [&str; 4] = [
     "--cache-sim=yes",
     "--D1=2048,32,64",
