@@ -367,6 +367,57 @@ pub fn data_lines(text: &str) -> Option<u64> {
     Some(event("D1mr")? + event("D1mw")?)
 }
 
+/// The smoke run's check of this file's readers, on a callgrind file written
+/// by hand (the format of `--dump-instr=yes --compress-pos=no` with the
+/// cache simulation on): what each must find in it.
+pub fn check_readers() -> Result<(), String> {
+    const FILE: &str = "\
+positions: instr line
+events: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw
+summary: 3110 40 20 5 7 3 2 1 1
+ob=(1) /bin/app
+fn=(1) main
+0x1000 10 1000 10 5
+0x1004 10 1000
+0x1040 11 1000 30 15 5 7 3
+0x1080 12 10
+cfn=(2) malloc
+calls=3 0x2000
+0x1084 12 100
+fn=(2)
+0x2000 1 100
+";
+    let checks = [
+        // Lines 0x1000 (2000 instructions) and 0x1040 (1000) ran at least
+        // once per call over 1000 calls; 0x1080 (10) did not; the line
+        // after `calls=` is the call's inclusive cost, not an instruction.
+        ("code_lines", Some(code_lines(FILE, 1000)), Some(2)),
+        ("data_lines", data_lines(FILE), Some(10)),
+        ("total_instructions", total_instructions(FILE), Some(3110)),
+        (
+            "allocator instructions",
+            Some(allocator_share(FILE).instructions),
+            Some(100),
+        ),
+        (
+            "allocator calls",
+            Some(allocator_share(FILE).calls),
+            Some(3),
+        ),
+        (
+            "data_lines without the cache simulation",
+            data_lines("events: Ir\nsummary: 5\n"),
+            None,
+        ),
+    ];
+    for (what, got, want) in checks {
+        if got != want {
+            return Err(format!("callgrind reader {what}: {got:?}, not {want:?}"));
+        }
+    }
+    Ok(())
+}
+
 /// The smoke run's check of the children, without valgrind: each variant
 /// makes `n` calls of each transaction in a child process, which must exit
 /// cleanly.

@@ -224,6 +224,9 @@ fn parent(argv: &[String]) -> ExitCode {
         Err(e) => problems.push(format!("chart: {e}")),
     }
     if args.smoke {
+        if let Err(e) = callgrind::check_readers() {
+            problems.push(e);
+        }
         // What `--markdown BENCHMARKS.md` would do, on a copy.
         if let Err(e) = markdown::check(&args::root().join("BENCHMARKS.md"), dir.path(), &doc) {
             problems.push(format!("--markdown: {e}"));
