@@ -10,6 +10,7 @@
 //! connection run in a SAVEPOINT and never retry on their own.
 
 mod commit;
+pub(crate) mod commit_failure;
 mod nested;
 mod retry;
 mod rollback;
@@ -22,7 +23,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 
 use crate::backend::{txn_sql, TxnConnection, TxnSql};
-use crate::classify::{Disconnect, ErrorClass};
+use crate::classify::Disconnect;
 use crate::error::Step;
 use crate::pool::flags::Flags;
 use crate::pool::tracked::Tracked;
@@ -31,6 +32,7 @@ use crate::session::{self, Lookup, Settings};
 use crate::stats::Counters;
 use crate::{registry, Error, Options, Pool};
 use commit::Failure;
+use commit_failure::Meaning;
 use retry::{after_attempt, Next, Tries};
 #[cfg(feature = "async")]
 pub(crate) use retry::{conflict, lost};
@@ -370,56 +372,28 @@ fn commit_failed<C: TxnConnection, T, E: From<Error>>(
     e: diesel::result::Error,
     (value, watch): (T, commit::Watch),
 ) -> Attempt<T, E> {
-    // diesel reports a failed COMMIT whose ROLLBACK failed too as one error.
-    let commit_error = match e {
-        diesel::result::Error::RollbackErrorOnCommit { commit_error, .. } => *commit_error,
-        e => e,
-    };
-    let class = crate::classify(C::BACKEND, &commit_error);
-    let flags = &tracked.flags;
-    if class == ErrorClass::Disconnect(Disconnect::ReadOnly)
-        || flags.disconnect() == Some(Disconnect::ReadOnly)
-    {
-        // COMMIT refused by a server that became read-only (MariaDB/MySQL
-        // 1290): rolled back, a definite answer. Run again on a writable one.
-        flags.set_discard();
-        return Attempt::Lost {
+    let (commit_error, meaning) = commit_failure::meaning(C::BACKEND, &tracked.flags, e);
+    match meaning {
+        Meaning::ReadOnly => Attempt::Lost {
             kind: Disconnect::ReadOnly,
             source: commit_error,
-        };
-    }
-    if let Some(kind) = flags.disconnect().or(match class {
-        ErrorClass::Disconnect(kind) => Some(kind),
-        _ => None,
-    }) {
-        flags.set_discard();
-        let commit_error = match watch.lost(tracked, kind, commit_error) {
-            Ok(lost) => return Attempt::CommitLost(Box::new(commit::CommitLost { value, lost })),
-            Err(commit_error) => commit_error,
-        };
-        Counters::bump(&counters.commit_unknowns);
-        tracing::error!(
-            target: "db_txn",
-            error = %commit_error,
-            "connection lost during COMMIT: the outcome is unknown, not retried"
-        );
-        return Attempt::Done(Err(Error::CommitUnknown {
-            function: options.name,
-            source: commit_error,
+        },
+        Meaning::Lost(kind) => {
+            let watched = watch.lost(tracked, kind, commit_error);
+            match commit_failure::resolvable(counters, options, watched) {
+                Ok(lost) => Attempt::CommitLost(Box::new(commit::CommitLost { value, lost })),
+                Err(unknown) => Attempt::Done(Err(unknown.into())),
+            }
         }
-        .into()));
-    }
-    // A definite failure (for example a serialization failure found at
-    // COMMIT): diesel rolled the transaction back.
-    drop(value);
-    let flags = tracked.flags.clone();
-    reset_session(&mut tracked.conn, &flags, sql);
-    let conflict = flags.take_conflict() || class == ErrorClass::Conflict;
-    let result = Err(step_error(options, Step::Commit, commit_error).into());
-    if conflict {
-        Attempt::Conflict(result)
-    } else {
-        Attempt::Done(result)
+        Meaning::Definite { conflict } => {
+            drop(value);
+            let flags = tracked.flags.clone();
+            reset_session(&mut tracked.conn, &flags, sql);
+            match commit_failure::definite(&flags, conflict, options, commit_error) {
+                (true, result) => Attempt::Conflict(result),
+                (false, result) => Attempt::Done(result),
+            }
+        }
     }
 }
 

@@ -34,10 +34,11 @@ use super::pool::slot::Slot;
 use super::pool::{AsyncPool, AsyncPooledConnection};
 use super::{registry, session};
 use crate::backend::{AsyncTxnConnection, Dialect};
-use crate::classify::{Disconnect, ErrorClass};
+use crate::classify::Disconnect;
 use crate::error::Step;
 use crate::pool::flags::Flags;
 use crate::pool::socket;
+use crate::runner::commit_failure::{self, Meaning};
 use crate::runner::{conflict, lost, step_error};
 use crate::session::Settings;
 use crate::stats::Counters;
@@ -430,54 +431,27 @@ async fn commit_failed<C: AsyncTxnConnection, T, E: From<Error>>(
     e: diesel::result::Error,
     (value, watch): (T, commit::Watch),
 ) -> Attempt<T, E> {
-    // diesel reports a failed COMMIT whose ROLLBACK failed too as one error.
-    let commit_error = match e {
-        diesel::result::Error::RollbackErrorOnCommit { commit_error, .. } => *commit_error,
-        e => e,
-    };
-    let class = crate::classify(C::BACKEND, &commit_error);
-    if class == ErrorClass::Disconnect(Disconnect::ReadOnly)
-        || flags.disconnect() == Some(Disconnect::ReadOnly)
-    {
-        // COMMIT refused by a server that became read-only (MariaDB/MySQL
-        // 1290): rolled back, a definite answer. Run again on a writable one.
-        flags.set_discard();
-        return Attempt::Lost {
+    let (commit_error, meaning) = commit_failure::meaning(C::BACKEND, flags, e);
+    match meaning {
+        Meaning::ReadOnly => Attempt::Lost {
             kind: Disconnect::ReadOnly,
             source: commit_error,
-        };
-    }
-    if let Some(kind) = flags.disconnect().or(match class {
-        ErrorClass::Disconnect(kind) => Some(kind),
-        _ => None,
-    }) {
-        flags.set_discard();
-        let commit_error = match watch.lost(&slot.tracked, kind, commit_error) {
-            Ok(lost) => return Attempt::CommitLost { value, lost },
-            Err(commit_error) => commit_error,
-        };
-        Counters::bump(&counters.commit_unknowns);
-        tracing::error!(
-            target: "db_txn",
-            error = %commit_error,
-            "connection lost during COMMIT: the outcome is unknown, not retried"
-        );
-        return Attempt::Done(Err(Error::CommitUnknown {
-            function: options.name,
-            source: commit_error,
+        },
+        Meaning::Lost(kind) => {
+            let watched = watch.lost(&slot.tracked, kind, commit_error);
+            match commit_failure::resolvable(counters, options, watched) {
+                Ok(lost) => Attempt::CommitLost { value, lost },
+                Err(unknown) => Attempt::Done(Err(unknown.into())),
+            }
         }
-        .into()));
-    }
-    // A definite failure (a serialization failure found at COMMIT): diesel
-    // rolled the transaction back.
-    drop(value);
-    reset_session(slot, flags).await;
-    let conflict = flags.take_conflict() || class == ErrorClass::Conflict;
-    let result = Err(step_error(options, Step::Commit, commit_error).into());
-    if conflict {
-        Attempt::Conflict(result)
-    } else {
-        Attempt::Done(result)
+        Meaning::Definite { conflict } => {
+            drop(value);
+            reset_session(slot, flags).await;
+            match commit_failure::definite(flags, conflict, options, commit_error) {
+                (true, result) => Attempt::Conflict(result),
+                (false, result) => Attempt::Done(result),
+            }
+        }
     }
 }
 
