@@ -36,7 +36,10 @@ use commit_failure::Meaning;
 use retry::{after_attempt, Next, Tries};
 #[cfg(feature = "async")]
 pub(crate) use retry::{conflict, lost};
-use rollback::{body_failed, body_panicked, rolling_back};
+pub(crate) use rollback::rolling_back;
+#[cfg(feature = "async")]
+pub(crate) use rollback::{after_error, AfterError};
+use rollback::{body_failed, body_panicked};
 
 type Tm = AnsiTransactionManager;
 

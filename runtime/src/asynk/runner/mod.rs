@@ -39,7 +39,7 @@ use crate::error::Step;
 use crate::pool::flags::Flags;
 use crate::pool::socket;
 use crate::runner::commit_failure::{self, Meaning};
-use crate::runner::{conflict, lost, step_error};
+use crate::runner::{after_error, conflict, lost, rolling_back, step_error, AfterError};
 use crate::session::Settings;
 use crate::stats::Counters;
 use crate::{Error, Options};
@@ -261,16 +261,8 @@ where
         CatchUnwind::new(body(&mut slot.tracked.conn)),
     )
     .await;
-    match &outcome {
-        Ok(Ok(_)) => {}
-        Ok(Err(_)) => {
-            Counters::bump(&counters.rollbacks);
-            tracing::debug!(target: "db_txn", cause = "error", "rollback");
-        }
-        Err(_) => {
-            Counters::bump(&counters.rollbacks);
-            tracing::warn!(target: "db_txn", cause = "panic", "rollback");
-        }
+    if !matches!(outcome, Ok(Ok(_))) {
+        rolling_back(counters, outcome.is_err());
     }
     if slot.mid_statement() {
         // The body dropped a statement's future before it finished: nothing
@@ -332,24 +324,20 @@ where
             }
         }
         Ok(Err(user_error)) => {
-            let rolled_back = Tm::rollback_transaction(&mut slot.tracked.conn).await;
-            if let Some(kind) = flags.disconnect() {
-                // The body's error was (or followed) the lost connection.
-                drop(user_error);
-                return Attempt::Lost {
-                    kind,
-                    source: flags.lost_error(),
-                };
-            }
-            if rolled_back.is_err() {
-                flags.set_discard();
-                return Attempt::Done(Err(user_error));
-            }
-            reset_session(slot, &flags).await;
-            if flags.take_conflict() {
-                Attempt::Conflict(Err(user_error))
-            } else {
-                Attempt::Done(Err(user_error))
+            let rolled_back = Tm::rollback_transaction(&mut slot.tracked.conn)
+                .await
+                .is_ok();
+            match after_error(&flags, rolled_back, user_error) {
+                AfterError::Lost { kind, source } => Attempt::Lost { kind, source },
+                AfterError::Discarded(user_error) => Attempt::Done(Err(user_error)),
+                AfterError::RolledBack(user_error) => {
+                    reset_session(slot, &flags).await;
+                    if flags.take_conflict() {
+                        Attempt::Conflict(Err(user_error))
+                    } else {
+                        Attempt::Done(Err(user_error))
+                    }
+                }
             }
         }
         Err(payload) => {
