@@ -168,6 +168,29 @@ fn mariadb_connection_count() {
     assert_eq!(db.wait_connection_count("count_me", 0, SOON), 0);
 }
 
+/// Ends the holder's transaction: the waiter must then get the lock.
+fn release(
+    holder: &mut impl SimpleConnection,
+    waiter: mpsc::Receiver<diesel::QueryResult<()>>,
+    report: &str,
+) {
+    holder.batch_execute("ROLLBACK").unwrap();
+    let waited = waiter.recv_timeout(SOON).expect("the waiter ends");
+    assert!(
+        waited.is_ok(),
+        "the waiter did not get the lock ({waited:?}); the report:\n{report}"
+    );
+}
+
+/// The line of `report` about `whom`, found by `is`; a failure shows the
+/// report.
+fn line<'r>(report: &'r str, whom: &str, is: impl Fn(&str) -> bool) -> &'r str {
+    report
+        .lines()
+        .find(|l| is(l))
+        .unwrap_or_else(|| panic!("no line for the {whom}:\n{report}"))
+}
+
 /// Polls `report` until it contains `wanted` (at most [`SOON`]); returns
 /// the last report. A quarter of a second apart: InnoDB refreshes what
 /// `information_schema.INNODB_TRX` and `INNODB_LOCK_WAITS` show only when
@@ -206,20 +229,11 @@ fn mariadb_activity_names_the_holder_of_a_lock() {
         conn.batch_execute("UPDATE t SET v = 2 WHERE id = 1")
     });
     let report = report_with(|| db.activity(), "waits for trx ");
-    holder.batch_execute("ROLLBACK").unwrap();
-    let waited = waiter.recv_timeout(SOON).expect("the waiter ends");
-    assert!(
-        waited.is_ok(),
-        "the waiter did not get the lock ({waited:?}); the report:\n{report}"
-    );
-    let holder_line = report
-        .lines()
-        .find(|l| l.starts_with(&format!("session {holder_id} |")))
-        .unwrap_or_else(|| panic!("no line for the holder:\n{report}"));
-    let waiter_line = report
-        .lines()
-        .find(|l| l.contains("UPDATE t SET v = 2"))
-        .unwrap_or_else(|| panic!("no line for the waiter:\n{report}"));
+    release(&mut holder, waiter, &report);
+    let holder_line = line(&report, "holder", |l| {
+        l.starts_with(&format!("session {holder_id} |"))
+    });
+    let waiter_line = line(&report, "waiter", |l| l.contains("UPDATE t SET v = 2"));
     let blocking = waiter_line
         .split("waits for trx ")
         .nth(1)
@@ -252,24 +266,15 @@ fn postgres_activity_names_the_holder_of_a_lock() {
     });
     let blocked = format!("blocked by {{{pid}}}");
     let report = report_with(|| db.activity(), &blocked);
-    holder.batch_execute("ROLLBACK").unwrap();
-    let waited = waiter.recv_timeout(SOON).expect("the waiter ends");
-    assert!(
-        waited.is_ok(),
-        "the waiter did not get the lock ({waited:?}); the report:\n{report}"
-    );
-    let waiter_line = report
-        .lines()
-        .find(|l| l.contains("UPDATE t SET v = 2"))
-        .unwrap_or_else(|| panic!("no line for the waiter:\n{report}"));
+    release(&mut holder, waiter, &report);
+    let waiter_line = line(&report, "waiter", |l| l.contains("UPDATE t SET v = 2"));
     assert!(
         waiter_line.contains(&blocked) && waiter_line.contains("waits on Lock:"),
         "the waiter's line does not name the holder:\n{report}"
     );
-    let holder_line = report
-        .lines()
-        .find(|l| l.starts_with(&format!("pid {pid} |")))
-        .unwrap_or_else(|| panic!("no line for the holder:\n{report}"));
+    let holder_line = line(&report, "holder", |l| {
+        l.starts_with(&format!("pid {pid} |"))
+    });
     assert!(
         holder_line.contains("idle in transaction | client backend | transaction since "),
         "the holder's line:\n{report}"
