@@ -190,14 +190,22 @@ pub fn measure(
         .collect()
 }
 
-/// The `totals:` (or `summary:`) line of a callgrind output file.
-fn total_instructions(text: &str) -> Option<u64> {
+/// The counts of the `totals:` (or `summary:`) line of a callgrind output
+/// file, one per event of its `events:` line.
+fn totals(text: &str) -> Option<Vec<u64>> {
     text.lines()
         .find_map(|l| {
             l.strip_prefix("totals:")
                 .or_else(|| l.strip_prefix("summary:"))
-        })
-        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        })?
+        .split_whitespace()
+        .map(|n| n.parse().ok())
+        .collect()
+}
+
+/// The instructions of a callgrind output file (its first event).
+fn total_instructions(text: &str) -> Option<u64> {
+    totals(text)?.first().copied()
 }
 
 /// The allocator's public entry points (glibc's, and their aliases).
@@ -354,16 +362,8 @@ pub fn data_lines(text: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix("events:"))?
         .split_whitespace()
         .collect();
-    let totals: Vec<u64> = text
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("totals:")
-                .or_else(|| l.strip_prefix("summary:"))
-        })?
-        .split_whitespace()
-        .map(|n| n.parse().ok())
-        .collect::<Option<_>>()?;
-    let event = |name: &str| Some(totals[events.iter().position(|e| *e == name)?]);
+    let totals = totals(text)?;
+    let event = |name: &str| totals.get(events.iter().position(|e| *e == name)?).copied();
     Some(event("D1mr")? + event("D1mw")?)
 }
 
