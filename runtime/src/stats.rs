@@ -77,15 +77,17 @@ pub struct PoolStats {
     pub idle_connections: u32,
 }
 
-/// The live counters behind [`PoolStats`].
+/// The live counters behind [`PoolStats`]. `repr(C)`: the ones a checkout
+/// bumps come first, on the line of the pool's epochs (see `Signals`).
 #[derive(Debug, Default)]
+#[repr(C)]
 pub(crate) struct Counters {
+    pub pings_skipped: AtomicU64,
     /// Checkouts that were not judged without a ping: the others are
     /// `pings_skipped`, so that a call bumps one counter, not two (see
     /// [`Counters::checked_out`]).
     other_checkouts: AtomicU64,
     pub pings: AtomicU64,
-    pub pings_skipped: AtomicU64,
     pub disconnects: AtomicU64,
     pub retries: AtomicU64,
     pub rollbacks: AtomicU64,

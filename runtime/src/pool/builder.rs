@@ -24,7 +24,11 @@ pub struct PoolBuilder<C: TxnConnection> {
     pub(super) config: Config<C>,
 }
 
+/// `repr(C)`: the checkout timeout, read on every call, comes first (on the
+/// first line of the pool's shared state, see `Shared`).
+#[repr(C)]
 pub(super) struct Config<C: TxnConnection> {
+    pub(super) checkout_timeout: Duration,
     url: String,
     /// What connections open: the URL, or the backend's replacement for it
     /// (SQLite `:memory:`: a database of the pool's own).
@@ -35,7 +39,6 @@ pub(super) struct Config<C: TxnConnection> {
     pub(super) settings: ConnectSettings,
     classifier: Option<Arc<Classifier>>,
     on_connect: Option<Arc<OnConnect<C>>>,
-    pub(super) checkout_timeout: Duration,
     limits: Limits,
     keepalive: Option<Duration>,
     /// Read replicas (see `topology.rs` for their knobs).

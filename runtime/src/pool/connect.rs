@@ -25,10 +25,12 @@ use crate::backend::{ConnectSettings, Dialect, TxnConnection};
 use crate::stats::Counters;
 
 /// What every new connection of one pool generation is opened with.
+/// `repr(C)`: the signals, read at every checkout, come first (see `Manager`).
+#[repr(C)]
 pub(crate) struct Connector<C: TxnConnection> {
+    pub signals: Arc<Signals>,
     pub url: String,
     pub settings: ConnectSettings,
-    pub signals: Arc<Signals>,
     pub classifier: Option<Arc<Classifier>>,
     pub on_connect: Option<Arc<OnConnect<C>>>,
     pub watchdog: Option<Watchdog>,
@@ -86,7 +88,7 @@ impl<C: TxnConnection> Connector<C> {
             conn.set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);
         }
         let flags = Arc::new(Flags::default());
-        let watch = self.watchdog.as_ref().map(Watchdog::watch);
+        let watch = self.watchdog.as_ref().map(|w| w.watch(&flags));
         let stamped = self
             .watchdog
             .as_ref()
@@ -97,7 +99,7 @@ impl<C: TxnConnection> Connector<C> {
             signals: self.signals.clone(),
             classifier: self.classifier.clone(),
             inner: diesel::connection::get_default_instrumentation(),
-            watch: watch.clone().filter(|_| stamped),
+            stamps: watch.is_some() && stamped,
             seq: 0,
             fault: Point {
                 socket: socket.clone(),

@@ -1,16 +1,24 @@
 //! What is known about one connection's health, written by its
 //! instrumentation while a statement runs and read by the runner and the
-//! checkout policy.
+//! checkout policy; with the watchdog's [`Stamp`] on the same cache line.
 
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use std::sync::OnceLock;
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
+use super::stamp::Stamp;
 use crate::classify::Disconnect;
 
+/// `repr(C)` and a line of its own: the stamp and the flags, which the
+/// instrumentation and the runner touch around every statement, share the
+/// first 64 bytes; the driver's error (read only after a disconnect) comes
+/// after them.
 #[derive(Default)]
+#[repr(C, align(64))]
 pub(crate) struct Flags {
+    /// The statement in flight and the holder, for the watchdog.
+    pub stamp: Stamp,
     /// 0: healthy; otherwise 1 + the index of the `Disconnect` seen.
     disconnect: AtomicU8,
     conflict: AtomicU8,

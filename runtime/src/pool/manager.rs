@@ -13,9 +13,12 @@ use super::tracked::Tracked;
 use crate::backend::TxnConnection;
 use crate::stats::Counters;
 
+/// `repr(C)`, aligned to a cache line: the checkout's rules and the
+/// connector's first field (the pool's signals) share one line.
+#[repr(C, align(64))]
 pub(crate) struct Manager<C: TxnConnection> {
-    pub connector: Connector<C>,
     pub policy: Rules,
+    pub connector: Connector<C>,
 }
 
 impl<C: TxnConnection> ManageConnection for Manager<C> {
@@ -120,12 +123,8 @@ fn pinging<C, T>(
     t: &mut Tracked<C>,
     ping: impl FnOnce(&mut C) -> diesel::QueryResult<T>,
 ) -> diesel::QueryResult<T> {
-    if let Some(watch) = &t.watch {
-        watch.pinging(true);
-    }
+    t.flags.stamp.pinging(true);
     let result = ping(&mut t.conn);
-    if let Some(watch) = &t.watch {
-        watch.pinging(false);
-    }
+    t.flags.stamp.pinging(false);
     result
 }

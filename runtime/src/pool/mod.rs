@@ -36,6 +36,7 @@ pub(crate) mod resolution;
 pub(crate) mod role;
 pub(crate) mod signals;
 pub(crate) mod socket;
+pub(crate) mod stamp;
 mod target;
 mod token;
 mod topology;
@@ -112,21 +113,26 @@ impl<C: TxnConnection> std::fmt::Debug for Pool<C> {
 impl<C: TxnConnection> std::panic::UnwindSafe for Pool<C> {}
 impl<C: TxnConnection> std::panic::RefUnwindSafe for Pool<C> {}
 
+/// `repr(C)`, aligned to a cache line: what every call reads (the id, the
+/// pool of this process, the signals, the refusal and the replicas, boxed
+/// so that each is one word, and the config's first field, the checkout
+/// timeout) fills the first line.
+#[repr(C, align(64))]
 struct Shared<C: TxnConnection> {
     id: u64,
-    config: builder::Config<C>,
-    signals: Arc<Signals>,
-    resolution: resolution::Resolution,
     /// The r2d2 pool of this process. Replaced (and the parent's leaked, never
     /// dropped: dropping would close the parent's connections) in a forked child.
     current: AtomicPtr<Generation<C>>,
-    _owns: PhantomData<Box<Generation<C>>>,
+    signals: Arc<Signals>,
     /// Set when no checkout can ever succeed (a bad URL given to `build_lazy`).
-    refused: Option<Refusal>,
+    refused: Option<Box<Refusal>>,
+    /// Read replicas, if any (`PoolBuilder::replica`).
+    replicas: Option<Box<replicas::Replicas<C>>>,
+    config: builder::Config<C>,
+    resolution: resolution::Resolution,
+    _owns: PhantomData<Box<Generation<C>>>,
     /// Keeps an in-memory database alive as long as the pool.
     _anchor: Option<Anchor>,
-    /// Read replicas, if any (`PoolBuilder::replica`).
-    replicas: Option<replicas::Replicas<C>>,
 }
 
 struct Generation<C: TxnConnection> {
@@ -218,9 +224,9 @@ impl<C: TxnConnection> Pool<C> {
                 signals,
                 current: AtomicPtr::new(Box::into_raw(generation)),
                 _owns: PhantomData,
-                refused,
+                refused: refused.map(Box::new),
                 _anchor: anchor,
-                replicas,
+                replicas: replicas.map(Box::new),
             }),
         }
     }
@@ -380,9 +386,10 @@ impl<C: TxnConnection> Pool<C> {
             .signals
             .counters
             .checked_out(&mut tracked.trusted);
-        if let Some(watch) = &tracked.watch {
-            watch.checked_out(function.unwrap_or("db_txn::Pool::get"));
-        }
+        tracked
+            .flags
+            .stamp
+            .checked_out(function.unwrap_or("db_txn::Pool::get"));
         Ok(placed)
     }
 

@@ -38,13 +38,11 @@ impl<C: TxnConnection> PooledConnection<C> {
         };
         if raw {
             // Only what this user runs counts. The instrumentation counts
-            // statements in the watch's stamp when statements are watched,
+            // statements in the flags' stamp when statements are watched,
             // and sets the `used` flag when they are not.
             let t = conn.tracked();
             t.flags.take_used();
-            if let Some(watch) = &t.watch {
-                conn.raw_from = watch.statements();
-            }
+            conn.raw_from = t.flags.stamp.statements();
         }
         conn
     }
@@ -53,7 +51,7 @@ impl<C: TxnConnection> PooledConnection<C> {
     fn used_raw(&mut self) -> bool {
         let from = self.raw_from;
         let t = self.tracked();
-        let counted = t.watch.as_ref().is_some_and(|w| w.statements() != from);
+        let counted = t.flags.stamp.statements() != from;
         t.flags.take_used() || counted
     }
 
@@ -84,9 +82,7 @@ impl<C: TxnConnection> Drop for PooledConnection<C> {
             let used = self.used_raw();
             super::reset::after_raw_use(self.tracked(), used);
         }
-        if let Some(watch) = &self.tracked().watch {
-            watch.checked_in();
-        }
+        self.tracked().flags.stamp.checked_in();
         // SAFETY: dropped once, here, and never used again.
         unsafe { ManuallyDrop::drop(&mut self.inner) };
     }

@@ -8,6 +8,9 @@ use super::clock::{self, Ms};
 use super::fault::Faults;
 use crate::stats::Counters;
 
+/// `repr(C)`, aligned to a cache line: the three epochs a checkout reads
+/// and the counter it bumps (the first of `counters`) share one line.
+#[repr(C, align(64))]
 pub(crate) struct Signals {
     /// Bumped on every disconnect seen on the pool: a connection last known
     /// healthy in an older epoch is pinged at its next checkout.
@@ -20,8 +23,8 @@ pub(crate) struct Signals {
     /// healthy before then are retired without a ping: their path is
     /// suspect, and a ping on a dead path would hang.
     distrust: AtomicU64,
-    warned: AtomicU8,
     pub counters: Counters,
+    warned: AtomicU8,
     /// A retry-safety check running on the pool.
     pub faults: Faults,
 }

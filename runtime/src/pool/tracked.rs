@@ -12,27 +12,25 @@ use super::watchdog::Watch;
 use crate::backend::ServerInfo;
 use crate::stats::Counters;
 
+/// `repr(C)`, aligned to a cache line: what the checkout, the runner and
+/// the return read or write on every call comes first, in two lines (the
+/// first only read, the second also written), before the server's facts and
+/// the driver's connection, which are laid out after them.
+#[repr(C, align(64))]
 pub struct Tracked<C> {
-    pub(crate) conn: C,
     pub(crate) flags: Arc<Flags>,
-    pub(crate) server: ServerInfo,
-    pub(crate) created: Ms,
+    pub(crate) signals: Arc<Signals>,
+    /// When the last checkout judged it (when it opened, before any).
+    pub(crate) judged: Ms,
     /// Last time it was known healthy: the checkout of a call that
     /// committed, or a ping that succeeded.
     pub(crate) last_ok: Ms,
-    /// A transaction committed since checkout: `last_ok` moves to the
-    /// checkout's time at the return.
-    pub(crate) ok: bool,
     /// When it last went back to the pool, as the time of the checkout that
     /// it returned from: the clock is read once per call, at checkout, and
     /// an idle time measured from the checkout errs on the long side (an
     /// earlier retirement, an earlier ping), never on the short one.
     pub(crate) last_release: Ms,
-    /// When the last checkout judged it (when it opened, before any).
-    pub(crate) judged: Ms,
-    /// The checkout that takes it next was judged without a ping: it is
-    /// counted once, as a skipped ping (see [`Counters::checked_out`]).
-    pub(crate) trusted: bool,
+    pub(crate) created: Ms,
     /// Retired unpinged once idle this long (ms): before the server's own
     /// idle limit (`wait_timeout`, read at connect).
     pub(crate) retire_idle: u64,
@@ -41,12 +39,19 @@ pub struct Tracked<C> {
     /// The pool's role epoch when its role was last checked, and when.
     pub(crate) role_epoch: u64,
     pub(crate) role_checked: Ms,
-    pub(crate) signals: Arc<Signals>,
-    pub(crate) watch: Option<Arc<Watch>>,
+    /// A transaction committed since checkout: `last_ok` moves to the
+    /// checkout's time at the return.
+    pub(crate) ok: bool,
+    /// The checkout that takes it next was judged without a ping: it is
+    /// counted once, as a skipped ping (see [`Counters::checked_out`]).
+    pub(crate) trusted: bool,
     /// The connection's socket, when it was identified.
     pub(crate) fd: Option<RawFd>,
+    pub(crate) watch: Option<Arc<Watch>>,
+    pub(crate) server: ServerInfo,
     /// Keeps a forked child off the socket.
     pub(crate) protected: Option<Protected>,
+    pub(crate) conn: C,
 }
 
 impl<C> Tracked<C> {

@@ -24,19 +24,22 @@
 //! never after the connection dropped it (both take `Watch::guard`).
 //!
 //! Statements are stamped with the watchdog's tick, not a clock: two relaxed
-//! atomic operations per statement.
+//! atomic operations per statement, on the connection's flags (`stamp.rs`),
+//! where the watchdog copies its tick each period.
 
 use std::collections::HashMap;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread;
 use std::time::Duration;
 
+use super::flags::Flags;
 use super::probe::{ProbeError, SessionProbe, SessionState};
 use super::signals::{Signals, Warning};
 use super::socket;
+use super::stamp::{Stamp, TICK_MASK};
 use crate::stats::Counters;
 
 /// How long the checkout ping may wait before the server is asked about it.
@@ -60,21 +63,11 @@ pub(crate) struct Limits {
     pub leak: Option<Duration>,
 }
 
-/// What the watchdog knows about one connection.
+/// What the watchdog knows about one connection: its [`Stamp`] (inside its
+/// flags, where the statements write it), its socket and its session.
 pub(crate) struct Watch {
-    /// The statement in flight: `seq << 32 | tick << 1 | 1`; the low bit is
-    /// clear when none is.
-    statement: AtomicU64,
-    /// The statement in flight is the checkout ping.
-    pinging: AtomicBool,
-    clock: Arc<AtomicU32>,
-    /// The watchdog's tick when the connection was checked out (0 while
-    /// idle): a relaxed load, not a clock read, per checkout.
-    held_since: AtomicU32,
-    /// Who checked it out: a `&'static str` packed in one word (see
-    /// [`pack`]), so that a checkout is two plain stores, no lock.
-    held_by: AtomicU64,
-    leak_reported: AtomicBool,
+    /// The connection's flags, for their stamp.
+    flags: Arc<Flags>,
     /// The socket, while the connection owns it.
     guard: Mutex<Option<RawFd>>,
     /// The server's id of this session, when known.
@@ -84,59 +77,8 @@ pub(crate) struct Watch {
 }
 
 impl Watch {
-    /// Stamp a new statement; `seq` is the connection's statement counter.
-    #[inline]
-    pub(crate) fn statement_started(&self, seq: u32) {
-        let tick = self.clock.load(Relaxed) & 0x7fff_ffff;
-        self.statement
-            .store(u64::from(seq) << 32 | u64::from(tick) << 1 | 1, Relaxed);
-    }
-
-    /// The connection's statement counter, as last stamped.
-    #[inline]
-    pub(crate) fn statements(&self) -> u32 {
-        (self.statement.load(Relaxed) >> 32) as u32
-    }
-
-    #[inline]
-    /// The statement `seq` got its answer: the stamp keeps when (low bit
-    /// clear: nothing in flight).
-    pub(crate) fn statement_finished(&self, seq: u32) {
-        let tick = self.clock.load(Relaxed) & 0x7fff_ffff;
-        self.statement
-            .store(u64::from(seq) << 32 | u64::from(tick) << 1, Relaxed);
-    }
-
-    /// Whole watchdog periods since the last statement got its answer (0
-    /// when one is in flight or none ran).
-    #[inline]
-    pub(crate) fn quiet_ticks(&self) -> u32 {
-        let state = self.statement.load(Relaxed);
-        if state & 1 == 1 || state == 0 {
-            return 0;
-        }
-        let since = (state as u32) >> 1;
-        (self.clock.load(Relaxed) & 0x7fff_ffff).wrapping_sub(since) & 0x7fff_ffff
-    }
-
-    #[inline]
-    pub(crate) fn pinging(&self, on: bool) {
-        self.pinging.store(on, Relaxed);
-    }
-
-    #[inline]
-    pub(crate) fn checked_out(&self, by: &'static str) {
-        self.held_by.store(pack(by), Relaxed);
-        self.held_since
-            .store(self.clock.load(Relaxed).max(1), Relaxed);
-        if self.leak_reported.load(Relaxed) {
-            self.leak_reported.store(false, Relaxed);
-        }
-    }
-
-    #[inline]
-    pub(crate) fn checked_in(&self) {
-        self.held_since.store(0, Relaxed);
+    fn stamp(&self) -> &Stamp {
+        &self.flags.stamp
     }
 
     /// The connection is closing: its descriptor may be reused from now on.
@@ -166,11 +108,11 @@ impl Watch {
     /// Shut the socket down if statement `seq` is still the one in flight.
     fn cut(&self, seq: u32) -> bool {
         let guard = self.guard.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = self.statement.load(Relaxed);
+        let now = self.stamp().statement.load(Relaxed);
         match *guard {
             Some(fd) if now & 1 == 1 && (now >> 32) as u32 == seq => {
                 socket::shut_down(fd);
-                self.statement.store(0, Relaxed);
+                self.stamp().statement.store(0, Relaxed);
                 true
             }
             _ => false,
@@ -187,7 +129,8 @@ struct Shared {
     watched: Mutex<Vec<Weak<Watch>>>,
     limits: Limits,
     period: Duration,
-    clock: Arc<AtomicU32>,
+    /// The tick: advanced once per period, copied into every watched stamp.
+    clock: AtomicU32,
     signals: Arc<Signals>,
     probe: Option<Arc<dyn SessionProbe>>,
     asking: Mutex<Option<Asking>>,
@@ -225,7 +168,7 @@ impl Watchdog {
                 ..limits
             },
             period,
-            clock: Arc::new(AtomicU32::new(1)),
+            clock: AtomicU32::new(1),
             signals,
             probe,
             asking: Mutex::new(None),
@@ -245,14 +188,14 @@ impl Watchdog {
         Some(Watchdog { shared })
     }
 
-    pub(crate) fn watch(&self) -> Arc<Watch> {
+    /// Watch the connection of `flags`: its stamp gets the tick from now on.
+    pub(crate) fn watch(&self, flags: &Arc<Flags>) -> Arc<Watch> {
+        flags
+            .stamp
+            .tick
+            .store(self.shared.clock.load(Relaxed), Relaxed);
         let watch = Arc::new(Watch {
-            statement: AtomicU64::new(0),
-            pinging: AtomicBool::new(false),
-            clock: self.shared.clock.clone(),
-            held_since: AtomicU32::new(0),
-            held_by: AtomicU64::new(0),
-            leak_reported: AtomicBool::new(false),
+            flags: flags.clone(),
             guard: Mutex::new(None),
             session: AtomicU64::new(0),
             judged: Mutex::new(None),
@@ -284,19 +227,21 @@ impl Shared {
             let list = self.watched.lock().unwrap_or_else(PoisonError::into_inner);
             list.iter().filter_map(Weak::upgrade).collect()
         };
-        let now = self.clock.load(Relaxed) & 0x7fff_ffff;
+        let now = self.clock.load(Relaxed) & TICK_MASK;
         self.collect_answer(now);
         let mut ask = Vec::new();
         for watch in &watched {
+            // The statements of this period are stamped with it.
+            watch.stamp().tick.store(now, Relaxed);
             if let Some(leak) = self.limits.leak {
                 self.check_leak(watch, leak);
             }
-            let state = watch.statement.load(Relaxed);
+            let state = watch.stamp().statement.load(Relaxed);
             if state & 1 == 0 {
                 continue;
             }
             let (seq, started) = ((state >> 32) as u32, (state as u32) >> 1);
-            let age = now.wrapping_sub(started) & 0x7fff_ffff;
+            let age = now.wrapping_sub(started) & TICK_MASK;
             if let Some(stall) = self.limits.stall {
                 if age >= self.ticks(stall) {
                     self.cut(watch, seq, "no answer within stall_timeout");
@@ -306,7 +251,7 @@ impl Shared {
             let Some(check) = self.limits.check_after else {
                 continue;
             };
-            let check = if watch.pinging.load(Relaxed) {
+            let check = if watch.stamp().pinging.load(Relaxed) {
                 check.min(PING_CHECK_AFTER)
             } else {
                 check
@@ -465,12 +410,13 @@ impl Shared {
     }
 
     fn check_leak(&self, watch: &Watch, leak: Duration) {
-        let since = watch.held_since.load(Relaxed);
+        let stamp = watch.stamp();
+        let since = stamp.held_since.load(Relaxed);
         if since != 0 {
             let ticks = self.clock.load(Relaxed).wrapping_sub(since);
             let held_for = self.period.saturating_mul(ticks);
-            let by = unpack(watch.held_by.load(Relaxed));
-            if held_for >= leak && !watch.leak_reported.swap(true, Relaxed) {
+            let by = stamp.held_by();
+            if held_for >= leak && !stamp.leak_reported.swap(true, Relaxed) {
                 Counters::bump(&self.signals.counters.leaks);
                 tracing::warn!(
                     target: "db_txn",
@@ -480,45 +426,5 @@ impl Shared {
                 );
             }
         }
-    }
-}
-
-/// A `&'static str` in one word: its address (user-space addresses fit in 48
-/// bits on the 64-bit systems this runs on) and its length (up to 65535
-/// bytes). Anything else packs to 0, which reads back as "unknown".
-fn pack(s: &'static str) -> u64 {
-    let (addr, len) = (s.as_ptr() as usize as u64, s.len() as u64);
-    if addr >> 48 == 0 && len >> 16 == 0 {
-        addr << 16 | len
-    } else {
-        0
-    }
-}
-
-fn unpack(word: u64) -> &'static str {
-    let (addr, len) = ((word >> 16) as usize, (word & 0xffff) as usize);
-    if word == 0 {
-        return "unknown";
-    }
-    // SAFETY: `word` came from `pack` of a `&'static str` (one atomic
-    // word, never torn): this is that string's address and length.
-    unsafe { std::str::from_utf8_unchecked(std::slice::from_raw_parts(addr as *const u8, len)) }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_static_str_survives_packing() {
-        for s in ["db_txn::Pool::get", "app::orders::place_order", ""] {
-            let w = pack(s);
-            if s.is_empty() {
-                assert_eq!(unpack(w), "");
-            } else {
-                assert_eq!(unpack(w), s);
-            }
-        }
-        assert_eq!(unpack(0), "unknown");
     }
 }

@@ -301,7 +301,7 @@ where
     }
     match outcome {
         Ok(Ok(value)) => {
-            let quiet = tracked.watch.as_ref().is_some_and(|w| w.quiet_ticks() > 0);
+            let quiet = flags.stamp.quiet_ticks() > 0;
             if quiet && flags.disconnect().is_none() && tracked.fd.is_some_and(pool::hung_up) {
                 // The server closed the connection before COMMIT was sent
                 // (a KILL, a restart, an idle timeout): nothing can have

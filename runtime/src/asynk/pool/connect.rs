@@ -96,7 +96,7 @@ impl<C: AsyncTxnConnection> Connector<C> {
         }
         let flags = Arc::new(Flags::default());
         let in_flight = Arc::new(AtomicU32::new(0));
-        let watch = self.watchdog.as_ref().map(Watchdog::watch);
+        let watch = self.watchdog.as_ref().map(|w| w.watch(&flags));
         let stamped = self
             .watchdog
             .as_ref()
@@ -107,7 +107,7 @@ impl<C: AsyncTxnConnection> Connector<C> {
                 signals: self.signals.clone(),
                 classifier: self.classifier.clone(),
                 inner: diesel::connection::get_default_instrumentation(),
-                watch: watch.clone().filter(|_| stamped),
+                stamps: watch.is_some() && stamped,
                 seq: 0,
                 // No retry-safety check on an async pool.
                 fault: Point {

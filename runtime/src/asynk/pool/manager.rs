@@ -13,7 +13,7 @@ use crate::backend::AsyncTxnConnection;
 use crate::pool::clock;
 use crate::pool::policy::{Rules, Verdict};
 use crate::pool::role;
-use crate::pool::watchdog::Watch;
+use crate::pool::stamp::Stamp;
 use crate::stats::Counters;
 
 /// The statement of the checkout ping.
@@ -59,7 +59,7 @@ impl<C: AsyncTxnConnection> deadpool::managed::Manager for Manager<C> {
                 Counters::bump(&counters.pings);
                 tracing::trace!(target: "db_txn", "ping");
                 let t = &mut slot.tracked;
-                pinging(t.watch.as_deref(), t.conn.batch_execute(PING)).await?;
+                pinging(&t.flags.stamp, t.conn.batch_execute(PING)).await?;
                 slot.tracked.last_ok = clock::now();
                 slot.tracked.epoch = epoch;
                 Ok(())
@@ -70,7 +70,7 @@ impl<C: AsyncTxnConnection> deadpool::managed::Manager for Manager<C> {
                 let t = &mut slot.tracked;
                 let read =
                     pooler::own_read(&mut t.conn, self.connector.pooler, async |c| c.role().await);
-                let server = pinging(t.watch.as_deref(), read).await?;
+                let server = pinging(&t.flags.stamp, read).await?;
                 role::settle(
                     self.policy.role,
                     &mut slot.tracked,
@@ -90,15 +90,11 @@ impl<C: AsyncTxnConnection> deadpool::managed::Manager for Manager<C> {
 /// Run a ping (or role check): the watchdog asks the server about a ping
 /// sooner than about a statement, as a healthy server answers it at once.
 async fn pinging<T>(
-    watch: Option<&Watch>,
+    stamp: &Stamp,
     ping: impl Future<Output = diesel::QueryResult<T>>,
 ) -> Result<T, RecycleError<ConnectError>> {
-    if let Some(watch) = watch {
-        watch.pinging(true);
-    }
+    stamp.pinging(true);
     let result = ping.await;
-    if let Some(watch) = watch {
-        watch.pinging(false);
-    }
+    stamp.pinging(false);
     result.map_err(|e| RecycleError::Backend(ConnectError::Setup(e)))
 }

@@ -211,9 +211,10 @@ impl<C: AsyncTxnConnection> AsyncPool<C> {
                         .signals
                         .counters
                         .checked_out(&mut tracked.trusted);
-                    if let Some(watch) = &tracked.watch {
-                        watch.checked_out(function.unwrap_or("db_txn::AsyncPool::get"));
-                    }
+                    tracked
+                        .flags
+                        .stamp
+                        .checked_out(function.unwrap_or("db_txn::AsyncPool::get"));
                     return Ok(conn);
                 }
                 // A failed connect: the server may be restarting. Ask again

@@ -95,9 +95,7 @@ impl<C: AsyncTxnConnection> Drop for AsyncPooledConnection<C> {
 
 fn release<C: AsyncTxnConnection>(mut obj: Object<Manager<C>>) {
     let slot: &mut Slot<C> = &mut obj;
-    if let Some(watch) = &slot.tracked.watch {
-        watch.checked_in();
-    }
+    slot.tracked.flags.stamp.checked_in();
     if slot.mid_statement() {
         return abandon_statement(obj);
     }
