@@ -11,6 +11,8 @@
 //! Times are the watchdog's ticks, not a clock: the watchdog copies its tick
 //! into every watched connection's stamp each period, so that a statement
 //! is stamped with two relaxed operations on this line and nothing else.
+//! The encoding is this file's alone: the watchdog reads the stamp through
+//! the methods below.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 
@@ -23,17 +25,17 @@ pub(crate) struct Stamp {
     /// The statement in flight: `seq << 32 | tick << 1 | 1`; the low bit is
     /// clear when none is (then the tick is when the last one got its
     /// answer). 0 until the first statement is stamped.
-    pub(super) statement: AtomicU64,
+    statement: AtomicU64,
     /// Who checked it out: a `&'static str` packed in one word (see
     /// [`pack`]), so that a checkout is two plain stores, no lock.
-    pub(super) held_by: AtomicU64,
+    held_by: AtomicU64,
     /// The watchdog's tick, as it last copied it here (0 when unwatched).
-    pub(super) tick: AtomicU32,
+    tick: AtomicU32,
     /// The tick when the connection was checked out (0 while idle).
-    pub(super) held_since: AtomicU32,
+    held_since: AtomicU32,
     /// The statement in flight is the checkout ping.
-    pub(super) pinging: AtomicBool,
-    pub(super) leak_reported: AtomicBool,
+    pinging: AtomicBool,
+    leak_reported: AtomicBool,
 }
 
 impl Stamp {
@@ -101,6 +103,40 @@ impl Stamp {
     /// Who holds the connection, as [`checked_out`](Self::checked_out) was told.
     pub(super) fn held_by(&self) -> &'static str {
         unpack(self.held_by.load(Relaxed))
+    }
+
+    /// The watchdog's tick, copied here (masked as every tick is).
+    pub(super) fn set_tick(&self, tick: u32) {
+        self.tick.store(tick & TICK_MASK, Relaxed);
+    }
+
+    /// The statement in flight, if any: its number and the tick it started.
+    pub(super) fn in_flight(&self) -> Option<(u32, u32)> {
+        let state = self.statement.load(Relaxed);
+        (state & 1 == 1).then_some(((state >> 32) as u32, (state as u32) >> 1))
+    }
+
+    /// Forget the statement in flight (its socket was shut down).
+    pub(super) fn clear(&self) {
+        self.statement.store(0, Relaxed);
+    }
+
+    /// The statement in flight is the checkout ping.
+    pub(super) fn is_pinging(&self) -> bool {
+        self.pinging.load(Relaxed)
+    }
+
+    /// Ticks since the checkout as of tick `now`, if it is checked out.
+    pub(super) fn held_ticks(&self, now: u32) -> Option<u32> {
+        match self.held_since.load(Relaxed) {
+            0 => None,
+            since => Some(now.wrapping_sub(since) & TICK_MASK),
+        }
+    }
+
+    /// `true` the first time it is called since the last checkout.
+    pub(super) fn first_leak_report(&self) -> bool {
+        !self.leak_reported.swap(true, Relaxed)
     }
 }
 
@@ -171,5 +207,19 @@ mod tests {
         );
         s.checked_in();
         assert_eq!(s.held_since.load(Relaxed), 0);
+        assert_eq!(s.held_ticks(9), None, "idle: not held");
+    }
+
+    #[test]
+    fn ticks_past_31_bits_compare_masked() {
+        // The watchdog's clock is a `u32`; the stamp keeps 31 bits of it.
+        let s = Stamp::default();
+        s.set_tick(0x8000_0005);
+        s.checked_out("app::f");
+        assert_eq!(s.held_ticks(0x8000_0007), Some(2));
+        s.statement_started(3);
+        assert_eq!(s.in_flight(), Some((3, 5)));
+        s.clear();
+        assert_eq!(s.in_flight(), None);
     }
 }

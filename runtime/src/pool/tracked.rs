@@ -13,9 +13,8 @@ use crate::backend::ServerInfo;
 use crate::stats::Counters;
 
 /// `repr(C)`, aligned to a cache line: what the checkout, the runner and
-/// the return read or write on every call comes first, in two lines (the
-/// first only read, the second also written), before the server's facts and
-/// the driver's connection, which are laid out after them.
+/// the return read or write on every call comes first, in two lines, before
+/// the server's facts and the driver's connection.
 #[repr(C, align(64))]
 pub struct Tracked<C> {
     pub(crate) flags: Arc<Flags>,

@@ -108,11 +108,10 @@ impl Watch {
     /// Shut the socket down if statement `seq` is still the one in flight.
     fn cut(&self, seq: u32) -> bool {
         let guard = self.guard.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = self.stamp().statement.load(Relaxed);
         match *guard {
-            Some(fd) if now & 1 == 1 && (now >> 32) as u32 == seq => {
+            Some(fd) if self.stamp().in_flight().is_some_and(|(s, _)| s == seq) => {
                 socket::shut_down(fd);
-                self.stamp().statement.store(0, Relaxed);
+                self.stamp().clear();
                 true
             }
             _ => false,
@@ -190,10 +189,7 @@ impl Watchdog {
 
     /// Watch the connection of `flags`: its stamp gets the tick from now on.
     pub(crate) fn watch(&self, flags: &Arc<Flags>) -> Arc<Watch> {
-        flags
-            .stamp
-            .tick
-            .store(self.shared.clock.load(Relaxed), Relaxed);
+        flags.stamp.set_tick(self.shared.clock.load(Relaxed));
         let watch = Arc::new(Watch {
             flags: flags.clone(),
             guard: Mutex::new(None),
@@ -232,15 +228,13 @@ impl Shared {
         let mut ask = Vec::new();
         for watch in &watched {
             // The statements of this period are stamped with it.
-            watch.stamp().tick.store(now, Relaxed);
+            watch.stamp().set_tick(now);
             if let Some(leak) = self.limits.leak {
                 self.check_leak(watch, leak);
             }
-            let state = watch.stamp().statement.load(Relaxed);
-            if state & 1 == 0 {
+            let Some((seq, started)) = watch.stamp().in_flight() else {
                 continue;
-            }
-            let (seq, started) = ((state >> 32) as u32, (state as u32) >> 1);
+            };
             let age = now.wrapping_sub(started) & TICK_MASK;
             if let Some(stall) = self.limits.stall {
                 if age >= self.ticks(stall) {
@@ -251,7 +245,7 @@ impl Shared {
             let Some(check) = self.limits.check_after else {
                 continue;
             };
-            let check = if watch.stamp().pinging.load(Relaxed) {
+            let check = if watch.stamp().is_pinging() {
                 check.min(PING_CHECK_AFTER)
             } else {
                 check
@@ -411,12 +405,10 @@ impl Shared {
 
     fn check_leak(&self, watch: &Watch, leak: Duration) {
         let stamp = watch.stamp();
-        let since = stamp.held_since.load(Relaxed);
-        if since != 0 {
-            let ticks = self.clock.load(Relaxed).wrapping_sub(since);
+        if let Some(ticks) = stamp.held_ticks(self.clock.load(Relaxed)) {
             let held_for = self.period.saturating_mul(ticks);
             let by = stamp.held_by();
-            if held_for >= leak && !stamp.leak_reported.swap(true, Relaxed) {
+            if held_for >= leak && stamp.first_leak_report() {
                 Counters::bump(&self.signals.counters.leaks);
                 tracing::warn!(
                     target: "db_txn",
