@@ -196,11 +196,17 @@ fn line<'r>(report: &'r str, whom: &str, is: impl Fn(&str) -> bool) -> &'r str {
 /// `information_schema.INNODB_TRX` and `INNODB_LOCK_WAITS` show only when
 /// they were not read for 0.1 s, so faster polling would read the first
 /// snapshot again and again.
-fn report_with(report: impl Fn() -> String, wanted: &str) -> String {
+/// Polls `report` until one of its lines holds every string in `wanted`
+/// (a lock wait is visible in the lock table a moment before the waiter's
+/// wait event is set, so both are waited for together), or `SOON` passes.
+fn report_with(report: impl Fn() -> String, wanted: &[&str]) -> String {
     let deadline = Instant::now() + SOON;
     loop {
         let text = report();
-        if text.contains(wanted) || Instant::now() > deadline {
+        let seen = text
+            .lines()
+            .any(|line| wanted.iter().all(|part| line.contains(part)));
+        if seen || Instant::now() > deadline {
             return text;
         }
         thread::sleep(Duration::from_millis(250));
@@ -228,7 +234,7 @@ fn mariadb_activity_names_the_holder_of_a_lock() {
             .unwrap();
         conn.batch_execute("UPDATE t SET v = 2 WHERE id = 1")
     });
-    let report = report_with(|| db.activity(), "waits for trx ");
+    let report = report_with(|| db.activity(), &["waits for trx "]);
     release(&mut holder, waiter, &report);
     let holder_line = line(&report, "holder", |l| {
         l.starts_with(&format!("session {holder_id} |"))
@@ -265,7 +271,7 @@ fn postgres_activity_names_the_holder_of_a_lock() {
         conn.batch_execute("SET lock_timeout = '120s'; UPDATE t SET v = 2 WHERE id = 1")
     });
     let blocked = format!("blocked by {{{pid}}}");
-    let report = report_with(|| db.activity(), &blocked);
+    let report = report_with(|| db.activity(), &[&blocked, "waits on Lock:"]);
     release(&mut holder, waiter, &report);
     let waiter_line = line(&report, "waiter", |l| l.contains("UPDATE t SET v = 2"));
     assert!(
