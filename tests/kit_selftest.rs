@@ -191,14 +191,13 @@ fn line<'r>(report: &'r str, whom: &str, is: impl Fn(&str) -> bool) -> &'r str {
         .unwrap_or_else(|| panic!("no line for the {whom}:\n{report}"))
 }
 
-/// Polls `report` until it contains `wanted` (at most [`SOON`]); returns
-/// the last report. A quarter of a second apart: InnoDB refreshes what
-/// `information_schema.INNODB_TRX` and `INNODB_LOCK_WAITS` show only when
-/// they were not read for 0.1 s, so faster polling would read the first
-/// snapshot again and again.
 /// Polls `report` until one of its lines holds every string in `wanted`
-/// (a lock wait is visible in the lock table a moment before the waiter's
-/// wait event is set, so both are waited for together), or `SOON` passes.
+/// (at most [`SOON`]); returns the last report. All on one line: PostgreSQL
+/// shows a lock wait in `pg_blocking_pids` a moment before the waiter's
+/// wait event is set, so both are waited for together. A quarter of a
+/// second apart: InnoDB refreshes what `information_schema.INNODB_TRX` and
+/// `INNODB_LOCK_WAITS` show only when they were not read for 0.1 s, so
+/// faster polling would read the first snapshot again and again.
 fn report_with(report: impl Fn() -> String, wanted: &[&str]) -> String {
     let deadline = Instant::now() + SOON;
     loop {
@@ -1114,6 +1113,54 @@ fn mariadb_read_only_and_switchover() {
     new.batch_execute("INSERT INTO t VALUES (5)").unwrap();
     assert!(primary.wait_caught_up(&replica, SOON));
     assert_eq!(primary.query_i64("SELECT COUNT(*) FROM test.t"), 4);
+}
+
+/// `set_read_only(true)` while a write waits for the row lock of a
+/// transaction that has one more statement to run: a plain `SET GLOBAL
+/// read_only = 1` would hold that statement back until the waiting write
+/// failed with 1205 (here after 20 s); the kit's bounded tries let both
+/// transactions finish, then the server is read-only.
+#[test]
+fn mariadb_read_only_does_not_wedge_a_lock_queue() {
+    let primary = MariaDb::start_primary().unwrap();
+    let url = primary.url();
+    let mut holder = MysqlConnection::establish(&url).unwrap();
+    holder
+        .batch_execute(
+            "CREATE TABLE t (id INT PRIMARY KEY, v INT) ENGINE=InnoDB; \
+             INSERT INTO t VALUES (1, 0), (2, 0)",
+        )
+        .unwrap();
+    holder
+        .batch_execute("BEGIN; UPDATE t SET v = 1 WHERE id = 1")
+        .unwrap();
+    let waiter_url = url.clone();
+    let waiter = background(move || {
+        let mut conn = MysqlConnection::establish(&waiter_url).expect("connect");
+        conn.batch_execute("SET SESSION innodb_lock_wait_timeout = 20")
+            .unwrap();
+        conn.batch_execute("UPDATE t SET v = 2 WHERE id = 1")
+    });
+    let report = report_with(|| primary.activity(), &["waits for trx "]);
+    assert!(report.contains("waits for trx "), "no lock wait:\n{report}");
+    // The holder's next statement comes while read_only is being set.
+    let holder = background(move || {
+        thread::sleep(STALL);
+        holder.batch_execute("UPDATE t SET v = 1 WHERE id = 2; COMMIT")
+    });
+    let took = Instant::now();
+    primary.set_read_only(true);
+    let took = took.elapsed();
+    let held = holder.recv_timeout(SOON).expect("the holder ends");
+    let waited = waiter.recv_timeout(SOON).expect("the waiter ends");
+    assert!(held.is_ok(), "the holder: {held:?} (set in {took:?})");
+    assert!(waited.is_ok(), "the waiter: {waited:?} (set in {took:?})");
+    assert_eq!(primary.query_i64("SELECT v FROM test.t WHERE id = 1"), 2);
+    let mut late = MysqlConnection::establish(&url).unwrap();
+    let err = late
+        .batch_execute("INSERT INTO t VALUES (3, 0)")
+        .unwrap_err();
+    assert!(is_read_only_1290(&err), "read-only after {took:?}: {err}");
 }
 
 // --------------------------------------------------------------- pgbouncer

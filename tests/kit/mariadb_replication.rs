@@ -29,7 +29,7 @@
 //! ```
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::RunQueryDsl;
@@ -179,10 +179,36 @@ impl MariaDb {
     /// fails with error 1290 (`ER_OPTION_PREVENTS_STATEMENT`); the
     /// replication threads and the kit's admin connections still write.
     ///
+    /// Turning it on is done as a careful switchover does, with a bounded
+    /// wait, tried again until it takes. `SET GLOBAL read_only = 1` takes
+    /// the server's backup lock: it waits for the writing statements that
+    /// are running, and new ones wait behind it. When a running write waits
+    /// for a row lock of a transaction whose next statement is such a new
+    /// one, nothing moves until InnoDB gives up on the row lock
+    /// (`innodb_lock_wait_timeout`, 50 s): that write fails with 1205, a
+    /// plain lock-wait timeout. Seen here under the failover tests' load.
+    /// So each try waits at most 1 s (`lock_wait_timeout`); when it gives
+    /// up, the queue behind it drains, and the next try takes the lock.
+    ///
     /// # Panics
-    /// On failure.
+    /// On failure, or if turning it on has not succeeded within 30 s.
     pub fn set_read_only(&self, on: bool) {
-        self.exec(&format!("SET GLOBAL read_only = {}", u8::from(on)));
+        if !on {
+            return self.exec("SET GLOBAL read_only = 0");
+        }
+        let deadline = Instant::now() + CATCH_UP;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.admin_batch(&[
+                "SET SESSION lock_wait_timeout = 1",
+                "SET GLOBAL read_only = 1",
+            ]) {
+                Ok(()) => return,
+                Err(e) if is_lock_wait_timeout(&e) && Instant::now() < deadline => {}
+                Err(e) => panic!("MariaDB read_only = 1, try {tries}: {e}"),
+            }
+        }
     }
 
     /// Switches the primary role from this server to `replica`: this
@@ -212,4 +238,9 @@ impl MariaDb {
         }
         Ok(())
     }
+}
+
+/// MariaDB's error 1205 (`ER_LOCK_WAIT_TIMEOUT`), as the kit reports it.
+fn is_lock_wait_timeout(e: &KitError) -> bool {
+    e.to_string().contains("Lock wait timeout exceeded")
 }
