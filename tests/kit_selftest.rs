@@ -857,6 +857,48 @@ fn proxy_process_commit_faults_postgres() {
     assert_eq!(count(30), 0);
 }
 
+/// A cut-after-`COMMIT` fault stays pending until the server has answered
+/// the `COMMIT`: a test that waits for it and then crashes the server
+/// cannot undo the commit. Here a deferred trigger makes the `COMMIT` take
+/// a second on the server.
+#[test]
+fn proxy_process_cut_after_commit_pends_until_the_reply() {
+    let db = Postgres::shared();
+    let url = db.create_database("pp_slow_commit");
+    db.exec_in(
+        "pp_slow_commit",
+        "CREATE TABLE t (id INT PRIMARY KEY); \
+         CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN PERFORM pg_sleep(1); RETURN NULL; END $$; \
+         CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON t \
+         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow()",
+    );
+    let proxy = ProxyProcess::start(addr(db.port())).unwrap();
+    let proxied = via(&url, db.port(), proxy.port());
+    let mut conn = PgConnection::establish(&proxied).unwrap();
+    proxy.cut_after_commit();
+    let call = background(move || insert_and_commit(&mut conn, 1, false));
+    let committing = "SELECT COUNT(*) FROM pg_stat_activity \
+                      WHERE query = 'COMMIT' AND state = 'active'";
+    let started = Instant::now();
+    while db.query_i64_in("pp_slow_commit", committing) == 0 {
+        assert!(
+            started.elapsed() < SOON,
+            "the COMMIT never reached the server"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        proxy.commit_fault_pending(),
+        "the server is still in the COMMIT: the fault has not fired"
+    );
+    let ended = call.recv_timeout(SOON).expect("the call ends");
+    assert!(ended.is_err(), "the reply was swallowed: {ended:?}");
+    assert!(!proxy.commit_fault_pending(), "the reply came: fired");
+    let count = db.query_i64_in("pp_slow_commit", "SELECT COUNT(*) FROM t WHERE id = 1");
+    assert_eq!(count, 1, "committed");
+}
+
 /// `hold_commit`: the server's session waits in its transaction (the row
 /// invisible to others) until the black hole is lifted, which delivers the
 /// COMMIT.

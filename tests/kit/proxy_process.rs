@@ -202,7 +202,11 @@ impl ProxyProcess {
         self.command(ProxyCommand::Arm(CommitFault::Hold));
     }
 
-    /// Whether an armed `COMMIT` fault has not fired yet.
+    /// Whether an armed `COMMIT` fault has not fired yet. A
+    /// [`cut_after_commit`](Self::cut_after_commit) fires when the server's
+    /// reply to the `COMMIT` has come (and was swallowed), or the connection
+    /// ended before it: once this is false, the server is done with that
+    /// `COMMIT`, so a crash from then on cannot undo it.
     pub fn commit_fault_pending(&self) -> bool {
         self.count(ProxyCommand::Pending) != 0
     }

@@ -68,7 +68,8 @@ pub struct Stats {
     pub accepted: u64,
     /// Open connections on which nothing is forwarded now.
     pub blackholed: usize,
-    /// A `COMMIT` fault is armed and has not fired yet.
+    /// A `COMMIT` fault is armed and has not fired yet (a `CutAfter`
+    /// fires when the server's reply has come, or the connection ended).
     pub commit_fault_pending: bool,
     /// Where new connections go.
     pub upstream: SocketAddr,
@@ -92,9 +93,20 @@ struct State {
     upstream: SocketAddr,
     blackhole_all: bool,
     commit_fault: Option<CommitFault>,
+    /// `COMMIT`s forwarded under [`CommitFault::CutAfter`] whose reply has
+    /// not come yet (nor their connection ended): the fault is still
+    /// pending until then, so that who waits for it knows the server is
+    /// done with the `COMMIT`.
+    replies_awaited: usize,
     next_id: u64,
     /// Connections whose sockets are open, by id.
     conns: HashMap<u64, Entry>,
+}
+
+impl State {
+    fn commit_fault_pending(&self) -> bool {
+        self.commit_fault.is_some() || self.replies_awaited > 0
+    }
 }
 
 /// The proxy's record of an open connection.
@@ -115,7 +127,8 @@ struct Conn {
     server: OnceLock<TcpStream>,
     /// 0 while open, then how it was cut: 1 `Fin`, 2 `Rst`.
     cut: AtomicU8,
-    /// The next chunk from the server is a `COMMIT`'s reply, to swallow.
+    /// The next chunk from the server is a `COMMIT`'s reply, to swallow
+    /// (set and cleared with the proxy's count of replies awaited).
     swallow_reply: AtomicBool,
     /// Last field: dropped after the sockets are closed.
     _gone: Gone,
@@ -146,6 +159,7 @@ impl Engine {
                 upstream,
                 blackhole_all: false,
                 commit_fault: None,
+                replies_awaited: 0,
                 next_id: 0,
                 conns: HashMap::new(),
             }),
@@ -232,9 +246,11 @@ impl Engine {
         self.shared.lock().commit_fault = Some(fault);
     }
 
-    /// Whether an armed `COMMIT` fault has not fired yet.
+    /// Whether an armed `COMMIT` fault has not fired yet; a
+    /// [`CommitFault::CutAfter`] fires when the server's reply has come (or
+    /// the connection ended before it).
     pub fn commit_fault_pending(&self) -> bool {
-        self.shared.lock().commit_fault.is_some()
+        self.shared.lock().commit_fault_pending()
     }
 
     /// New connections go to `upstream`; open ones stay where they are.
@@ -253,7 +269,7 @@ impl Engine {
                 .values()
                 .filter(|e| st.blackhole_all || e.blackholed)
                 .count(),
-            commit_fault_pending: st.commit_fault.is_some(),
+            commit_fault_pending: st.commit_fault_pending(),
             upstream: st.upstream,
         }
     }
@@ -313,6 +329,7 @@ impl Shared {
                 cut_socket(server, how);
             }
         }
+        self.reply_done(conn);
         // Taking the lock orders this after any waiter's check of `cut`.
         drop(self.lock());
         self.changed.notify_all();
@@ -367,9 +384,30 @@ impl Shared {
         lifted
     }
 
-    /// Takes the armed `COMMIT` fault, if any.
-    fn take_commit_fault(&self) -> Option<CommitFault> {
-        self.lock().commit_fault.take()
+    /// Takes the armed `COMMIT` fault, if any, for `conn`'s `COMMIT`. A
+    /// `CutAfter` marks `conn` to swallow the reply, and the fault stays
+    /// pending until [`reply_done`](Self::reply_done); both under the lock,
+    /// and only while `conn` is not cut (a `close` sets `cut` before its
+    /// `reply_done`), so every count taken is given back.
+    fn take_commit_fault(&self, conn: &Conn) -> Option<CommitFault> {
+        let mut st = self.lock();
+        let fault = st.commit_fault.take();
+        if fault == Some(CommitFault::CutAfter) && conn.cut.load(Ordering::SeqCst) == 0 {
+            conn.swallow_reply.store(true, Ordering::SeqCst);
+            st.replies_awaited += 1;
+        }
+        fault
+    }
+
+    /// The reply to `conn`'s `CutAfter` `COMMIT` came, or the connection
+    /// ends: true if one was awaited (and now is not).
+    fn reply_done(&self, conn: &Conn) -> bool {
+        if !conn.swallow_reply.swap(false, Ordering::SeqCst) {
+            return false;
+        }
+        self.lock().replies_awaited -= 1;
+        self.changed.notify_all();
+        true
     }
 }
 
@@ -506,7 +544,7 @@ fn relay(conn: &Conn, shared: &Shared, upstream: bool) {
             Next::Stop
         } else if upstream {
             to_server(&buf[..n], &mut detector, &mut to, conn, shared)
-        } else if conn.swallow_reply.load(Ordering::SeqCst) {
+        } else if shared.reply_done(conn) {
             // The server answered the COMMIT: it is done. Drop the answer.
             Next::Stop
         } else {
@@ -530,7 +568,7 @@ fn to_server(
     shared: &Shared,
 ) -> Next {
     let fault = match detector.feed(chunk) {
-        Some(at) => shared.take_commit_fault().map(|f| (f, at)),
+        Some(at) => shared.take_commit_fault(conn).map(|f| (f, at)),
         None => None,
     };
     match fault {
@@ -542,11 +580,9 @@ fn to_server(
             Next::Continue if shared.hold(conn) => forward(to, &chunk[at..]),
             _ => Next::Stop,
         },
-        Some((CommitFault::CutAfter, _)) => {
-            // Set before forwarding, so the reply cannot slip through.
-            conn.swallow_reply.store(true, Ordering::SeqCst);
-            forward(to, chunk)
-        }
+        // `swallow_reply` was set as the fault was taken, before
+        // forwarding, so the reply cannot slip through.
+        Some((CommitFault::CutAfter, _)) => forward(to, chunk),
         None => forward(to, chunk),
     }
 }
