@@ -400,12 +400,17 @@ impl Shared {
     }
 
     /// The reply to `conn`'s `CutAfter` `COMMIT` came, or the connection
-    /// ends: true if one was awaited (and now is not).
+    /// ends: true if one was awaited (and now is not). The flag is read
+    /// under the lock: a `close` racing with
+    /// [`take_commit_fault`](Self::take_commit_fault) either comes first
+    /// (and the fault sees `cut`) or sees the flag set.
     fn reply_done(&self, conn: &Conn) -> bool {
+        let mut st = self.lock();
         if !conn.swallow_reply.swap(false, Ordering::SeqCst) {
             return false;
         }
-        self.lock().replies_awaited -= 1;
+        st.replies_awaited -= 1;
+        drop(st);
         self.changed.notify_all();
         true
     }
@@ -544,7 +549,7 @@ fn relay(conn: &Conn, shared: &Shared, upstream: bool) {
             Next::Stop
         } else if upstream {
             to_server(&buf[..n], &mut detector, &mut to, conn, shared)
-        } else if shared.reply_done(conn) {
+        } else if conn.swallow_reply.load(Ordering::SeqCst) && shared.reply_done(conn) {
             // The server answered the COMMIT: it is done. Drop the answer.
             Next::Stop
         } else {
