@@ -76,8 +76,7 @@ impl Stamp {
         if state & 1 == 1 || state == 0 {
             return 0;
         }
-        let since = (state as u32) >> 1;
-        self.tick().wrapping_sub(since) & TICK_MASK
+        elapsed(self.tick(), (state as u32) >> 1)
     }
 
     #[inline]
@@ -130,7 +129,7 @@ impl Stamp {
     pub(super) fn held_ticks(&self, now: u32) -> Option<u32> {
         match self.held_since.load(Relaxed) {
             0 => None,
-            since => Some(now.wrapping_sub(since) & TICK_MASK),
+            since => Some(elapsed(now, since)),
         }
     }
 
@@ -138,6 +137,14 @@ impl Stamp {
     pub(super) fn first_leak_report(&self) -> bool {
         !self.leak_reported.swap(true, Relaxed)
     }
+}
+
+/// Ticks from `since` to `now`, both as the stamp keeps them (31 bits): the
+/// one place a difference of ticks is taken, so it wraps the same way
+/// everywhere.
+#[inline]
+pub(super) fn elapsed(now: u32, since: u32) -> u32 {
+    now.wrapping_sub(since) & TICK_MASK
 }
 
 /// A `&'static str` in one word: its address (user-space addresses fit in 48

@@ -39,7 +39,7 @@ use super::flags::Flags;
 use super::probe::{ProbeError, SessionProbe, SessionState};
 use super::signals::{Signals, Warning};
 use super::socket;
-use super::stamp::{Stamp, TICK_MASK};
+use super::stamp::{elapsed, Stamp, TICK_MASK};
 use crate::stats::Counters;
 
 /// How long the checkout ping may wait before the server is asked about it.
@@ -230,12 +230,12 @@ impl Shared {
             // The statements of this period are stamped with it.
             watch.stamp().set_tick(now);
             if let Some(leak) = self.limits.leak {
-                self.check_leak(watch, leak);
+                self.check_leak(watch, leak, now);
             }
             let Some((seq, started)) = watch.stamp().in_flight() else {
                 continue;
             };
-            let age = now.wrapping_sub(started) & TICK_MASK;
+            let age = elapsed(now, started);
             if let Some(stall) = self.limits.stall {
                 if age >= self.ticks(stall) {
                     self.cut(watch, seq, "no answer within stall_timeout");
@@ -403,9 +403,10 @@ impl Shared {
         }
     }
 
-    fn check_leak(&self, watch: &Watch, leak: Duration) {
+    /// `now`: this period's tick, as `inspect` read it.
+    fn check_leak(&self, watch: &Watch, leak: Duration, now: u32) {
         let stamp = watch.stamp();
-        if let Some(ticks) = stamp.held_ticks(self.clock.load(Relaxed)) {
+        if let Some(ticks) = stamp.held_ticks(now) {
             let held_for = self.period.saturating_mul(ticks);
             let by = stamp.held_by();
             if held_for >= leak && stamp.first_leak_report() {
