@@ -212,28 +212,47 @@ fn report_with(report: impl Fn() -> String, wanted: &[&str]) -> String {
     }
 }
 
-#[test]
-fn mariadb_activity_names_the_holder_of_a_lock() {
-    let db = MariaDb::shared();
-    let url = db.create_database("activity");
-    let mut holder = MysqlConnection::establish(&url).expect("connect");
+/// A lock queue on `db` through `url`: table `t` with rows 1 and 2, a holder
+/// that updated row 1 in a transaction it keeps open, and a waiter (on a
+/// thread; InnoDB gives up on its lock after `wait_s` seconds) updating row
+/// 1 behind it. Returns them with the activity report once it shows the
+/// wait (or after [`SOON`]).
+fn mariadb_lock_queue(
+    db: &MariaDb,
+    url: &str,
+    wait_s: u32,
+) -> (
+    MysqlConnection,
+    mpsc::Receiver<diesel::QueryResult<()>>,
+    String,
+) {
+    let mut holder = MysqlConnection::establish(url).expect("connect");
     holder
         .batch_execute(
             "CREATE TABLE t (id INT PRIMARY KEY, v INT) ENGINE=InnoDB; \
-             INSERT INTO t VALUES (1, 0)",
+             INSERT INTO t VALUES (1, 0), (2, 0)",
         )
         .unwrap();
     holder
         .batch_execute("BEGIN; UPDATE t SET v = 1 WHERE id = 1")
         .unwrap();
-    let holder_id = one(&mut holder, "SELECT CAST(CONNECTION_ID() AS SIGNED) AS v").unwrap();
+    let url = url.to_owned();
     let waiter = background(move || {
         let mut conn = MysqlConnection::establish(&url).expect("connect");
-        conn.batch_execute("SET SESSION innodb_lock_wait_timeout = 120")
+        conn.batch_execute(&format!("SET SESSION innodb_lock_wait_timeout = {wait_s}"))
             .unwrap();
         conn.batch_execute("UPDATE t SET v = 2 WHERE id = 1")
     });
     let report = report_with(|| db.activity(), &["waits for trx "]);
+    (holder, waiter, report)
+}
+
+#[test]
+fn mariadb_activity_names_the_holder_of_a_lock() {
+    let db = MariaDb::shared();
+    let url = db.create_database("activity");
+    let (mut holder, waiter, report) = mariadb_lock_queue(db, &url, 120);
+    let holder_id = one(&mut holder, "SELECT CAST(CONNECTION_ID() AS SIGNED) AS v").unwrap();
     release(&mut holder, waiter, &report);
     let holder_line = line(&report, "holder", |l| {
         l.starts_with(&format!("session {holder_id} |"))
@@ -1166,24 +1185,7 @@ fn mariadb_read_only_and_switchover() {
 fn mariadb_read_only_does_not_wedge_a_lock_queue() {
     let primary = MariaDb::start_primary().unwrap();
     let url = primary.url();
-    let mut holder = MysqlConnection::establish(&url).unwrap();
-    holder
-        .batch_execute(
-            "CREATE TABLE t (id INT PRIMARY KEY, v INT) ENGINE=InnoDB; \
-             INSERT INTO t VALUES (1, 0), (2, 0)",
-        )
-        .unwrap();
-    holder
-        .batch_execute("BEGIN; UPDATE t SET v = 1 WHERE id = 1")
-        .unwrap();
-    let waiter_url = url.clone();
-    let waiter = background(move || {
-        let mut conn = MysqlConnection::establish(&waiter_url).expect("connect");
-        conn.batch_execute("SET SESSION innodb_lock_wait_timeout = 20")
-            .unwrap();
-        conn.batch_execute("UPDATE t SET v = 2 WHERE id = 1")
-    });
-    let report = report_with(|| primary.activity(), &["waits for trx "]);
+    let (mut holder, waiter, report) = mariadb_lock_queue(&primary, &url, 20);
     assert!(report.contains("waits for trx "), "no lock wait:\n{report}");
     // The holder's next statement comes while read_only is being set.
     let holder = background(move || {
