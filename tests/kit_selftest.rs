@@ -1005,6 +1005,40 @@ fn proxy_process_dies_with_the_test_process() {
     );
 }
 
+/// A test that fails while a kit server runs prints the tail of the
+/// server's log (its directory, log included, is gone afterwards).
+#[test]
+fn failing_test_prints_the_server_log() {
+    if std::env::var_os("DB_TXN_KIT_CHILD").is_some() {
+        let db = MariaDb::start().unwrap();
+        println!("MARIADB_PORT {}", db.port());
+        panic!("the child test fails with its server running");
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "failing_test_prints_the_server_log",
+            "--nocapture",
+        ])
+        .env("DB_TXN_KIT_CHILD", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the child failed: {stdout}");
+    let port = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("MARIADB_PORT "))
+        .expect("the child reports its server's port");
+    let header = format!("--- MariaDB on port {port} (");
+    let tail = stderr
+        .split_once(&header)
+        .unwrap_or_else(|| panic!("no log tail of the server in:\n{stderr}"))
+        .1;
+    // mariadbd's own line, from the log the kit keeps.
+    assert!(tail.contains("ready for connections"), "{tail}");
+}
+
 // ------------------------------------------- PostgreSQL primary + standby
 
 fn inet_server_port(conn: &mut PgConnection) -> i64 {

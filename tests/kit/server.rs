@@ -44,6 +44,24 @@ pub(crate) struct ServerCore {
     lifecycle: Mutex<()>,
 }
 
+/// A test that fails while the server runs loses its log with its
+/// directory: the log's tail goes to the test's output first, so that what
+/// the server (or pooler) saw, a connection it closed and why, is on record
+/// in CI.
+impl Drop for ServerCore {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!(
+                "--- {} on port {} ({}), last lines of its log:\n{}\n---",
+                self.spec.name,
+                self.port,
+                self.log.display(),
+                process::log_tail(&self.log)
+            );
+        }
+    }
+}
+
 /// Why a launch failed.
 enum LaunchError {
     /// The port was taken by someone else: try another.
