@@ -11,6 +11,7 @@
 //! its own process). Every variant runs the same SQL on the same kind of
 //! database, so the differences are the transaction machinery.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::process::Command;
 
@@ -100,6 +101,9 @@ pub struct Measured {
     pub code_lines: f64,
     /// Lines of data fetched per call (see [`data_lines`]).
     pub data_lines: f64,
+    /// Locked instructions run per call (see [`locked_instructions`]); `None`
+    /// when `objdump` could not read an object file.
+    pub locked: Option<f64>,
 }
 
 /// The cache callgrind simulates for [`data_lines`]: 32 lines of 64 bytes,
@@ -131,6 +135,8 @@ pub fn measure(
     let temp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let dir = keep.unwrap_or(temp.path());
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // The same program and libraries for every variant: each is read once.
+    let mut locked_in = LockedAddresses::default();
     variants(backend)
         .iter()
         .map(|(variant, _)| {
@@ -185,6 +191,8 @@ pub fn measure(
                     .ok_or_else(|| format!("{}: no data-cache misses", file.display()))?
                     as f64
                     / n as f64,
+                locked: locked_instructions(&text, &mut |object| locked_in.of(object))
+                    .map(|count| count as f64 / n as f64),
             })
         })
         .collect()
@@ -345,6 +353,104 @@ pub fn code_lines(text: &str, n: u64) -> u64 {
     per_line.values().filter(|&&cost| cost >= n).count() as u64
 }
 
+/// The locked instructions a call runs: those with a `lock` prefix, and
+/// `xchg` with memory, which locks without one. Each is a full barrier
+/// that waits for the CPU's stores to drain, some tens of cycles where an
+/// ordinary instruction takes one or less: a cost the instruction count
+/// does not show. An atomic read-modify-write (a reference count, a
+/// lock's acquire and release, a shared counter) is one; a relaxed load or
+/// store is none.
+///
+/// Reads a file written with `--dump-instr=yes --compress-pos=no` (see
+/// [`code_lines`]): `ob=` and `cob=` name the object files (a name may be
+/// given first on either), `locked(object)` gives the addresses of an
+/// object's locked instructions, which callgrind's addresses match.
+/// `None` if `locked` cannot read an object in which instructions ran.
+pub fn locked_instructions(
+    text: &str,
+    locked: &mut dyn FnMut(&str) -> Option<std::rc::Rc<HashSet<u64>>>,
+) -> Option<u64> {
+    let positions = text
+        .lines()
+        .find_map(|l| l.strip_prefix("positions:"))
+        .map_or(1, |p| p.split_whitespace().count());
+    let mut objects = Names::default();
+    // `None` while in an object `locked` cannot read.
+    let mut addresses = None;
+    let mut after_calls = false;
+    let mut count = 0;
+    for line in text.lines() {
+        if let Some(spec) = line.strip_prefix("ob=") {
+            let object = objects.of(spec);
+            // Code of no file (valgrind's own redirection stubs, a few
+            // instructions per call) holds no locked instruction of the
+            // program's.
+            addresses = match object.as_str() {
+                "???" => Some(std::rc::Rc::default()),
+                _ => locked(&object),
+            };
+        } else if let Some(spec) = line.strip_prefix("cob=") {
+            objects.of(spec);
+        } else if line.starts_with("calls=") {
+            after_calls = true;
+        } else if let Some(hex) = line.strip_prefix("0x") {
+            if std::mem::take(&mut after_calls) {
+                continue;
+            }
+            let mut fields = hex.split_whitespace();
+            let address = fields.next().and_then(|a| u64::from_str_radix(a, 16).ok());
+            let cost = fields
+                .nth(positions - 1)
+                .and_then(|c| c.parse::<u64>().ok());
+            match (address, cost, &addresses) {
+                (Some(address), Some(cost), Some(set)) if set.contains(&address) => count += cost,
+                // An instruction that ran in an object that cannot be read.
+                (Some(_), Some(cost), None) if cost > 0 => return None,
+                _ => {}
+            }
+        }
+    }
+    Some(count)
+}
+
+/// The addresses of the locked instructions of object files, read with
+/// `objdump -d` once per file.
+#[derive(Default)]
+struct LockedAddresses(HashMap<String, Option<std::rc::Rc<HashSet<u64>>>>);
+
+impl LockedAddresses {
+    fn of(&mut self, object: &str) -> Option<std::rc::Rc<HashSet<u64>>> {
+        self.0
+            .entry(object.to_owned())
+            .or_insert_with(|| {
+                let out = Command::new("objdump")
+                    .args(["-d", "--no-show-raw-insn", object])
+                    .output()
+                    .ok()
+                    .filter(|o| o.status.success())?;
+                Some(std::rc::Rc::new(locked_in_disassembly(
+                    &String::from_utf8_lossy(&out.stdout),
+                )))
+            })
+            .clone()
+    }
+}
+
+/// The addresses of the locked instructions in `objdump -d` output (AT&T
+/// syntax: `  4a2f1:\tlock cmpxchg %edx,(%rdi)`, `xchg %eax,(%rdi)`).
+pub fn locked_in_disassembly(text: &str) -> HashSet<u64> {
+    text.lines()
+        .filter_map(|line| {
+            let (address, instruction) = line.split_once(':')?;
+            let address = u64::from_str_radix(address.trim(), 16).ok()?;
+            let instruction = instruction.trim();
+            let locked = instruction.starts_with("lock ")
+                || (instruction.starts_with("xchg") && instruction.contains('('));
+            locked.then_some(address)
+        })
+        .collect()
+}
+
 /// The data a call touches, as lines fetched: the read and write misses of
 /// the small first-level data cache that [`DATA_CACHE`] simulates. A
 /// loopback server runs on the client's CPU between every two statements
@@ -410,7 +516,64 @@ fn=(2)
             None,
         ),
     ];
-    for (what, got, want) in checks {
+    // Object 2 is named where it is first called (`cob=`); its locked
+    // instruction at 0x2004 ran 7 times, the one of /bin/app at 0x1004
+    // 1000 times; the line after `calls=` is a call's cost, not an
+    // instruction at 0x1008; code of no file (`???`) holds none.
+    const LOCKED: &str = "\
+positions: instr line
+events: Ir
+ob=(1) /bin/app
+fn=(1) main
+0x1000 10 1000
+0x1004 10 1000
+cob=(2) /lib/libc.so
+cfn=(2) pthread_mutex_lock
+calls=7 0x2000
+0x1008 10 7000
+ob=(2)
+fn=(2)
+0x2000 1 7
+0x2004 1 7
+ob=(3) ???
+fn=(3) 0x1004
+0x1004 0 5
+";
+    let disassembly = "\
+0000000000001000 <main>:
+    1000:\tmov    %rdi,%rax
+    1004:\tlock incq (%rax)
+    1008:\tcall   2000 <pthread_mutex_lock>
+    2004:\txchg   %eax,(%rdi)
+    2008:\txchg   %ax,%ax
+";
+    let mut sets = |object: &str| -> Option<std::rc::Rc<HashSet<u64>>> {
+        let set = locked_in_disassembly(disassembly);
+        match object {
+            "/bin/app" | "/lib/libc.so" => Some(std::rc::Rc::new(set)),
+            _ => None,
+        }
+    };
+    let mut found: Vec<u64> = locked_in_disassembly(disassembly).into_iter().collect();
+    found.sort_unstable();
+    if found != [0x1004, 0x2004] {
+        return Err(format!(
+            "callgrind reader locked_in_disassembly: {found:x?}, not [1004, 2004]"
+        ));
+    }
+    let locked_checks = [
+        (
+            "locked_instructions",
+            locked_instructions(LOCKED, &mut sets),
+            Some(1007),
+        ),
+        (
+            "locked_instructions in an unreadable object",
+            locked_instructions(LOCKED, &mut |o: &str| sets(o).filter(|_| o == "/bin/app")),
+            None,
+        ),
+    ];
+    for (what, got, want) in checks.into_iter().chain(locked_checks) {
         if got != want {
             return Err(format!("callgrind reader {what}: {got:?}, not {want:?}"));
         }

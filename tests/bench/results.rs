@@ -70,6 +70,10 @@ pub struct Counts {
     /// (variant, lines of data fetched per call: `callgrind::data_lines`).
     #[serde(default)]
     pub data_lines: Vec<(String, f64)>,
+    /// (variant, locked instructions per call:
+    /// `callgrind::locked_instructions`), where they could be counted.
+    #[serde(default)]
+    pub locked: Vec<(String, f64)>,
 }
 
 impl Counts {
@@ -90,6 +94,11 @@ impl Counts {
     /// Lines of data fetched per call.
     pub fn data_lines(&self, variant: &str) -> Option<f64> {
         find(&self.data_lines, variant)
+    }
+
+    /// Locked instructions per call.
+    pub fn locked(&self, variant: &str) -> Option<f64> {
+        find(&self.locked, variant)
     }
 
     /// Instructions per call outside the allocator.

@@ -383,30 +383,43 @@ fn count(setup: &Setup, opts: &Opts, out: &mut RunResult) {
             for txn in [Txn::PointRead, Txn::Rmw] {
                 let keep = opts.callgrind_out.as_deref();
                 match callgrind::measure(backend, txn, &db, CALLGRIND_CALLS, keep) {
-                    Ok(measured) => out.counts.push(Counts {
-                        backend,
-                        txn,
-                        per_call: measured
-                            .iter()
-                            .map(|m| (m.variant.clone(), m.total))
-                            .collect(),
-                        in_allocator: measured
-                            .iter()
-                            .map(|m| (m.variant.clone(), m.allocator))
-                            .collect(),
-                        allocator_calls: measured
-                            .iter()
-                            .map(|m| (m.variant.clone(), m.allocator_calls))
-                            .collect(),
-                        code_lines: measured
-                            .iter()
-                            .map(|m| (m.variant.clone(), m.code_lines))
-                            .collect(),
-                        data_lines: measured
-                            .iter()
-                            .map(|m| (m.variant.clone(), m.data_lines))
-                            .collect(),
-                    }),
+                    Ok(measured) => {
+                        if measured.iter().any(|m| m.locked.is_none()) {
+                            let note = "locked instructions not counted: objdump could not \
+                                        read an object file (apt-get install binutils)";
+                            if !out.notes.iter().any(|n| n == note) {
+                                out.notes.push(note.into());
+                            }
+                        }
+                        out.counts.push(Counts {
+                            backend,
+                            txn,
+                            per_call: measured
+                                .iter()
+                                .map(|m| (m.variant.clone(), m.total))
+                                .collect(),
+                            in_allocator: measured
+                                .iter()
+                                .map(|m| (m.variant.clone(), m.allocator))
+                                .collect(),
+                            allocator_calls: measured
+                                .iter()
+                                .map(|m| (m.variant.clone(), m.allocator_calls))
+                                .collect(),
+                            code_lines: measured
+                                .iter()
+                                .map(|m| (m.variant.clone(), m.code_lines))
+                                .collect(),
+                            data_lines: measured
+                                .iter()
+                                .map(|m| (m.variant.clone(), m.data_lines))
+                                .collect(),
+                            locked: measured
+                                .iter()
+                                .filter_map(|m| Some((m.variant.clone(), m.locked?)))
+                                .collect(),
+                        })
+                    }
                     Err(e) => out.problems.push(format!("callgrind: {e}")),
                 }
             }

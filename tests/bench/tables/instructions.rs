@@ -54,8 +54,14 @@ pub fn section(ctx: &Context) -> Option<String> {
                         .map_or(String::new(), |(d, b)| {
                             format!(" · {d:.0} data ({:+.0})", d - b)
                         });
+                    let locked = c
+                        .locked(key)
+                        .zip(c.locked(floor.key()))
+                        .map_or(String::new(), |(l, b)| {
+                            format!(" · {l:.0} locked ({:+.0})", l - b)
+                        });
                     row.push(c.get(key).map_or("—".into(), |n| {
-                        format!("{n:.0} ({:+.0}{outside}){lines}{data}", n - base)
+                        format!("{n:.0} ({:+.0}{outside}){lines}{data}{locked}", n - base)
                     }));
                 }
                 row
@@ -82,7 +88,12 @@ pub fn section(ctx: &Context) -> Option<String> {
          its CPU (see Where the overhead is now). After the second dot: the lines of data \
          (stack, heap, statics) fetched per call, counted as the misses of a data cache of 32 \
          lines that callgrind simulates (`callgrind::data_lines`): a model of what the client fetches \
-         again after each round trip, and their difference to the floor.\n\n{}",
+         again after each round trip, and their difference to the floor. After the third dot: \
+         the locked instructions run per call (`lock`-prefixed, and `xchg` with memory; \
+         `callgrind::locked_instructions`, read with `objdump -d`): atomic read-modify-writes \
+         such as a reference count, a lock's acquire and release or a shared counter, each a \
+         full barrier that costs some tens of cycles where most instructions cost one or less, \
+         and their difference to the floor.\n\n{}",
             out.trim_end()
         ) + "\n",
     )
