@@ -18,23 +18,18 @@ use std::process::Command;
 use crate::contenders::{Backend, Contender, Txn};
 use crate::diesel_sync;
 
-/// `#[db_txn(pool = pool)]`: a variant that is no contender in the timed
-/// workloads; with it, the counts split off the default-pool lookup.
-pub const EXPLICIT: &str = "db_txn_explicit";
-
-/// The variants counted on `backend` (its contenders, and [`EXPLICIT`]
-/// before `#[db_txn]`), and what each is.
+/// The variants counted on `backend` (its contenders: with
+/// `#[db_txn(pool = pool)]` beside `#[db_txn]`, the counts split off the
+/// default pool's lookup), and what each is.
 pub fn variants(backend: Backend) -> Vec<(&'static str, &'static str)> {
-    let mut out = Vec::new();
-    for who in backend.contenders() {
-        if *who == Contender::DbTxn {
-            out.push((EXPLICIT, "`#[db_txn(pool = pool)]`"));
-            out.push((who.key(), "`#[db_txn]`, default settings (installed pool)"));
-        } else {
-            out.push((who.key(), who.label()));
-        }
-    }
-    out
+    backend
+        .contenders()
+        .iter()
+        .map(|who| match who {
+            Contender::DbTxn => (who.key(), "`#[db_txn]`, default settings (installed pool)"),
+            _ => (who.key(), who.label()),
+        })
+        .collect()
 }
 
 /// Calls made before counting starts.

@@ -19,6 +19,7 @@ fn color(who: Contender) -> RGBColor {
         Contender::Raw(Begin::Immediate, Ping::No) => RGBColor(90, 90, 90),
         Contender::Raw(Begin::Immediate, Ping::Yes) => RGBColor(170, 90, 20),
         Contender::DbTxn => RGBColor(40, 100, 200),
+        Contender::DbTxnExplicit => RGBColor(90, 170, 230),
     }
 }
 

@@ -46,7 +46,7 @@ impl Backend {
     /// `immediate_transaction` takes the write lock up front); the servers
     /// have one.
     pub fn contenders(self) -> &'static [Contender] {
-        use Contender::{DbTxn, Raw};
+        use Contender::{DbTxn, DbTxnExplicit, Raw};
         const T: Begin = Begin::Transaction;
         const I: Begin = Begin::Immediate;
         match self {
@@ -55,9 +55,12 @@ impl Backend {
                 Raw(T, Ping::Yes),
                 Raw(I, Ping::No),
                 Raw(I, Ping::Yes),
+                DbTxnExplicit,
                 DbTxn,
             ],
-            Backend::MariaDb | Backend::Postgres => &[Raw(T, Ping::No), Raw(T, Ping::Yes), DbTxn],
+            Backend::MariaDb | Backend::Postgres => {
+                &[Raw(T, Ping::No), Raw(T, Ping::Yes), DbTxnExplicit, DbTxn]
+            }
         }
     }
 }
@@ -84,6 +87,10 @@ pub enum Contender {
     Raw(Begin, Ping),
     /// `#[db_txn]` with default settings on the installed pool.
     DbTxn,
+    /// `#[db_txn(pool = pool)]`, default settings otherwise: the same call
+    /// without the default pool's lookup, which takes a read lock and a
+    /// reference to the pool (four locked instructions).
+    DbTxnExplicit,
 }
 
 impl Contender {
@@ -95,6 +102,7 @@ impl Contender {
             Contender::Raw(Begin::Immediate, Ping::No) => "raw `immediate_transaction`, no ping",
             Contender::Raw(Begin::Immediate, Ping::Yes) => "raw `immediate_transaction` + ping",
             Contender::DbTxn => "`#[db_txn]`",
+            Contender::DbTxnExplicit => "`#[db_txn(pool = pool)]`",
         }
     }
 
@@ -106,6 +114,7 @@ impl Contender {
             Contender::Raw(Begin::Immediate, Ping::No) => "raw_imm_noping",
             Contender::Raw(Begin::Immediate, Ping::Yes) => "raw_imm_ping",
             Contender::DbTxn => "db_txn",
+            Contender::DbTxnExplicit => "db_txn_explicit",
         }
     }
 

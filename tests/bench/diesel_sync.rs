@@ -118,7 +118,7 @@ macro_rules! backend {
                 Ok(rmw_sql(conn, id)?)
             }
 
-            /// [`point_read`] on an explicit pool (for the instruction counts).
+            /// [`point_read`] on an explicit pool.
             #[db_txn::db_txn(pool = pool)]
             pub fn point_read_on(
                 conn: &mut Conn,
@@ -128,7 +128,7 @@ macro_rules! backend {
                 Ok(point_read_sql(conn, id)?)
             }
 
-            /// [`rmw`] on an explicit pool (for the instruction counts).
+            /// [`rmw`] on an explicit pool.
             #[db_txn::db_txn(pool = pool)]
             pub fn rmw_on(
                 conn: &mut Conn,
@@ -217,9 +217,9 @@ macro_rules! backend {
                     .unwrap_or_else(|e| panic!("db_txn pool on {url}: {e}"))
             }
 
-            /// Transactions `txn` by `variant` (a contender's key, or
-            /// `db_txn_explicit`: see [`crate::callgrind::variants`]) on the
-            /// empty database `url`, for the callgrind child.
+            /// Transactions `txn` by `variant` (a contender's key: see
+            /// [`crate::callgrind::variants`]) on the empty database `url`,
+            /// for the callgrind child.
             pub fn calls(variant: &str, txn: Txn, url: &str) -> Box<dyn FnMut(u64)> {
                 create_schema(url);
                 let id = |i: u64| (i % ROWS as u64) as i64;
@@ -278,6 +278,8 @@ macro_rules! backend {
                 /// A hand-written contender that also runs the padding.
                 RawPadded(Raw, Begin),
                 DbTxn(db_txn::Pool<Conn>),
+                /// The pool `#[db_txn(pool = pool)]` is given (not installed).
+                DbTxnExplicit(db_txn::Pool<Conn>),
             }
 
             /// The backend's contenders, each on its database, with its
@@ -308,6 +310,7 @@ macro_rules! backend {
                                 db_txn::install(pool.clone());
                                 Slot::DbTxn(pool)
                             }
+                            Contender::DbTxnExplicit => Slot::DbTxnExplicit(db_txn_pool(url)),
                         })
                         .collect();
                     Bench { contenders, urls, slots }
@@ -329,6 +332,12 @@ macro_rules! backend {
                             point_read(id).map_err(super::db_error)
                         }
                         (Slot::DbTxn(_), Txn::Rmw) => rmw(id).map_err(super::db_error),
+                        (Slot::DbTxnExplicit(pool), Txn::PointRead) => {
+                            point_read_on(pool, id).map_err(super::db_error)
+                        }
+                        (Slot::DbTxnExplicit(pool), Txn::Rmw) => {
+                            rmw_on(pool, id).map_err(super::db_error)
+                        }
                         (Slot::Raw(pool, begin), Txn::PointRead) => {
                             raw_point_read(pool, *begin, id)
                         }
@@ -353,7 +362,7 @@ macro_rules! backend {
                         .iter()
                         .find_map(|s| match s {
                             Slot::DbTxn(pool) => Some(pool.stats()),
-                            Slot::Raw(..) | Slot::RawPadded(..) => None,
+                            Slot::Raw(..) | Slot::RawPadded(..) | Slot::DbTxnExplicit(_) => None,
                         })
                         .map_or((0, 0), |s| (s.pings, s.pings_skipped))
                 }

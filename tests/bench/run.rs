@@ -328,11 +328,12 @@ fn recover(setup: &Setup, times: (Duration, Duration), out: &mut RunResult) {
     });
     let results: Vec<_> = subject.contenders().iter().copied().zip(results).collect();
     for (who, r) in &results {
-        if *who == Contender::DbTxn && r.errors > r.commit_unknown {
+        if !who.is_baseline() && r.errors > r.commit_unknown {
             out.problems.push(format!(
-                "{} recovery: {} errors reached #[db_txn] callers, first: {}",
+                "{} recovery: {} errors reached {} callers, first: {}",
                 backend.label(),
                 r.errors - r.commit_unknown,
+                who.label(),
                 r.first_error.as_deref().unwrap_or("")
             ));
         }

@@ -29,6 +29,7 @@ pub fn section(ctx: &Context) -> Option<String> {
                     let (pings, skipped, calls) = ctx.runs.pings(b, w);
                     format!("{pings} pings, {skipped} skipped, in {calls} calls (pool stats)")
                 }
+                Contender::DbTxnExplicit => "as `#[db_txn]` (its own pool, not counted)".into(),
             };
             let p99 = ctx.runs.value(b, w, who, |m| m.p99_us);
             rows.push(vec![

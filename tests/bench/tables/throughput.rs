@@ -14,7 +14,7 @@ pub fn section(ctx: &Context) -> Option<String> {
                 continue;
             };
             let ratio = match who {
-                Contender::DbTxn => String::new(),
+                Contender::DbTxn | Contender::DbTxnExplicit => String::new(),
                 base => ctx
                     .runs
                     .ratio(b, w, Contender::DbTxn, base, |m| m.per_s)
