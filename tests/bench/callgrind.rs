@@ -14,6 +14,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::process::Command;
+use std::rc::Rc;
 
 use crate::contenders::{Backend, Contender, Txn};
 use crate::diesel_sync;
@@ -313,39 +314,52 @@ impl Names {
 /// the instruction count does not show (BENCHMARKS.md, "Where the overhead
 /// is now", measures what such code costs).
 ///
-/// Reads a file written with `--dump-instr=yes --compress-pos=no`: a cost
-/// line starts with the instruction's address (`0x...`), then the other
-/// position columns, then the instructions; `ob=` names the object file; the
-/// line after `calls=` holds a call's inclusive cost and is skipped.
+/// Reads the file's instructions with [`instruction_costs`].
 pub fn code_lines(text: &str, n: u64) -> u64 {
+    let mut per_line: HashMap<(Rc<str>, u64), u64> = HashMap::new();
+    for (object, address, cost) in instruction_costs(text) {
+        *per_line.entry((object, address / 64)).or_default() += cost;
+    }
+    per_line.values().filter(|&&cost| cost >= n).count() as u64
+}
+
+/// Every cost line of a callgrind file written with `--dump-instr=yes
+/// --compress-pos=no`, as (object file, instruction address, instructions
+/// run there): a cost line starts with the instruction's address (`0x...`),
+/// then the other position columns, then the instructions; `ob=` names the
+/// object file of the lines that follow (a name may be given first on a
+/// `cob=` line); the line after `calls=` holds a call's inclusive cost and
+/// is skipped.
+fn instruction_costs(text: &str) -> impl Iterator<Item = (Rc<str>, u64, u64)> + '_ {
     let positions = text
         .lines()
         .find_map(|l| l.strip_prefix("positions:"))
         .map_or(1, |p| p.split_whitespace().count());
-    let mut per_line: std::collections::HashMap<(String, u64), u64> = Default::default();
     let mut objects = Names::default();
-    let mut object = String::new();
+    let mut object: Rc<str> = "".into();
     let mut after_calls = false;
-    for line in text.lines() {
+    text.lines().filter_map(move |line| {
         if let Some(spec) = line.strip_prefix("ob=") {
-            object = objects.of(spec);
+            object = objects.of(spec).into();
+        } else if let Some(spec) = line.strip_prefix("cob=") {
+            objects.of(spec);
         } else if line.starts_with("calls=") {
             after_calls = true;
         } else if let Some(hex) = line.strip_prefix("0x") {
             if std::mem::take(&mut after_calls) {
-                continue;
+                return None;
             }
             let mut fields = hex.split_whitespace();
-            let address = fields.next().and_then(|a| u64::from_str_radix(a, 16).ok());
+            let address = fields
+                .next()
+                .and_then(|a| u64::from_str_radix(a, 16).ok())?;
             let cost = fields
                 .nth(positions - 1)
-                .and_then(|c| c.parse::<u64>().ok());
-            if let (Some(address), Some(cost)) = (address, cost) {
-                *per_line.entry((object.clone(), address / 64)).or_default() += cost;
-            }
+                .and_then(|c| c.parse::<u64>().ok())?;
+            return Some((object.clone(), address, cost));
         }
-    }
-    per_line.values().filter(|&&cost| cost >= n).count() as u64
+        None
+    })
 }
 
 /// The locked instructions a call runs: those with a `lock` prefix, and
@@ -356,65 +370,47 @@ pub fn code_lines(text: &str, n: u64) -> u64 {
 /// lock's acquire and release, a shared counter) is one; a relaxed load or
 /// store is none.
 ///
-/// Reads a file written with `--dump-instr=yes --compress-pos=no` (see
-/// [`code_lines`]): `ob=` and `cob=` name the object files (a name may be
-/// given first on either), `locked(object)` gives the addresses of an
-/// object's locked instructions, which callgrind's addresses match.
-/// `None` if `locked` cannot read an object in which instructions ran.
-pub fn locked_instructions(
-    text: &str,
-    locked: &mut dyn FnMut(&str) -> Option<std::rc::Rc<HashSet<u64>>>,
-) -> Option<u64> {
-    let positions = text
-        .lines()
-        .find_map(|l| l.strip_prefix("positions:"))
-        .map_or(1, |p| p.split_whitespace().count());
-    let mut objects = Names::default();
-    // `None` while in an object `locked` cannot read.
-    let mut addresses = None;
-    let mut after_calls = false;
+/// Reads the file's instructions with [`instruction_costs`];
+/// `locked(object)` gives the addresses of an object file's locked
+/// instructions, which callgrind's addresses match. `None` if `locked`
+/// cannot read an object in which instructions ran.
+pub fn locked_instructions(text: &str, locked: &mut dyn FnMut(&str) -> Addresses) -> Option<u64> {
+    // The current object and its locked addresses (`None` if unreadable).
+    let mut current: Option<(Rc<str>, Addresses)> = None;
     let mut count = 0;
-    for line in text.lines() {
-        if let Some(spec) = line.strip_prefix("ob=") {
-            let object = objects.of(spec);
+    for (object, address, cost) in instruction_costs(text) {
+        if current.as_ref().is_none_or(|(o, _)| *o != object) {
             // Code of no file (valgrind's own redirection stubs, a few
             // instructions per call) holds no locked instruction of the
             // program's.
-            addresses = match object.as_str() {
-                "???" => Some(std::rc::Rc::default()),
-                _ => locked(&object),
+            let addresses = match &*object {
+                "???" => Some(Rc::default()),
+                name => locked(name),
             };
-        } else if let Some(spec) = line.strip_prefix("cob=") {
-            objects.of(spec);
-        } else if line.starts_with("calls=") {
-            after_calls = true;
-        } else if let Some(hex) = line.strip_prefix("0x") {
-            if std::mem::take(&mut after_calls) {
-                continue;
-            }
-            let mut fields = hex.split_whitespace();
-            let address = fields.next().and_then(|a| u64::from_str_radix(a, 16).ok());
-            let cost = fields
-                .nth(positions - 1)
-                .and_then(|c| c.parse::<u64>().ok());
-            match (address, cost, &addresses) {
-                (Some(address), Some(cost), Some(set)) if set.contains(&address) => count += cost,
-                // An instruction that ran in an object that cannot be read.
-                (Some(_), Some(cost), None) if cost > 0 => return None,
-                _ => {}
-            }
+            current = Some((object, addresses));
+        }
+        match current.as_ref().and_then(|(_, a)| a.as_ref()) {
+            Some(set) if set.contains(&address) => count += cost,
+            Some(_) => {}
+            // An instruction that ran in an object that cannot be read.
+            None if cost > 0 => return None,
+            None => {}
         }
     }
     Some(count)
 }
 
+/// The addresses of an object file's locked instructions, if it could be
+/// read.
+pub type Addresses = Option<Rc<HashSet<u64>>>;
+
 /// The addresses of the locked instructions of object files, read with
 /// `objdump -d` once per file.
 #[derive(Default)]
-struct LockedAddresses(HashMap<String, Option<std::rc::Rc<HashSet<u64>>>>);
+struct LockedAddresses(HashMap<String, Addresses>);
 
 impl LockedAddresses {
-    fn of(&mut self, object: &str) -> Option<std::rc::Rc<HashSet<u64>>> {
+    fn of(&mut self, object: &str) -> Addresses {
         self.0
             .entry(object.to_owned())
             .or_insert_with(|| {
@@ -423,9 +419,9 @@ impl LockedAddresses {
                     .output()
                     .ok()
                     .filter(|o| o.status.success())?;
-                Some(std::rc::Rc::new(locked_in_disassembly(
-                    &String::from_utf8_lossy(&out.stdout),
-                )))
+                Some(Rc::new(locked_in_disassembly(&String::from_utf8_lossy(
+                    &out.stdout,
+                ))))
             })
             .clone()
     }
@@ -542,10 +538,10 @@ fn=(3) 0x1004
     2004:\txchg   %eax,(%rdi)
     2008:\txchg   %ax,%ax
 ";
-    let mut sets = |object: &str| -> Option<std::rc::Rc<HashSet<u64>>> {
+    let mut sets = |object: &str| -> Addresses {
         let set = locked_in_disassembly(disassembly);
         match object {
-            "/bin/app" | "/lib/libc.so" => Some(std::rc::Rc::new(set)),
+            "/bin/app" | "/lib/libc.so" => Some(Rc::new(set)),
             _ => None,
         }
     };
