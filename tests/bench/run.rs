@@ -374,11 +374,10 @@ fn count(setup: &Setup, opts: &Opts, out: &mut RunResult) {
             out.problems.push(e);
         }
     } else if opts.callgrind && !callgrind::available() {
-        let note =
-            "instruction counts skipped: valgrind is not installed (apt-get install valgrind)";
-        if !out.notes.iter().any(|n| n == note) {
-            out.notes.push(note.into());
-        }
+        note_once(
+            out,
+            "instruction counts skipped: valgrind is not installed (apt-get install valgrind)",
+        );
     } else if opts.callgrind {
         timed(backend, "callgrind", || {
             for txn in [Txn::PointRead, Txn::Rmw] {
@@ -386,44 +385,39 @@ fn count(setup: &Setup, opts: &Opts, out: &mut RunResult) {
                 match callgrind::measure(backend, txn, &db, CALLGRIND_CALLS, keep) {
                     Ok(measured) => {
                         if measured.iter().any(|m| m.locked.is_none()) {
-                            let note = "locked instructions not counted: objdump could not \
-                                        read an object file (apt-get install binutils)";
-                            if !out.notes.iter().any(|n| n == note) {
-                                out.notes.push(note.into());
-                            }
+                            note_once(
+                                out,
+                                "locked instructions not counted: objdump could not read an \
+                                 object file (apt-get install binutils)",
+                            );
                         }
+                        let column = |f: fn(&callgrind::Measured) -> Option<f64>| {
+                            measured
+                                .iter()
+                                .filter_map(|m| Some((m.variant.clone(), f(m)?)))
+                                .collect()
+                        };
                         out.counts.push(Counts {
                             backend,
                             txn,
-                            per_call: measured
-                                .iter()
-                                .map(|m| (m.variant.clone(), m.total))
-                                .collect(),
-                            in_allocator: measured
-                                .iter()
-                                .map(|m| (m.variant.clone(), m.allocator))
-                                .collect(),
-                            allocator_calls: measured
-                                .iter()
-                                .map(|m| (m.variant.clone(), m.allocator_calls))
-                                .collect(),
-                            code_lines: measured
-                                .iter()
-                                .map(|m| (m.variant.clone(), m.code_lines))
-                                .collect(),
-                            data_lines: measured
-                                .iter()
-                                .map(|m| (m.variant.clone(), m.data_lines))
-                                .collect(),
-                            locked: measured
-                                .iter()
-                                .filter_map(|m| Some((m.variant.clone(), m.locked?)))
-                                .collect(),
+                            per_call: column(|m| Some(m.total)),
+                            in_allocator: column(|m| Some(m.allocator)),
+                            allocator_calls: column(|m| Some(m.allocator_calls)),
+                            code_lines: column(|m| Some(m.code_lines)),
+                            data_lines: column(|m| Some(m.data_lines)),
+                            locked: column(|m| m.locked),
                         })
                     }
                     Err(e) => out.problems.push(format!("callgrind: {e}")),
                 }
             }
         });
+    }
+}
+
+/// Adds `note` to the run's notes unless it is there already.
+fn note_once(out: &mut RunResult, note: &str) {
+    if !out.notes.iter().any(|n| n == note) {
+        out.notes.push(note.into());
     }
 }
