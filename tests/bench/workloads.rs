@@ -152,9 +152,9 @@ impl Tally {
 /// contender equally often. What ran just before a call (another pool's
 /// connection, another SQLite file, r2d2's ping) leaves the CPU's caches
 /// and the database in a state that changes the call's time; the design
-/// spreads that over all contenders alike. (A rotation by one each round,
-/// as before, gives each contender only two predecessors, always the same
-/// two, once there are more than three contenders.)
+/// spreads that over all contenders alike. (A rotation by one each round
+/// would give each contender only two predecessors, always the same two,
+/// once there are more than three contenders.)
 pub fn order(round: usize, n: usize) -> Vec<usize> {
     if n == 0 {
         return Vec::new();
