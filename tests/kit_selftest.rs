@@ -966,6 +966,21 @@ fn proxy_process_hold_commit() {
     });
 }
 
+/// This test binary running only the test `name`, as a child process with
+/// `DB_TXN_KIT_CHILD` set (see [`in_child_test`]).
+fn child_test(name: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["--exact", name, "--nocapture"])
+        .env("DB_TXN_KIT_CHILD", "1");
+    command
+}
+
+/// Whether this process is a [`child_test`].
+fn in_child_test() -> bool {
+    std::env::var_os("DB_TXN_KIT_CHILD").is_some()
+}
+
 /// Under `DB_TXN_KIT_CHILD`, the body of the child process that
 /// [`proxy_process_dies_with_the_test_process`] kills.
 fn child_starts_a_proxy_and_waits() {
@@ -978,16 +993,10 @@ fn child_starts_a_proxy_and_waits() {
 
 #[test]
 fn proxy_process_dies_with_the_test_process() {
-    if std::env::var_os("DB_TXN_KIT_CHILD").is_some() {
+    if in_child_test() {
         return child_starts_a_proxy_and_waits();
     }
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "proxy_process_dies_with_the_test_process",
-            "--nocapture",
-        ])
-        .env("DB_TXN_KIT_CHILD", "1")
+    let mut child = child_test("proxy_process_dies_with_the_test_process")
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -1009,18 +1018,12 @@ fn proxy_process_dies_with_the_test_process() {
 /// server's log (its directory, log included, is gone afterwards).
 #[test]
 fn failing_test_prints_the_server_log() {
-    if std::env::var_os("DB_TXN_KIT_CHILD").is_some() {
+    if in_child_test() {
         let db = MariaDb::start().unwrap();
         println!("MARIADB_PORT {}", db.port());
         panic!("the child test fails with its server running");
     }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "failing_test_prints_the_server_log",
-            "--nocapture",
-        ])
-        .env("DB_TXN_KIT_CHILD", "1")
+    let out = child_test("failing_test_prints_the_server_log")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
