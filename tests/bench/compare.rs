@@ -230,6 +230,9 @@ fn parent(argv: &[String]) -> ExitCode {
         if let Err(e) = workloads::check_order() {
             problems.push(e);
         }
+        if let Err(e) = recovery::check_first_ok() {
+            problems.push(e);
+        }
         // What `--markdown BENCHMARKS.md` would do, on a copy.
         if let Err(e) = markdown::check(&args::root().join("BENCHMARKS.md"), dir.path(), &doc) {
             problems.push(format!("--markdown: {e}"));

@@ -3,10 +3,12 @@
 //! One caller thread per contender runs read-modify-writes, one every
 //! [`PERIOD`], all at once so that they see the same restart. After
 //! `Config::recovery_before` the server is stopped gracefully (its clients are disconnected)
-//! and started again by the kit; "up" is when the kit sees it accept
-//! connections again. The run goes on until every contender has succeeded
-//! after up (or a limit passed: `Config::recovery_limit`), then [`AFTER`]
-//! more.
+//! and started again by the kit. "Up" is when a watcher thread, connecting
+//! every [`WATCH`] from the stop on, first got a connection: the start of
+//! that connect. (The kit's own readiness probe asks every 10 ms, too
+//! seldom to judge a budget of half a millisecond.) The run goes on until
+//! every contender has succeeded after up (or a limit passed:
+//! `Config::recovery_limit`), then [`AFTER`] more.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::thread;
@@ -20,6 +22,20 @@ use crate::workloads::Tally;
 
 pub const PERIOD: Duration = Duration::from_millis(2);
 pub const AFTER: Duration = Duration::from_millis(500);
+/// How often the watcher tries to connect while the server is down.
+pub const WATCH: Duration = Duration::from_micros(250);
+/// How long the watcher goes on trying after the kit saw the server up.
+const WATCH_AFTER_KIT: Duration = Duration::from_secs(5);
+
+/// How the run restarts the server and sees it back.
+pub struct Restarter<'a> {
+    /// Graceful stop; returns once the server has exited.
+    pub stop: Box<dyn Fn() + Sync + 'a>,
+    /// Start again; returns once the kit's probe got a connection.
+    pub start: Box<dyn Fn() + Sync + 'a>,
+    /// One connect: how long it took, or why it failed.
+    pub connect: Box<dyn Fn() -> Result<Duration, String> + Sync + 'a>,
+}
 
 /// What one contender's caller saw.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -32,7 +48,11 @@ pub struct Recovery {
     pub first_error: Option<String>,
     /// The first error of a call started after up.
     pub first_error_after_up: Option<String>,
-    /// From up to the end of the first successful call ending after up.
+    /// How long the caller waited for its first success once the server
+    /// was up: to the end of its first successful call ending after up,
+    /// from up, or from that call's start if it started after up and no
+    /// call of this caller failed after up (a caller between two calls is
+    /// not waiting).
     pub first_ok_after_up: Option<Duration>,
     /// The first call started after up: its latency and whether it succeeded.
     pub first_call_after_up: Option<(Duration, bool)>,
@@ -42,8 +62,13 @@ pub struct Recovery {
 /// The restart, as the run saw it.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Restart {
-    /// From the stop signal to the server accepting connections again.
+    /// From the stop signal to the server accepting connections again (up).
     pub downtime: Duration,
+    /// From up to the kit's start returning (its probe polls every 10 ms).
+    pub kit_lag: Duration,
+    /// The watcher's first successful connect, at up: a server just started
+    /// answers its first connections more slowly than later ones.
+    pub first_connect: Duration,
     /// One `establish` on the restarted server (median of 5).
     pub reconnect: Duration,
 }
@@ -55,12 +80,11 @@ struct Call {
     error: Option<CallError>,
 }
 
-/// Runs the workload around `restart`; `reconnect` measures one connect.
+/// Runs the workload around a restart by `restarter`.
 /// One [`Recovery`] per contender of `subject`.
 pub fn run(
     subject: &dyn Subject,
-    restart: &(dyn Fn() + Sync),
-    reconnect: &dyn Fn() -> Duration,
+    restarter: &Restarter<'_>,
     tally: &Tally,
     (before, limit): (Duration, Duration),
 ) -> (Restart, Vec<Recovery>) {
@@ -69,7 +93,10 @@ pub fn run(
     let n = subject.contenders().len();
     let last_ok: Vec<AtomicU64> = (0..n).map(|_| AtomicU64::new(0)).collect();
     let mut up = Duration::ZERO;
+    let mut kit_up = Duration::ZERO;
+    let mut first_connect = Duration::ZERO;
     let mut stopped = Duration::ZERO;
+    let kit_saw_up = AtomicU64::new(0);
     let calls = thread::scope(|scope| {
         let callers: Vec<_> = (0..n)
             .map(|who| {
@@ -79,8 +106,12 @@ pub fn run(
             .collect();
         thread::sleep(before);
         stopped = base.elapsed();
-        restart();
-        up = base.elapsed();
+        (restarter.stop)();
+        let watcher = scope.spawn(|| watch_up(base, &*restarter.connect, &kit_saw_up));
+        (restarter.start)();
+        kit_up = base.elapsed();
+        kit_saw_up.store(kit_up.as_nanos() as u64, Relaxed);
+        (up, first_connect) = watcher.join().expect("watcher thread");
         let all_ok = || {
             last_ok
                 .iter()
@@ -96,13 +127,40 @@ pub fn run(
             .map(|c| c.join().expect("caller thread"))
             .collect::<Vec<_>>()
     });
-    let mut times: Vec<Duration> = (0..5).map(|_| reconnect()).collect();
+    let mut times: Vec<Duration> = (0..5)
+        .map(|_| (restarter.connect)().unwrap_or_else(|e| panic!("after the restart: {e}")))
+        .collect();
     times.sort_unstable();
     let restart = Restart {
         downtime: up - stopped,
+        kit_lag: kit_up.saturating_sub(up),
+        first_connect,
         reconnect: times[2],
     };
     (restart, calls.iter().map(|c| summarize(c, up)).collect())
+}
+
+/// Connects every [`WATCH`] until a connect succeeds; returns when (since
+/// `base`) that connect started, and how long it took. `kit_saw_up` is when the kit saw the
+/// server up (0 until then): the watcher gives up [`WATCH_AFTER_KIT`]
+/// later.
+fn watch_up(
+    base: Instant,
+    connect: &(dyn Fn() -> Result<Duration, String> + Sync),
+    kit_saw_up: &AtomicU64,
+) -> (Duration, Duration) {
+    loop {
+        let start = base.elapsed();
+        let error = match connect() {
+            Ok(took) => return (start, took),
+            Err(e) => e,
+        };
+        let kit = kit_saw_up.load(Relaxed);
+        if kit != 0 && start > Duration::from_nanos(kit) + WATCH_AFTER_KIT {
+            panic!("the kit saw the server up, but no connect succeeded {WATCH_AFTER_KIT:?} later: {error}");
+        }
+        thread::sleep(WATCH);
+    }
 }
 
 /// One contender's caller: a read-modify-write every [`PERIOD`] until `stop`.
@@ -140,6 +198,19 @@ fn caller(
     calls
 }
 
+/// See [`Recovery::first_ok_after_up`].
+fn first_ok_after_up(calls: &[Call], up: Duration) -> Option<Duration> {
+    let i = calls.iter().position(|c| c.error.is_none() && c.end > up)?;
+    let ok = &calls[i];
+    let failed_after_up = calls[..i].iter().any(|c| c.end > up && c.error.is_some());
+    let from = if failed_after_up {
+        up
+    } else {
+        ok.start.max(up)
+    };
+    Some(ok.end - from)
+}
+
 fn summarize(calls: &[Call], up: Duration) -> Recovery {
     let after_up = || calls.iter().filter(|c| c.start >= up);
     let errors = || calls.iter().filter_map(|c| c.error.as_ref());
@@ -152,10 +223,7 @@ fn summarize(calls: &[Call], up: Duration) -> Recovery {
         first_error_after_up: after_up()
             .find_map(|c| c.error.as_ref())
             .map(|e| e.message.clone()),
-        first_ok_after_up: calls
-            .iter()
-            .find(|c| c.error.is_none() && c.end > up)
-            .map(|c| c.end - up),
+        first_ok_after_up: first_ok_after_up(calls, up),
         first_call_after_up: after_up()
             .next()
             .map(|c| (c.end - c.start, c.error.is_none())),
@@ -165,4 +233,47 @@ fn summarize(calls: &[Call], up: Duration) -> Recovery {
             .max()
             .unwrap_or_default(),
     }
+}
+
+/// What [`first_ok_after_up`] makes of three hand-written callers (checked
+/// by `--smoke`): one blocked in a call across up, one idle at up with no
+/// failure, one that failed after up.
+pub fn check_first_ok() -> Result<(), String> {
+    let ms = Duration::from_millis;
+    let call = |start: u64, end: u64, failed: bool| Call {
+        start: ms(start),
+        end: ms(end),
+        error: failed.then(|| CallError {
+            message: "down".into(),
+            commit_unknown: false,
+        }),
+    };
+    let up = ms(100);
+    let cases = [
+        ("blocked across up", vec![call(10, 104, false)], ms(4)),
+        (
+            "idle at up",
+            vec![call(96, 97, false), call(99, 103, false)],
+            ms(3),
+        ),
+        (
+            "idle at up, next call after up",
+            vec![call(96, 97, false), call(102, 105, false)],
+            ms(3),
+        ),
+        (
+            "failed after up",
+            vec![call(99, 101, true), call(106, 107, false)],
+            ms(7),
+        ),
+    ];
+    for (what, calls, want) in cases {
+        let got = first_ok_after_up(&calls, up);
+        if got != Some(want) {
+            return Err(format!(
+                "recovery, {what}: first success after up {got:?}, not {want:?}"
+            ));
+        }
+    }
+    Ok(())
 }

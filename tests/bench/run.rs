@@ -115,31 +115,31 @@ impl Server {
         }
     }
 
-    /// A graceful restart, for the recovery workload (servers only).
-    fn restart(&self) -> Option<(Restart<'_>, Reconnect<'_>)> {
+    /// A graceful restart, in its two halves, and a connect that says
+    /// whether the server accepts connections: for the recovery workload
+    /// (servers only).
+    fn restart(&self) -> Option<recovery::Restarter<'_>> {
         match self {
             Server::Sqlite(_) => None,
-            Server::MariaDb(server) => Some((
-                Box::new(|| server.restart()),
-                Box::new(move || timed_connect::<diesel::MysqlConnection>(&server.url())),
-            )),
-            Server::Postgres(server) => Some((
-                Box::new(|| server.restart()),
-                Box::new(move || timed_connect::<diesel::PgConnection>(&server.url())),
-            )),
+            Server::MariaDb(server) => Some(recovery::Restarter {
+                stop: Box::new(|| server.stop()),
+                start: Box::new(|| server.start_again()),
+                connect: Box::new(move || timed_connect::<diesel::MysqlConnection>(&server.url())),
+            }),
+            Server::Postgres(server) => Some(recovery::Restarter {
+                stop: Box::new(|| server.stop()),
+                start: Box::new(|| server.start_again()),
+                connect: Box::new(move || timed_connect::<diesel::PgConnection>(&server.url())),
+            }),
         }
     }
 }
 
-/// Restarts the server.
-type Restart<'a> = Box<dyn Fn() + Sync + 'a>;
-/// One timed connect to the server.
-type Reconnect<'a> = Box<dyn Fn() -> Duration + 'a>;
-
-fn timed_connect<C: Connection>(url: &str) -> Duration {
+/// One connect to `url`: how long it took, or why it failed.
+fn timed_connect<C: Connection>(url: &str) -> Result<Duration, String> {
     let t = Instant::now();
-    C::establish(url).unwrap_or_else(|e| panic!("connect to {url}: {e}"));
-    t.elapsed()
+    C::establish(url).map_err(|e| format!("connect to {url}: {e}"))?;
+    Ok(t.elapsed())
 }
 
 /// A backend set up: its server, its contenders, what they got acknowledged.
@@ -318,13 +318,13 @@ fn idle_gaps(setups: &[Setup], opts: &Opts, out: &mut RunResult) {
 /// The recovery workload; `#[db_txn]` callers must see no error but a
 /// COMMIT cut by the restart (outcome unknown).
 fn recover(setup: &Setup, times: (Duration, Duration), out: &mut RunResult) {
-    let Some((restart, reconnect)) = setup.server.restart() else {
+    let Some(restarter) = setup.server.restart() else {
         return;
     };
     let subject = &*setup.subject;
     let backend = subject.backend();
     let (restart, results) = timed(backend, "recovery", || {
-        recovery::run(subject, &*restart, &*reconnect, &setup.tally, times)
+        recovery::run(subject, &restarter, &setup.tally, times)
     });
     let results: Vec<_> = subject.contenders().iter().copied().zip(results).collect();
     for (who, r) in &results {

@@ -21,12 +21,17 @@ pub fn section(ctx: &Context) -> Option<String> {
         };
         let down = Spread::of(recs.iter().map(|r| ms(r.restart.downtime)));
         let reconnect = Spread::of(recs.iter().map(|r| ms(r.restart.reconnect)));
+        let kit_lag = Spread::of(recs.iter().map(|r| ms(r.restart.kit_lag)));
+        let first_connect = Spread::of(recs.iter().map(|r| ms(r.restart.first_connect)));
+        let median = |s: Option<Spread>| s.map_or("?".into(), |s| format!("{:.1}", s.median));
         let backend = format!(
-            "{} ({} restarts; down {} ms, reconnect {} ms)",
+            "{} ({} restarts; down {} ms, first connect {} ms, later {} ms, kit {} ms late)",
             b.label(),
             recs.len(),
-            down.map_or("?".into(), |s| format!("{:.1}", s.median)),
-            reconnect.map_or("?".into(), |s| format!("{:.1}", s.median)),
+            median(down),
+            median(first_connect),
+            median(reconnect),
+            median(kit_lag),
         );
         for (i, (who, _)) in first.results.iter().enumerate() {
             let all: Vec<&Recovery> = recs
@@ -67,7 +72,15 @@ pub fn section(ctx: &Context) -> Option<String> {
         "### Recovery from a server restart\n\n\
          One restart per run; calls and errors summed over the runs (in parentheses: errors of \
          calls started after the server was up again), times in ms: first success after up as \
-         the median over the runs (range), longest call the longest of all.\n\n{}",
+         the median over the runs (range), longest call the longest of all. Up: the start of \
+         the first connect that succeeded, of a watcher connecting every {watch} ms from the \
+         stop on (the kit's readiness probe, which asks every 10 ms, saw it later by the \
+         median given). First connect: that connect's time (a server just started is \
+         slower to answer its first connections); later: a connect after the run (median of 5). \
+         First success after up: how long a caller waited for its first \
+         success once the server was up, from up, or from the start of that call if it \
+         started after up and none of the caller's calls failed after up (a caller between \
+         two calls is not waiting).\n\n{}",
         table(
             &[
                 "backend",
@@ -81,6 +94,7 @@ pub fn section(ctx: &Context) -> Option<String> {
                 "first error after up",
             ],
             &rows
-        )
+        ),
+        watch = ms(crate::recovery::WATCH),
     ))
 }
