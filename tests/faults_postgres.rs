@@ -53,6 +53,11 @@ fn server_down_then_back() {
 }
 
 #[test]
+fn waiting_calls_take_turns() {
+    matrix::waiting_calls_take_turns(&own());
+}
+
+#[test]
 fn frozen_server() {
     matrix::frozen_server(&own());
 }

@@ -436,6 +436,7 @@ pub fn stats_json(s: &PoolStats) -> String {
         ("rollbacks", s.rollbacks),
         ("commit_unknowns", s.commit_unknowns),
         ("opened", s.opened),
+        ("connect_failures", s.connect_failures),
         ("closed", s.closed),
         ("recycled", s.recycled),
         ("leaks", s.leaks),

@@ -47,6 +47,12 @@ pub struct PoolStats {
     pub lost_commits_aborted: u64,
     /// Connections opened.
     pub opened: u64,
+    /// Attempts to open a connection that failed: the server unreachable,
+    /// refusing the login, or of the wrong role. While a server is down the
+    /// pool tries again every 2 ms for the first second of the outage (on an
+    /// async pool, its waiting checkouts take turns at that pace), so a
+    /// restart shows here as a few dozen to a few hundred.
+    pub connect_failures: u64,
     /// Connections closed (broken, recycled, or pool shrinking).
     pub closed: u64,
     /// Connections retired before the server's idle limit or `max_lifetime`.
@@ -103,6 +109,7 @@ pub(crate) struct Counters {
     pub replica_reads: AtomicU64,
     pub primary_fallbacks: AtomicU64,
     pub replica_waits: AtomicU64,
+    pub connect_failures: AtomicU64,
 }
 
 impl Counters {
@@ -144,6 +151,7 @@ impl Counters {
             lost_commits_committed: self.lost_commits_committed.load(Relaxed),
             lost_commits_aborted: self.lost_commits_aborted.load(Relaxed),
             opened: self.opened.load(Relaxed),
+            connect_failures: self.connect_failures.load(Relaxed),
             closed: self.closed.load(Relaxed),
             recycled: self.recycled.load(Relaxed),
             leaks: self.leaks.load(Relaxed),

@@ -105,7 +105,8 @@ impl<'s, S: TestServer> Ledger<'s, S> {
             .expect("pool")
     }
 
-    fn next_op(&self) -> (String, i64, i64) {
+    /// The next operation's id and accounts.
+    pub fn next_op(&self) -> (String, i64, i64) {
         let n = self.next.fetch_add(1, Ordering::Relaxed) as i64;
         (format!("op-{n}"), n % ACCOUNTS, (n + 1) % ACCOUNTS)
     }
@@ -118,6 +119,12 @@ impl<'s, S: TestServer> Ledger<'s, S> {
             .unwrap_or_else(|e| panic!("{op} reached the caller as an error: {e:?}"));
         self.slowest = self.slowest.max(started.elapsed());
         self.done.push(op);
+    }
+
+    /// An operation the caller was told succeeded, run outside
+    /// [`transfer_with`](Self::transfer_with).
+    pub fn acknowledge(&mut self, op: &str) {
+        self.done.push(op.to_owned());
     }
 
     /// One transfer that must succeed.

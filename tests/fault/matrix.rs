@@ -181,9 +181,79 @@ pub fn server_down_then_back<S: TestServer>(server: &S) {
         l.transfer();
     });
     l.transfer();
+    // The connect r2d2 runs tries every 2 ms in the first second down.
+    let failures = l.pool.stats().connect_failures;
+    assert!(
+        failures >= 100,
+        "{failures} failed connects in two seconds down: the pool did not poll"
+    );
     l.assert_consistent(0);
     l.assert_no_leak();
     l.assert_bounded(Duration::from_secs(10) + Duration::from_secs(2));
+}
+
+/// The server is down for most of a second while four calls wait for it:
+/// the pool tries to connect every 2 ms or so (a few tries per pause at
+/// most however many calls wait, and not slower and slower as the outage
+/// goes on), and all four go through soon after it is back.
+pub fn waiting_calls_take_turns<S: TestServer>(server: &S) {
+    const DOWN: Duration = Duration::from_millis(600);
+    let mut l = Ledger::new(server, "turns", |url| Ledger::<S>::pool(url, 4));
+    l.transfer();
+    server.stop();
+    let failures_before = stats(&l).connect_failures;
+    let ops: Vec<_> = (0..4).map(|_| l.next_op()).collect();
+    let started = Instant::now();
+    let (back_at, ended) = thread::scope(|s| {
+        let pool = &l.pool;
+        let calls: Vec<_> = ops
+            .iter()
+            .map(|(op, from, to)| {
+                s.spawn(move || {
+                    super::ledger::transfer(pool, op, *from, *to, 7, &|| {})
+                        .map(|()| Instant::now())
+                })
+            })
+            .collect();
+        thread::sleep(DOWN);
+        server.start_again();
+        let back_at = Instant::now();
+        let ended: Vec<_> = calls
+            .into_iter()
+            .map(|c| c.join().expect("caller thread"))
+            .collect();
+        (back_at, ended)
+    });
+    let outage = back_at - started;
+    for (ended, (op, _, _)) in ended.iter().zip(&ops) {
+        let ended = ended
+            .as_ref()
+            .unwrap_or_else(|e| panic!("{op} reached the caller as an error: {e:?}"));
+        let late = ended.saturating_duration_since(back_at);
+        eprintln!("{op} went through {late:?} after the server was back");
+        assert!(
+            late < Duration::from_millis(500),
+            "{op} went through {late:?} after the server was back"
+        );
+        l.acknowledge(op);
+    }
+    let failures = stats(&l).connect_failures - failures_before;
+    // Within the first second of an outage a connect tries every 2 ms: at
+    // least one try per 5 ms of the planned downtime, with room for a
+    // loaded machine.
+    let fewest = DOWN.as_millis() as u64 / 5;
+    // r2d2 runs connects on its three threads, one at a time (the pool's
+    // connect gate), each pausing 2 ms after a failure.
+    let most = 4 + 3 * (outage.as_millis() as u64 / 2 + 2);
+    eprintln!(
+        "{failures} failed connects in an outage of {outage:?} (expected {fewest} to {most})"
+    );
+    assert!(
+        (fewest..=most).contains(&failures),
+        "{failures} failed connects in an outage of {outage:?}: expected {fewest} to {most}"
+    );
+    l.assert_consistent(0);
+    l.assert_no_leak();
 }
 
 /// The server freezes (SIGSTOP) for two seconds while a transaction runs; the

@@ -68,7 +68,11 @@ impl<C: TxnConnection> Connector<C> {
     pub(crate) fn connect(&self) -> Result<Box<Tracked<C>>, R2d2Error> {
         let started = Instant::now();
         loop {
-            match self.open() {
+            let opened = self.open();
+            if opened.is_err() {
+                Counters::bump(&self.signals.counters.connect_failures);
+            }
+            match opened {
                 Err(R2d2Error::ConnectionError(e))
                     if unreachable::<C>(&e) && started.elapsed() < self.reconnect_poll =>
                 {

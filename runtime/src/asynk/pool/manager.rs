@@ -29,7 +29,11 @@ impl<C: AsyncTxnConnection> deadpool::managed::Manager for Manager<C> {
     type Error = ConnectError;
 
     async fn create(&self) -> Result<Slot<C>, ConnectError> {
-        self.connector.open().await
+        let opened = self.connector.open().await;
+        if opened.is_err() {
+            Counters::bump(&self.connector.signals.counters.connect_failures);
+        }
+        opened
     }
 
     async fn recycle(&self, slot: &mut Slot<C>, _: &Metrics) -> RecycleResult<ConnectError> {
