@@ -57,7 +57,9 @@ pub(crate) const RECONNECT_POLL: Duration = Duration::from_secs(1);
 /// costs the client some 40 µs of CPU on MariaDB and 12 µs on PostgreSQL
 /// (refused on loopback), 2 % and 0.6 % of a CPU at this pause. The
 /// benchmark's recovery budget counts one such pause (`tests/bench/goals.rs`).
-const RECONNECT_PAUSE: Duration = Duration::from_millis(2);
+/// The async pool's waiting checkouts take turns at this pause too
+/// (`asynk/pool/pace.rs`).
+pub(crate) const RECONNECT_PAUSE: Duration = Duration::from_millis(2);
 
 impl<C: TxnConnection> Connector<C> {
     /// Open a connection, polling briefly for a server that is coming back.

@@ -18,7 +18,7 @@
 mod builder;
 mod child;
 pub(crate) mod clock;
-mod connect;
+pub(crate) mod connect;
 pub(crate) mod fault;
 pub(crate) mod flags;
 pub(crate) mod floor;

@@ -206,6 +206,65 @@ pub async fn server_down_then_back<S: AsyncServer>(server: &S) {
     l.assert_bounded(Duration::from_secs(10) + Duration::from_secs(2));
 }
 
+/// The server is down for most of a second while four calls wait for it.
+/// They take turns at connecting: one try every 2 ms or so for the whole
+/// pool (not one per call, and not slower and slower as each call's own
+/// pause doubled before), and all four go through soon after it is back.
+pub async fn waiting_calls_take_turns<S: AsyncServer>(server: &S) {
+    const DOWN: Duration = Duration::from_millis(600);
+    let mut l = Ledger::new(server, "turns", async |url| Ledger::<S>::pool(url, 4).await).await;
+    l.transfer().await;
+    server.stop();
+    let failures_before = stats(&l).connect_failures;
+    let started = Instant::now();
+    let back = async {
+        tokio::time::sleep(DOWN).await;
+        tokio::task::block_in_place(|| server.start_again());
+        Instant::now()
+    };
+    let ops: Vec<_> = (0..4).map(|_| l.next_op()).collect();
+    let call = async |i: usize| {
+        let (op, from, to) = &ops[i];
+        let result = transfer(&l.pool, op, *from, *to, 7, &|| {}).await;
+        (result, Instant::now())
+    };
+    let (back_at, calls) = tokio::join!(back, async {
+        tokio::join!(call(0), call(1), call(2), call(3))
+    });
+    let outage = back_at - started;
+    let calls = [calls.0, calls.1, calls.2, calls.3];
+    for ((result, ended), (op, _, _)) in calls.iter().zip(&ops) {
+        if let Err(e) = result {
+            panic!("{op} reached the caller as an error: {e:?}");
+        }
+        let late = ended.saturating_duration_since(back_at);
+        eprintln!("{op} went through {late:?} after the server was back");
+        assert!(
+            late < Duration::from_millis(500),
+            "{op} went through {late:?} after the server was back"
+        );
+    }
+    for (op, _, _) in &ops {
+        l.acknowledge(op);
+    }
+    let failures = stats(&l).connect_failures - failures_before;
+    // Within the first second of an outage the pool tries every 2 ms: at
+    // least one try per 5 ms of the planned downtime, with room for a
+    // loaded machine; a pause that doubled per call made about 50 here.
+    let fewest = DOWN.as_millis() as u64 / 5;
+    // The four calls' first tries, then one per 2 ms at most for them all.
+    let most = 4 + outage.as_millis() as u64 / 2 + 2;
+    eprintln!(
+        "{failures} failed connects in an outage of {outage:?} (expected {fewest} to {most})"
+    );
+    assert!(
+        (fewest..=most).contains(&failures),
+        "{failures} failed connects in an outage of {outage:?}: expected {fewest} to {most}"
+    );
+    l.assert_consistent(0);
+    l.assert_no_leak().await;
+}
+
 /// The server freezes (SIGSTOP) for two seconds while a transaction runs;
 /// the call completes once it thaws.
 pub async fn frozen_server<S: AsyncServer>(server: &S) {

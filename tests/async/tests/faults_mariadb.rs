@@ -131,6 +131,12 @@ async fn server_down_then_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_calls_take_turns() {
+    db_txn_async_tests::logs();
+    matrix::waiting_calls_take_turns(&own()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frozen_server() {
     db_txn_async_tests::logs();
     matrix::frozen_server(&own()).await;

@@ -22,6 +22,7 @@
 mod builder;
 mod connect;
 mod manager;
+mod pace;
 pub(crate) mod pooled;
 pub(crate) mod pooler;
 mod probe;
@@ -98,6 +99,8 @@ struct Shared<C: AsyncTxnConnection> {
     resolution: Resolution,
     /// Read replicas, if any (`AsyncPoolBuilder::replica`).
     replicas: Option<replicas::AsyncReplicas<C>>,
+    /// The turns of the checkouts that wait for a server to come back.
+    pace: pace::ReconnectPace,
 }
 
 impl<C: AsyncTxnConnection> Drop for Shared<C> {
@@ -130,11 +133,6 @@ impl<C: AsyncTxnConnection> std::fmt::Debug for AsyncPool<C> {
 
 /// Async pools have ids of their own (sessions never mix sync and async).
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-/// A server that refuses connections is asked again after this long at
-/// first, doubling up to [`MAX_PAUSE`], while a checkout waits.
-const FIRST_PAUSE: Duration = Duration::from_millis(2);
-const MAX_PAUSE: Duration = Duration::from_millis(100);
 
 impl<C: AsyncTxnConnection> AsyncPool<C> {
     /// Start configuring a pool for `url` (`postgres://...`,
@@ -170,6 +168,7 @@ impl<C: AsyncTxnConnection> AsyncPool<C> {
                 signals,
                 resolution: Resolution::new(on, timeout),
                 replicas,
+                pace: pace::ReconnectPace::new(),
             }),
         }
     }
@@ -201,10 +200,14 @@ impl<C: AsyncTxnConnection> AsyncPool<C> {
         }
         let deadline = tokio::time::Instant::now() + timeout;
         let mut last_error = None;
-        let mut pause = FIRST_PAUSE;
         loop {
             match tokio::time::timeout_at(deadline, self.shared.pool.get()).await {
                 Ok(Ok(obj)) => {
+                    if last_error.is_some() {
+                        // The server is back: the other waiting checkouts
+                        // try now rather than at their turn.
+                        self.shared.pace.server_back();
+                    }
                     let mut conn = AsyncPooledConnection::new(obj);
                     let tracked = &mut conn.slot().tracked;
                     self.shared
@@ -218,24 +221,26 @@ impl<C: AsyncTxnConnection> AsyncPool<C> {
                     return Ok(conn);
                 }
                 // A failed connect: the server may be restarting. Ask again
-                // until the deadline, as the sync pool does.
+                // until the deadline, taking turns with the other waiting
+                // checkouts (`pace.rs`).
                 Ok(Err(e)) => {
-                    // A server of the wrong role answered: during a failover
-                    // one of the right role appears any moment.
-                    let mut wait = pause;
+                    let now = tokio::time::Instant::now();
+                    let mut turn = None;
                     last_error = Some(match e {
                         deadpool::managed::PoolError::Backend(e) => {
+                            // A server of the wrong role answered: during a
+                            // failover one of the right role appears any
+                            // moment.
                             if e.wrong_role() {
-                                wait = ROLE_POLL;
+                                turn = Some(now + ROLE_POLL);
                             }
                             e.to_string()
                         }
                         other => other.to_string(),
                     });
-                    let wake = (tokio::time::Instant::now() + wait).min(deadline);
-                    tokio::time::sleep_until(wake).await;
-                    pause = (pause * 2).min(MAX_PAUSE);
-                    if wake >= deadline {
+                    let turn = turn.unwrap_or_else(|| self.shared.pace.turn_after_failure(now));
+                    self.shared.pace.wait(turn, deadline).await;
+                    if tokio::time::Instant::now() >= deadline {
                         break;
                     }
                 }
