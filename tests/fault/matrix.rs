@@ -238,20 +238,7 @@ pub fn waiting_calls_take_turns<S: TestServer>(server: &S) {
         l.acknowledge(op);
     }
     let failures = stats(&l).connect_failures - failures_before;
-    // Within the first second of an outage a connect tries every 2 ms: at
-    // least one try per 5 ms of the planned downtime, with room for a
-    // loaded machine.
-    let fewest = DOWN.as_millis() as u64 / 5;
-    // r2d2 runs connects on its three threads, one at a time (the pool's
-    // connect gate), each pausing 2 ms after a failure.
-    let most = 4 + 3 * (outage.as_millis() as u64 / 2 + 2);
-    eprintln!(
-        "{failures} failed connects in an outage of {outage:?} (expected {fewest} to {most})"
-    );
-    assert!(
-        (fewest..=most).contains(&failures),
-        "{failures} failed connects in an outage of {outage:?}: expected {fewest} to {most}"
-    );
+    db_txn_tests::pace::assert_paced(failures, DOWN, outage, 4, 3);
     l.assert_consistent(0);
     l.assert_no_leak();
 }

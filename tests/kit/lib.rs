@@ -40,6 +40,7 @@
 
 pub mod cleanup;
 pub mod error;
+pub mod pace;
 pub mod ports;
 pub mod process;
 pub mod proctree;

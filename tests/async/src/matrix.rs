@@ -248,19 +248,7 @@ pub async fn waiting_calls_take_turns<S: AsyncServer>(server: &S) {
         l.acknowledge(op);
     }
     let failures = stats(&l).connect_failures - failures_before;
-    // Within the first second of an outage the pool tries every 2 ms: at
-    // least one try per 5 ms of the planned downtime, with room for a
-    // loaded machine; a pause that doubled per call made about 50 here.
-    let fewest = DOWN.as_millis() as u64 / 5;
-    // The four calls' first tries, then one per 2 ms at most for them all.
-    let most = 4 + outage.as_millis() as u64 / 2 + 2;
-    eprintln!(
-        "{failures} failed connects in an outage of {outage:?} (expected {fewest} to {most})"
-    );
-    assert!(
-        (fewest..=most).contains(&failures),
-        "{failures} failed connects in an outage of {outage:?}: expected {fewest} to {most}"
-    );
+    db_txn_tests::pace::assert_paced(failures, DOWN, outage, 4, 1);
     l.assert_consistent(0);
     l.assert_no_leak().await;
 }
