@@ -104,6 +104,12 @@ pub fn run(
                 scope.spawn(move || caller(subject, who, base, stop, &last_ok[who], tally))
             })
             .collect();
+        // Should the restart panic, the callers and the watcher still end
+        // (the scope waits for them before it passes the panic on).
+        let end_of_run = EndOfRun {
+            stop: &stop,
+            kit_saw_up: &kit_saw_up,
+        };
         thread::sleep(before);
         stopped = base.elapsed();
         (restarter.stop)();
@@ -121,7 +127,7 @@ pub fn run(
             thread::sleep(Duration::from_millis(5));
         }
         thread::sleep(AFTER);
-        stop.store(true, Relaxed);
+        drop(end_of_run);
         callers
             .into_iter()
             .map(|c| c.join().expect("caller thread"))
@@ -140,10 +146,25 @@ pub fn run(
     (restart, calls.iter().map(|c| summarize(c, up)).collect())
 }
 
+/// Ends the callers (and lets the watcher give up) when dropped: at the
+/// end of the run, or while a panic of the restart unwinds.
+struct EndOfRun<'a> {
+    stop: &'a AtomicBool,
+    kit_saw_up: &'a AtomicU64,
+}
+
+impl Drop for EndOfRun<'_> {
+    fn drop(&mut self) {
+        self.stop.store(true, Relaxed);
+        // Nonzero: the watcher stops WATCH_AFTER_KIT after the run began.
+        self.kit_saw_up.fetch_max(1, Relaxed);
+    }
+}
+
 /// Connects every [`WATCH`] until a connect succeeds; returns when (since
-/// `base`) that connect started, and how long it took. `kit_saw_up` is when the kit saw the
-/// server up (0 until then): the watcher gives up [`WATCH_AFTER_KIT`]
-/// later.
+/// `base`) that connect started, and how long it took. `kit_saw_up` is when
+/// the kit saw the server up (0 until then): the watcher gives up
+/// [`WATCH_AFTER_KIT`] later.
 fn watch_up(
     base: Instant,
     connect: &(dyn Fn() -> Result<Duration, String> + Sync),
@@ -157,7 +178,10 @@ fn watch_up(
         };
         let kit = kit_saw_up.load(Relaxed);
         if kit != 0 && start > Duration::from_nanos(kit) + WATCH_AFTER_KIT {
-            panic!("the kit saw the server up, but no connect succeeded {WATCH_AFTER_KIT:?} later: {error}");
+            panic!(
+                "no connect succeeded within {WATCH_AFTER_KIT:?} of the kit's start returning \
+                 (or of the run ending): {error}"
+            );
         }
         thread::sleep(WATCH);
     }
