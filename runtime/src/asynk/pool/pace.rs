@@ -7,9 +7,10 @@
 //! [`RECONNECT_POLL`] (1 s) of an outage, so that a server back from a
 //! restart is found within a pause, as the sync pool's background connect
 //! finds it; then it doubles up to [`MAX_PAUSE`]. Before, each waiting
-//! checkout kept its own pause, doubling from 2 ms: a lone caller found a
-//! server back after 150 ms up to 100 ms late, and a hundred callers tried
-//! a hundred times per pause.
+//! checkout kept its own pause, doubling from 2 ms to 100 ms: a lone caller
+//! found a server that had been down for 130 ms or more up to 100 ms after
+//! it was back, and a hundred waiting callers tried a hundred times as
+//! often as one.
 //!
 //! Only a failed checkout comes here: a checkout that gets a connection at
 //! once touches nothing of this.
