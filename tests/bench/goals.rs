@@ -205,12 +205,6 @@ fn instructions(ctx: &Context, lines: &mut Vec<(bool, String)>) {
     }
 }
 
-/// The pause between two tries of `#[db_txn]`'s background connect while
-/// the server is unreachable (`RECONNECT_PAUSE` in
-/// `runtime/src/pool/connect.rs`): the server comes back at some moment of
-/// a pause, and the next try finds it.
-const RECONNECT_PAUSE_MS: f64 = 2.0;
-
 fn recovery(ctx: &Context, lines: &mut Vec<(bool, String)>) {
     for b in ctx.runs.backends() {
         let recs = ctx.runs.recoveries(b);
@@ -242,7 +236,10 @@ fn recovery(ctx: &Context, lines: &mut Vec<(bool, String)>) {
         let first_connect = Spread::of(recs.iter().map(|r| ms(r.restart.first_connect)));
         let steady = median(ctx, b, Workload::Rmw, Contender::DbTxn) / 1e3;
         if let (Some(first), Some(first_connect)) = (first, first_connect) {
-            let budget = RECONNECT_PAUSE_MS + first_connect.median + steady;
+            // The server comes back at some moment of a pause of the
+            // reconnect poll, and the next try finds it.
+            let pause = db_txn_tests::pace::PAUSE.as_secs_f64() * 1e3;
+            let budget = pause + first_connect.median + steady;
             // A run that never succeeded counts as infinitely late.
             let never = ours
                 .iter()
@@ -253,7 +250,7 @@ fn recovery(ctx: &Context, lines: &mut Vec<(bool, String)>) {
                 ok,
                 format!(
                     "{} recovery: first success {:.1} ms after the server was up (runs {}{}), \
-                     budget one pause of the reconnect poll ({RECONNECT_PAUSE_MS} ms) + the \
+                     budget one pause of the reconnect poll ({pause} ms) + the \
                      first connect to the restarted server + one transaction = {budget:.1} ms: {}",
                     b.label(),
                     first.median,

@@ -182,7 +182,7 @@ pub fn server_down_then_back<S: TestServer>(server: &S) {
     });
     l.transfer();
     // The connect r2d2 runs tries every 2 ms in the first second down.
-    let failures = l.pool.stats().connect_failures;
+    let failures = stats(&l).connect_failures;
     assert!(
         failures >= 100,
         "{failures} failed connects in two seconds down: the pool did not poll"

@@ -1,6 +1,7 @@
-//! How many failed connects a pool may make while its server is down: the
-//! fault matrix's `waiting_calls_take_turns` row, on the sync form and the
-//! async one.
+//! The pace of a pool's reconnect poll: how many failed connects a pool
+//! may make while its server is down (the fault matrix's
+//! `waiting_calls_take_turns` row, on the sync form and the async one), and
+//! the pause the benchmark's recovery budget counts.
 
 use std::time::Duration;
 

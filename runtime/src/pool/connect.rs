@@ -55,8 +55,9 @@ pub(crate) const RECONNECT_POLL: Duration = Duration::from_secs(1);
 /// unreachable: a server back from a restart gets its first connection at
 /// most this long (plus one failed try) after it accepts them. A failed try
 /// costs the client some 40 µs of CPU on MariaDB and 12 µs on PostgreSQL
-/// (refused on loopback), 2 % and 0.6 % of a CPU at this pause. The
-/// benchmark's recovery budget counts one such pause (`tests/bench/goals.rs`).
+/// (refused on loopback), 2 % and 0.6 % of a CPU at this pause. The test
+/// kit's copy (`pace::PAUSE`) bounds the fault matrix's failed connects and
+/// the benchmark's recovery budget.
 /// The async pool's waiting checkouts take turns at this pause too
 /// (`asynk/pool/pace.rs`).
 pub(crate) const RECONNECT_PAUSE: Duration = Duration::from_millis(2);
