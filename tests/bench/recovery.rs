@@ -93,7 +93,6 @@ pub fn run(
     let n = subject.contenders().len();
     let last_ok: Vec<AtomicU64> = (0..n).map(|_| AtomicU64::new(0)).collect();
     let mut up = Duration::ZERO;
-    let mut kit_up = Duration::ZERO;
     let mut first_connect = Duration::ZERO;
     let mut stopped = Duration::ZERO;
     let kit_saw_up = AtomicU64::new(0);
@@ -115,8 +114,7 @@ pub fn run(
         (restarter.stop)();
         let watcher = scope.spawn(|| watch_up(base, &*restarter.connect, &kit_saw_up));
         (restarter.start)();
-        kit_up = base.elapsed();
-        kit_saw_up.store(kit_up.as_nanos() as u64, Relaxed);
+        kit_saw_up.store(base.elapsed().as_nanos() as u64, Relaxed);
         (up, first_connect) = watcher.join().expect("watcher thread");
         let all_ok = || {
             last_ok
@@ -139,7 +137,7 @@ pub fn run(
     times.sort_unstable();
     let restart = Restart {
         downtime: up - stopped,
-        kit_lag: kit_up.saturating_sub(up),
+        kit_lag: Duration::from_nanos(kit_saw_up.load(Relaxed)).saturating_sub(up),
         first_connect,
         reconnect: times[2],
     };
