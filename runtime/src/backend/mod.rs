@@ -198,6 +198,18 @@ pub trait Driver: Sized {
     where
         Self: TxnConnection;
 
+    /// BEGIN the top-level transaction of a pooled call, whose batch is
+    /// `sql` ([`TxnSql::begin`]), and open diesel's transaction state. The
+    /// default sends the batch; SQLite prepares its plain BEGINs once per
+    /// connection.
+    #[inline]
+    fn begin_top_level(&mut self, sql: &str) -> QueryResult<()>
+    where
+        Self: Connection<TransactionManager = AnsiTransactionManager>,
+    {
+        AnsiTransactionManager::begin_transaction_sql(self, sql)
+    }
+
     /// Apply the pool's settings to a new connection (before the user's
     /// `on_connect` hook, which may override them).
     fn prepare(&mut self, _settings: &ConnectSettings) -> QueryResult<()> {

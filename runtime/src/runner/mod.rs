@@ -247,7 +247,7 @@ where
     flags.take_conflict();
     flags.take_busy();
     flags.set_read_only_txn(options.read_only);
-    if let Err(e) = Tm::begin_transaction_sql(&mut tracked.conn, &sql.begin) {
+    if let Err(e) = tracked.conn.begin_top_level(&sql.begin) {
         cold_path();
         if let Some(kind) = flags.disconnect() {
             return Attempt::Lost { kind, source: e };

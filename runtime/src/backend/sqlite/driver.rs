@@ -42,6 +42,11 @@ impl Driver for SqliteConnection {
         &SLOT
     }
 
+    #[inline]
+    fn begin_top_level(&mut self, sql: &str) -> QueryResult<()> {
+        super::begin::begin(self, sql)
+    }
+
     fn prepare(&mut self, settings: &ConnectSettings) -> QueryResult<()> {
         self.batch_execute(&format!(
             "PRAGMA busy_timeout = {};",

@@ -1,9 +1,12 @@
-//! SQLite: transaction SQL and the options it cannot honour ([`txn`]), the
+//! SQLite: transaction SQL and the options it cannot honour ([`txn`]), BEGIN
+//! prepared once per connection ([`begin`], feature `sqlite`), the
 //! names a pool takes ([`url`]), why a file could not be opened ([`open`]),
 //! its one writer at a time ([`lock`]), error classification (below: an
 //! embedded database has no link to lose), and `SqliteConnection`
 //! ([`driver`], feature `sqlite`).
 
+#[cfg(feature = "sqlite")]
+mod begin;
 #[cfg(feature = "sqlite")]
 mod driver;
 mod lock;
