@@ -15,6 +15,9 @@ pub const RUNS: usize = 5;
 pub struct Args {
     pub smoke: bool,
     pub runs: usize,
+    /// Transactions a contender runs before the next takes its turn, in
+    /// the single-threaded workloads (1 unless `--chunk` says).
+    pub chunk: usize,
     pub pin: Pin,
     pub callgrind: bool,
     pub callgrind_out: Option<PathBuf>,
@@ -43,6 +46,7 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
     let mut out = Args {
         smoke: false,
         runs: 0,
+        chunk: 1,
         pin: Pin::One,
         callgrind: true,
         callgrind_out: None,
@@ -72,6 +76,10 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
             "--runs" => {
                 let n = value().and_then(|v| v.parse().ok()).filter(|n| *n > 0);
                 runs = Some(n.ok_or("--runs takes a number of runs, 1 or more")?);
+            }
+            "--chunk" => {
+                let n = value().and_then(|v| v.parse().ok()).filter(|n| *n > 0);
+                out.chunk = n.ok_or("--chunk takes a number of transactions, 1 or more")?;
             }
             "--no-callgrind" => out.callgrind = false,
             "--callgrind-out" => out.callgrind_out = Some(path(value(), "--callgrind-out")?),

@@ -91,12 +91,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn config(smoke: bool) -> Config {
+/// The workloads' sizes; `chunk` transactions per turn (`--chunk`), the
+/// same number of transactions in all.
+fn config(smoke: bool, chunk: usize) -> Config {
     if smoke {
         Config {
-            rounds: 30,
-            warmup: 3,
-            chunk: 1,
+            rounds: 30usize.div_ceil(chunk),
+            warmup: 3usize.div_ceil(chunk),
+            chunk,
             contention_rounds: 2,
             contention_warmup: 1,
             threads: 16,
@@ -108,9 +110,9 @@ fn config(smoke: bool) -> Config {
         }
     } else {
         Config {
-            rounds: 3000,
-            warmup: 300,
-            chunk: 1,
+            rounds: 3000usize.div_ceil(chunk),
+            warmup: 300usize.div_ceil(chunk),
+            chunk,
             contention_rounds: 20,
             contention_warmup: 2,
             threads: 16,
@@ -170,7 +172,7 @@ fn parent(argv: &[String]) -> ExitCode {
     } else {
         Begins::default()
     };
-    let cfg = config(args.smoke);
+    let cfg = config(args.smoke, args.chunk);
     let mut results = Vec::new();
     for index in 0..args.runs {
         eprintln!("run {} of {}:", index + 1, args.runs);

@@ -7,7 +7,8 @@
 //! single-threaded workloads take turns after every transaction (chunk 1):
 //! on a shared two-core machine the latency of a loopback round trip jumps
 //! between regimes for seconds at a time, and only the finest interleaving
-//! puts the contenders in the same regime. The first rounds warm up
+//! puts the contenders in the same regime (`--chunk N` makes it N, to see
+//! what a contender costs with its code and data still in cache). The first rounds warm up
 //! (connections opened, statements prepared) and are not recorded.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
