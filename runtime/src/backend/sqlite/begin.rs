@@ -122,6 +122,30 @@ mod tests {
     }
 
     #[test]
+    fn immediate_takes_the_write_lock_and_deferred_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("lock.db");
+        let url = url.to_str().unwrap();
+        let mut first = SqliteConnection::establish(url).unwrap();
+        first.batch_execute("CREATE TABLE t (x INTEGER)").unwrap();
+        let mut second = SqliteConnection::establish(url).unwrap();
+        // The second connection fails at once instead of waiting.
+        second.batch_execute("PRAGMA busy_timeout = 0").unwrap();
+        begin(&mut first, "BEGIN IMMEDIATE").unwrap();
+        let write = second.batch_execute("INSERT INTO t VALUES (1)");
+        assert!(
+            write
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("database is locked")),
+            "the write lock was not taken at BEGIN IMMEDIATE: {write:?}"
+        );
+        Tm::rollback_transaction(&mut first).unwrap();
+        begin(&mut first, "BEGIN").unwrap();
+        second.batch_execute("INSERT INTO t VALUES (1)").unwrap();
+        Tm::rollback_transaction(&mut first).unwrap();
+    }
+
+    #[test]
     fn other_batches_are_sent_as_they_are() {
         let mut conn = memory();
         begin(&mut conn, "BEGIN DEFERRED; PRAGMA query_only = ON").unwrap();
