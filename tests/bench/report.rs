@@ -80,7 +80,7 @@ fn about(ctx: &Context) -> Option<String> {
     Some(format!(
         "### The run\n{smoke}{padded}\n`{}`: {} of {} runs finished in {:.0} s, at {}. Each run is a \
          process of its own with its own throwaway servers; within a run the contenders take \
-         turns ({turns} in the single-threaded workloads). Per run and contender: \
+         turns ({turns}). Per run and contender: \
          {} recorded transactions per single-threaded workload after {} of warm-up; \
          contention: {} rounds of {} threads × {} read-modify-writes after {} round(s) of \
          warm-up; idle gaps: {} point-reads, one every {} ms.\n{begins}",
@@ -98,8 +98,8 @@ fn about(ctx: &Context) -> Option<String> {
         c.idle_calls,
         idle::GAP.as_millis(),
         turns = match c.chunk {
-            1 => "every transaction".to_string(),
-            n => format!("every {n} transactions, `--chunk {n}`"),
+            1 => "every transaction in the single-threaded workloads".to_string(),
+            n => format!("every {n} transactions in the single-threaded workloads: `--chunk {n}`"),
         },
     ))
 }
