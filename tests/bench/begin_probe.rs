@@ -33,6 +33,36 @@ fn recorder() -> Option<Box<dyn Instrumentation>> {
     }))
 }
 
+/// The SQL of a statement as diesel's instrumentation shows it: a prepared
+/// statement's text ends with its binds (`BEGIN -- binds: []`).
+fn sql_of(statement: &str) -> &str {
+    statement
+        .split_once(" -- binds: ")
+        .map_or(statement, |(sql, _)| sql)
+        .trim()
+}
+
+/// `--smoke`: [`sql_of`] on statements as diesel shows them.
+pub fn check_sql_of() -> Result<(), String> {
+    for (shown, sql) in [
+        ("BEGIN -- binds: []", "BEGIN"),
+        ("BEGIN IMMEDIATE -- binds: []", "BEGIN IMMEDIATE"),
+        (
+            "BEGIN DEFERRED; PRAGMA query_only = ON",
+            "BEGIN DEFERRED; PRAGMA query_only = ON",
+        ),
+        ("  BEGIN ", "BEGIN"),
+    ] {
+        if sql_of(shown) != sql {
+            return Err(format!(
+                "sql_of({shown:?}) = {:?}, not {sql:?}",
+                sql_of(shown)
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn is_begin(sql: &str) -> bool {
     let sql = sql.trim_start().to_ascii_uppercase();
     sql.starts_with("BEGIN") || sql.starts_with("START TRANSACTION")
@@ -56,7 +86,7 @@ pub fn child(file: &str) -> Result<(), String> {
             begin = seen.iter().find(|s| is_begin(s)).cloned();
         }
         let begin = begin.ok_or_else(|| format!("{txn:?}: no BEGIN seen"))?;
-        println!("{}\t{}", txn.key(), begin.trim());
+        println!("{}\t{}", txn.key(), sql_of(&begin));
     }
     Ok(())
 }

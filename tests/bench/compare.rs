@@ -232,6 +232,9 @@ fn parent(argv: &[String]) -> ExitCode {
         if let Err(e) = workloads::check_order() {
             problems.push(e);
         }
+        if let Err(e) = begin_probe::check_sql_of() {
+            problems.push(e);
+        }
         if let Err(e) = recovery::check_first_ok() {
             problems.push(e);
         }
