@@ -57,23 +57,23 @@ prepared_begin!(Immediate, "BEGIN IMMEDIATE");
 /// BEGIN is sent.
 #[inline]
 pub(in crate::backend) fn begin(conn: &mut SqliteConnection, sql: &str) -> QueryResult<()> {
-    let prepared = match sql {
-        "BEGIN" => Some(false),
-        "BEGIN IMMEDIATE" => Some(true),
-        _ => None,
-    };
-    let Some(immediate) = prepared else {
-        return Tm::begin_transaction_sql(conn, sql);
-    };
+    match sql {
+        "BEGIN" => prepared(conn, Deferred),
+        "BEGIN IMMEDIATE" => prepared(conn, Immediate),
+        _ => Tm::begin_transaction_sql(conn, sql),
+    }
+}
+
+/// Opens diesel's transaction state, then sends `begin` from the cache.
+#[inline]
+fn prepared<B>(conn: &mut SqliteConnection, begin: B) -> QueryResult<()>
+where
+    B: RunQueryDsl<SqliteConnection> + diesel::query_dsl::methods::ExecuteDsl<SqliteConnection>,
+{
     Tm::begin_transaction_sql(conn, "")?;
     // A failure leaves diesel's state open without a transaction: the
     // runner does not reuse a connection whose BEGIN failed.
-    if immediate {
-        Immediate.execute(conn)?;
-    } else {
-        Deferred.execute(conn)?;
-    }
-    Ok(())
+    begin.execute(conn).map(drop)
 }
 
 #[cfg(test)]
