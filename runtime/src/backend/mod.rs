@@ -36,7 +36,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
-use diesel::connection::{AnsiTransactionManager, Connection};
+use diesel::connection::{AnsiTransactionManager, Connection, TransactionManager};
 use diesel::r2d2::R2D2Connection;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::{ConnectionError, ConnectionResult, QueryResult};
@@ -199,15 +199,32 @@ pub trait Driver: Sized {
         Self: TxnConnection;
 
     /// BEGIN the top-level transaction of a pooled call, whose batch is
-    /// `sql` ([`TxnSql::begin`]), and open diesel's transaction state. The
-    /// default sends the batch; SQLite prepares its plain BEGINs once per
+    /// `sql` ([`TxnSql::begin`]), and open diesel's transaction state.
+    /// `direct`: no instrumentation of the user's watches this connection,
+    /// so the statement may go another way than diesel's batch (which a
+    /// user's instrumentation would see differently). The default sends
+    /// the batch; SQLite, when `direct`, prepares its plain BEGINs once per
     /// connection.
     #[inline]
-    fn begin_top_level(&mut self, sql: &str) -> QueryResult<()>
+    fn begin_top_level(&mut self, sql: &str, direct: bool) -> QueryResult<()>
     where
         Self: Connection<TransactionManager = AnsiTransactionManager>,
     {
+        let _ = direct;
         AnsiTransactionManager::begin_transaction_sql(self, sql)
+    }
+
+    /// COMMIT the top-level transaction [`begin_top_level`](Self::begin_top_level)
+    /// opened, and close diesel's transaction state, with diesel's handling
+    /// of a failed COMMIT. `direct` as there. The default is diesel's
+    /// `commit_transaction`; SQLite, when `direct`, prepares its COMMIT.
+    #[inline]
+    fn commit_top_level(&mut self, direct: bool) -> QueryResult<()>
+    where
+        Self: Connection<TransactionManager = AnsiTransactionManager>,
+    {
+        let _ = direct;
+        <AnsiTransactionManager as TransactionManager<Self>>::commit_transaction(self)
     }
 
     /// Apply the pool's settings to a new connection (before the user's

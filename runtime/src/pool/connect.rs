@@ -126,6 +126,12 @@ impl<C: TxnConnection> Connector<C> {
         if let Some(hook) = &self.on_connect {
             hook(&mut conn).map_err(R2d2Error::QueryError)?;
         }
+        // After the hook, which may have set instrumentation of its own in
+        // place of the observer.
+        let direct = conn
+            .instrumentation()
+            .downcast_ref::<Observer<C::Dialect>>()
+            .is_some_and(|observer| observer.inner.is_none());
         // After the hook: a `wait_timeout` it sets is the one that counts.
         let mut server = conn.server_info().map_err(R2d2Error::QueryError)?;
         if !self.role.accepts(server.role) {
@@ -161,6 +167,7 @@ impl<C: TxnConnection> Connector<C> {
             last_release: now,
             judged: now,
             trusted: false,
+            direct,
             retire_idle: super::policy::retire_before(server.idle_limit),
             epoch: self.signals.epoch(),
             role_epoch: self.signals.role_epoch(),

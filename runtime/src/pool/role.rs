@@ -183,6 +183,7 @@ mod tests {
             last_release: at,
             judged: at,
             trusted: false,
+            direct: false,
             retire_idle: u64::MAX,
             epoch: 0,
             role_epoch: 0,

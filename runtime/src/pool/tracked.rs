@@ -44,6 +44,10 @@ pub struct Tracked<C> {
     /// The checkout that takes it next was judged without a ping: it is
     /// counted once, as a skipped ping (see [`Counters::checked_out`]).
     pub(crate) trusted: bool,
+    /// No instrumentation of the user's watches the connection (only the
+    /// pool's observer): the runner may send BEGIN and COMMIT the driver's
+    /// own way ([`Driver::begin_top_level`](crate::backend::Driver::begin_top_level)).
+    pub(crate) direct: bool,
     /// The connection's socket, when it was identified.
     pub(crate) fd: Option<RawFd>,
     pub(crate) watch: Option<Arc<Watch>>,

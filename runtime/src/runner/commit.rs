@@ -84,14 +84,19 @@ fn markers_ready<C: TxnConnection>(pool: &Pool<C>, conn: &mut C, flags: &Flags) 
     })
 }
 
-/// COMMIT, after reading the transaction id if the scheme needs it.
+/// COMMIT, after reading the transaction id if the scheme needs it;
+/// `direct` as [`Driver::commit_top_level`](crate::backend::Driver::commit_top_level)'s.
 #[inline(always)]
-pub(super) fn commit<C: TxnConnection>(conn: &mut C, watch: &mut Watch) -> Result<(), Failure> {
+pub(super) fn commit<C: TxnConnection>(
+    conn: &mut C,
+    direct: bool,
+    watch: &mut Watch,
+) -> Result<(), Failure> {
     if watch.wants_xid() {
         let token = conn.before_commit().map_err(Failure::Before)?;
         watch.read_xid(token);
     }
-    Tm::commit_transaction(conn).map_err(Failure::Commit)
+    conn.commit_top_level(direct).map_err(Failure::Commit)
 }
 
 /// Reading the transaction id failed, before COMMIT: nothing committed. A

@@ -247,7 +247,7 @@ where
     flags.take_conflict();
     flags.take_busy();
     flags.set_read_only_txn(options.read_only);
-    if let Err(e) = tracked.conn.begin_top_level(&sql.begin) {
+    if let Err(e) = tracked.conn.begin_top_level(&sql.begin, tracked.direct) {
         cold_path();
         if let Some(kind) = flags.disconnect() {
             return Attempt::Lost { kind, source: e };
@@ -324,7 +324,7 @@ where
                     source: flags.lost_error(),
                 };
             }
-            match commit::commit(&mut tracked.conn, &mut watch) {
+            match commit::commit(&mut tracked.conn, tracked.direct, &mut watch) {
                 Ok(()) => {
                     tracked.ok = true;
                     reset_session(&mut tracked.conn, flags, &sql);

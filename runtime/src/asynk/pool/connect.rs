@@ -159,6 +159,7 @@ impl<C: AsyncTxnConnection> Connector<C> {
                 last_release: now,
                 judged: now,
                 trusted: false,
+                direct: false,
                 retire_idle: policy::retire_before(server.idle_limit),
                 epoch: self.signals.epoch(),
                 role_epoch,

@@ -43,8 +43,22 @@ impl Driver for SqliteConnection {
     }
 
     #[inline]
-    fn begin_top_level(&mut self, sql: &str) -> QueryResult<()> {
-        super::begin::begin(self, sql)
+    fn begin_top_level(&mut self, sql: &str, direct: bool) -> QueryResult<()> {
+        if direct {
+            super::prepared::begin(self, sql)
+        } else {
+            diesel::connection::AnsiTransactionManager::begin_transaction_sql(self, sql)
+        }
+    }
+
+    #[inline]
+    fn commit_top_level(&mut self, direct: bool) -> QueryResult<()> {
+        if direct {
+            super::prepared::commit(self)
+        } else {
+            use diesel::connection::{AnsiTransactionManager as Tm, TransactionManager};
+            <Tm as TransactionManager<Self>>::commit_transaction(self)
+        }
     }
 
     fn prepare(&mut self, settings: &ConnectSettings) -> QueryResult<()> {

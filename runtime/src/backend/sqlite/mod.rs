@@ -1,16 +1,16 @@
 //! SQLite: transaction SQL and the options it cannot honour ([`txn`]), BEGIN
-//! prepared once per connection ([`begin`], feature `sqlite`), the
+//! and COMMIT prepared once per connection ([`prepared`], feature `sqlite`), the
 //! names a pool takes ([`url`]), why a file could not be opened ([`open`]),
 //! its one writer at a time ([`lock`]), error classification (below: an
 //! embedded database has no link to lose), and `SqliteConnection`
 //! ([`driver`], feature `sqlite`).
 
 #[cfg(feature = "sqlite")]
-mod begin;
-#[cfg(feature = "sqlite")]
 mod driver;
 mod lock;
 mod open;
+#[cfg(feature = "sqlite")]
+mod prepared;
 mod txn;
 mod url;
 
