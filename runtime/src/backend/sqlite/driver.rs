@@ -1,7 +1,7 @@
 //! `SqliteConnection`: the pragmas of a new connection, and which database
 //! it opened.
 
-use diesel::connection::SimpleConnection;
+use diesel::connection::{AnsiTransactionManager as Tm, SimpleConnection, TransactionManager};
 use diesel::result::Error as DieselError;
 use diesel::sql_types::Text;
 use diesel::{QueryResult, QueryableByName, RunQueryDsl, SqliteConnection};
@@ -47,7 +47,7 @@ impl Driver for SqliteConnection {
         if direct {
             super::prepared::begin(self, sql)
         } else {
-            diesel::connection::AnsiTransactionManager::begin_transaction_sql(self, sql)
+            Tm::begin_transaction_sql(self, sql)
         }
     }
 
@@ -56,7 +56,6 @@ impl Driver for SqliteConnection {
         if direct {
             super::prepared::commit(self)
         } else {
-            use diesel::connection::{AnsiTransactionManager as Tm, TransactionManager};
             <Tm as TransactionManager<Self>>::commit_transaction(self)
         }
     }

@@ -281,16 +281,22 @@ mod tests {
         commit(&mut conn).unwrap();
     }
 
-    #[test]
-    fn immediate_takes_the_write_lock_and_deferred_does_not() {
+    /// Two connections to one new database file with a table `t`; the
+    /// second fails at once on a lock instead of waiting.
+    fn two_connections() -> (tempfile::TempDir, SqliteConnection, SqliteConnection) {
         let dir = tempfile::tempdir().unwrap();
-        let url = dir.path().join("lock.db");
+        let url = dir.path().join("two.db");
         let url = url.to_str().unwrap();
         let mut first = SqliteConnection::establish(url).unwrap();
         first.batch_execute("CREATE TABLE t (x INTEGER)").unwrap();
         let mut second = SqliteConnection::establish(url).unwrap();
-        // The second connection fails at once instead of waiting.
         second.batch_execute("PRAGMA busy_timeout = 0").unwrap();
+        (dir, first, second)
+    }
+
+    #[test]
+    fn immediate_takes_the_write_lock_and_deferred_does_not() {
+        let (_dir, mut first, mut second) = two_connections();
         begin(&mut first, "BEGIN IMMEDIATE").unwrap();
         let write = second.batch_execute("INSERT INTO t VALUES (1)");
         assert!(
@@ -329,13 +335,7 @@ mod tests {
 
     #[test]
     fn a_failed_begin_leaves_diesels_state_closed() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = dir.path().join("busy.db");
-        let url = url.to_str().unwrap();
-        let mut first = SqliteConnection::establish(url).unwrap();
-        first.batch_execute("CREATE TABLE t (x INTEGER)").unwrap();
-        let mut second = SqliteConnection::establish(url).unwrap();
-        second.batch_execute("PRAGMA busy_timeout = 0").unwrap();
+        let (_dir, mut first, mut second) = two_connections();
         begin(&mut first, "BEGIN IMMEDIATE").unwrap();
         let busy = begin(&mut second, "BEGIN IMMEDIATE");
         assert!(busy.is_err(), "{busy:?}");
