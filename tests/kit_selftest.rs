@@ -638,14 +638,17 @@ fn read_end(stream: &mut TcpStream) -> Ended {
     }
 }
 
-/// The inode of the TCP socket whose local address is `local` (IPv4
-/// 127.0.0.1), from `/proc/net/tcp`.
-fn socket_inode(local: SocketAddr) -> Option<String> {
-    let want = format!("0100007F:{:04X}", local.port());
+/// The inode of the TCP socket from `local` to `remote` (IPv4 127.0.0.1),
+/// from `/proc/net/tcp`. Both ends: Linux gives two connections to
+/// different peers the same ephemeral port (ours to the proxy and the
+/// proxy's to the server may share one).
+fn socket_inode(local: SocketAddr, remote: SocketAddr) -> Option<String> {
+    let end = |a: SocketAddr| format!("0100007F:{:04X}", a.port());
+    let (local, remote) = (end(local), end(remote));
     let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
     table.lines().skip(1).find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        (fields.get(1) == Some(&want.as_str()))
+        (fields.get(1) == Some(&local.as_str()) && fields.get(2) == Some(&remote.as_str()))
             .then(|| fields.get(9).map(|s| s.to_string()))
             .flatten()
     })
@@ -676,7 +679,7 @@ fn proxy_process_relays_from_another_process() {
     assert_eq!(echo(&mut a, b"hello").unwrap(), b"hello");
     // The server's peer is a socket of the proxy process, not of ours.
     let seen = accepted.recv_timeout(SOON).unwrap();
-    let inode = socket_inode(seen).expect("the proxy's upstream socket");
+    let inode = socket_inode(seen, upstream).expect("the proxy's upstream socket");
     assert!(has_socket(pid, &inode), "held by the proxy process");
     assert!(!has_socket(std::process::id(), &inode), "not by us");
     let mut b = TcpStream::connect(proxy.addr()).unwrap();
