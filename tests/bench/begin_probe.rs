@@ -7,7 +7,10 @@
 //! anything is timed) sets diesel's default instrumentation to a recorder,
 //! which `db_txn`'s own instrumentation passes every event to, calls the
 //! benchmark's very `point_read` and `rmw` functions a few times on a fresh
-//! SQLite file, and prints the BEGIN of each one's last call.
+//! SQLite file, and prints the BEGIN of each one's last call. A watched
+//! connection gets that BEGIN as diesel's batch and an unwatched one (the
+//! timed contenders') as a prepared statement: the same SQL, chosen the
+//! same way, so what the probe sees is what the timed calls send.
 
 use std::path::Path;
 use std::process::Command;

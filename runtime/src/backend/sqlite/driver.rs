@@ -1,7 +1,7 @@
 //! `SqliteConnection`: the pragmas of a new connection, and which database
 //! it opened.
 
-use diesel::connection::{AnsiTransactionManager as Tm, SimpleConnection, TransactionManager};
+use diesel::connection::SimpleConnection;
 use diesel::result::Error as DieselError;
 use diesel::sql_types::Text;
 use diesel::{QueryResult, QueryableByName, RunQueryDsl, SqliteConnection};
@@ -44,20 +44,12 @@ impl Driver for SqliteConnection {
 
     #[inline]
     fn begin_top_level(&mut self, sql: &str, direct: bool) -> QueryResult<()> {
-        if direct {
-            super::prepared::begin(self, sql)
-        } else {
-            Tm::begin_transaction_sql(self, sql)
-        }
+        super::prepared::begin(self, sql, direct)
     }
 
     #[inline]
     fn commit_top_level(&mut self, direct: bool) -> QueryResult<()> {
-        if direct {
-            super::prepared::commit(self)
-        } else {
-            <Tm as TransactionManager<Self>>::commit_transaction(self)
-        }
+        super::prepared::commit(self, direct)
     }
 
     fn prepare(&mut self, settings: &ConnectSettings) -> QueryResult<()> {

@@ -72,13 +72,18 @@ fn status(conn: &mut SqliteConnection) -> &mut TransactionManagerStatus {
 }
 
 /// Begin the top-level transaction whose batch is `sql`: prepared when it
-/// is one of the two plain BEGINs, as diesel's batch otherwise
-/// (`read_only`'s pragmas).
+/// is one of the two plain BEGINs on a `direct` connection (no
+/// instrumentation of the user's), as diesel's batch otherwise
+/// (`read_only`'s pragmas, or a watched connection).
 #[inline]
-pub(in crate::backend) fn begin(conn: &mut SqliteConnection, sql: &str) -> QueryResult<()> {
+pub(in crate::backend) fn begin(
+    conn: &mut SqliteConnection,
+    sql: &str,
+    direct: bool,
+) -> QueryResult<()> {
     match sql {
-        "BEGIN" => prepared_begin(conn, Deferred),
-        "BEGIN IMMEDIATE" => prepared_begin(conn, Immediate),
+        "BEGIN" if direct => prepared_begin(conn, Deferred),
+        "BEGIN IMMEDIATE" if direct => prepared_begin(conn, Immediate),
         _ => Tm::begin_transaction_sql(conn, sql),
     }
 }
@@ -104,13 +109,14 @@ where
     }
 }
 
-/// Commit the top-level transaction: prepared when diesel's state holds
-/// just that one (depth 1), diesel's `commit_transaction` otherwise.
+/// Commit the top-level transaction: prepared on a `direct` connection
+/// when diesel's state holds just that one (depth 1), diesel's
+/// `commit_transaction` otherwise.
 #[inline]
-pub(in crate::backend) fn commit(conn: &mut SqliteConnection) -> QueryResult<()> {
+pub(in crate::backend) fn commit(conn: &mut SqliteConnection, direct: bool) -> QueryResult<()> {
     let top_level = NonZeroU32::new(1);
     match status(conn) {
-        TransactionManagerStatus::Valid(s) if s.transaction_depth() == top_level => {}
+        TransactionManagerStatus::Valid(s) if direct && s.transaction_depth() == top_level => {}
         _ => return Tm::commit_transaction(conn),
     }
     match Commit.execute(conn) {
@@ -181,16 +187,16 @@ mod tests {
     fn a_prepared_begin_opens_a_transaction_diesel_knows_of() {
         let mut conn = memory();
         for sql in ["BEGIN", "BEGIN IMMEDIATE", "BEGIN", "BEGIN IMMEDIATE"] {
-            begin(&mut conn, sql).unwrap();
+            begin(&mut conn, sql, true).unwrap();
             conn.batch_execute("INSERT INTO t VALUES (1)").unwrap();
             // The body's own transaction is a savepoint inside this one.
             conn.transaction(|c| c.batch_execute("INSERT INTO t VALUES (2)"))
                 .unwrap();
             Tm::rollback_transaction(&mut conn).unwrap();
             assert_eq!(count(&mut conn), 0, "{sql}: the rollback undid both");
-            begin(&mut conn, sql).unwrap();
+            begin(&mut conn, sql, true).unwrap();
             conn.batch_execute("INSERT INTO t VALUES (1)").unwrap();
-            commit(&mut conn).unwrap();
+            commit(&mut conn, true).unwrap();
             assert_eq!(count(&mut conn), 1, "{sql}: committed");
             conn.batch_execute("DELETE FROM t").unwrap();
         }
@@ -205,9 +211,9 @@ mod tests {
     fn a_prepared_commit_commits_and_closes_diesels_state() {
         let mut conn = memory();
         for _ in 0..3 {
-            begin(&mut conn, "BEGIN").unwrap();
+            begin(&mut conn, "BEGIN", true).unwrap();
             conn.batch_execute("INSERT INTO t VALUES (1)").unwrap();
-            commit(&mut conn).unwrap();
+            commit(&mut conn, true).unwrap();
             assert!(
                 !sqlite_in_transaction(&mut conn),
                 "SQLite still in a transaction"
@@ -219,7 +225,7 @@ mod tests {
         }
         assert_eq!(count(&mut conn), 6);
         assert!(matches!(
-            commit(&mut conn),
+            commit(&mut conn, true),
             Err(diesel::result::Error::NotInTransaction)
         ));
     }
@@ -227,15 +233,15 @@ mod tests {
     #[test]
     fn a_commit_with_a_savepoint_open_releases_it_as_diesel_does() {
         let mut conn = memory();
-        begin(&mut conn, "BEGIN").unwrap();
+        begin(&mut conn, "BEGIN", true).unwrap();
         Tm::begin_transaction(&mut conn).unwrap(); // SAVEPOINT
         conn.batch_execute("INSERT INTO t VALUES (1)").unwrap();
-        commit(&mut conn).unwrap(); // RELEASE SAVEPOINT
+        commit(&mut conn, true).unwrap(); // RELEASE SAVEPOINT
         assert!(
             sqlite_in_transaction(&mut conn),
             "the top level was committed"
         );
-        commit(&mut conn).unwrap();
+        commit(&mut conn, true).unwrap();
         assert!(!sqlite_in_transaction(&mut conn));
         assert_eq!(count(&mut conn), 1);
     }
@@ -248,17 +254,17 @@ mod tests {
              CREATE TABLE c (p INTEGER REFERENCES p(id) DEFERRABLE INITIALLY DEFERRED)",
         )
         .unwrap();
-        begin(&mut conn, "BEGIN").unwrap();
+        begin(&mut conn, "BEGIN", true).unwrap();
         conn.batch_execute("INSERT INTO t VALUES (1); INSERT INTO c VALUES (7)")
             .unwrap();
         // The deferred key fails at COMMIT, which leaves the transaction open.
-        let err = commit(&mut conn).unwrap_err();
+        let err = commit(&mut conn, true).unwrap_err();
         assert!(err.to_string().contains("FOREIGN KEY"), "{err}");
         assert!(!sqlite_in_transaction(&mut conn), "not rolled back");
         assert_eq!(count(&mut conn), 0, "the failed transaction's row is there");
         // diesel's state is closed and sound.
-        begin(&mut conn, "BEGIN").unwrap();
-        commit(&mut conn).unwrap();
+        begin(&mut conn, "BEGIN", true).unwrap();
+        commit(&mut conn, true).unwrap();
     }
 
     #[test]
@@ -266,19 +272,19 @@ mod tests {
         let mut conn = memory();
         conn.batch_execute("CREATE TABLE u (x INTEGER UNIQUE); INSERT INTO u VALUES (1)")
             .unwrap();
-        begin(&mut conn, "BEGIN").unwrap();
+        begin(&mut conn, "BEGIN", true).unwrap();
         // Prepared, so diesel does not see SQLite end the transaction.
         let rolled = diesel::sql_query("INSERT OR ROLLBACK INTO u VALUES (1)").execute(&mut conn);
         assert!(rolled.is_err());
         assert!(!sqlite_in_transaction(&mut conn));
-        let err = commit(&mut conn).unwrap_err();
+        let err = commit(&mut conn, true).unwrap_err();
         assert!(
             err.to_string().contains("no transaction is active"),
             "{err:?}"
         );
         // Not `RollbackErrorOnCommit`, and diesel's state is closed again.
-        begin(&mut conn, "BEGIN IMMEDIATE").unwrap();
-        commit(&mut conn).unwrap();
+        begin(&mut conn, "BEGIN IMMEDIATE", true).unwrap();
+        commit(&mut conn, true).unwrap();
     }
 
     /// Two connections to one new database file with a table `t`; the
@@ -297,7 +303,7 @@ mod tests {
     #[test]
     fn immediate_takes_the_write_lock_and_deferred_does_not() {
         let (_dir, mut first, mut second) = two_connections();
-        begin(&mut first, "BEGIN IMMEDIATE").unwrap();
+        begin(&mut first, "BEGIN IMMEDIATE", true).unwrap();
         let write = second.batch_execute("INSERT INTO t VALUES (1)");
         assert!(
             write
@@ -306,7 +312,7 @@ mod tests {
             "the write lock was not taken at BEGIN IMMEDIATE: {write:?}"
         );
         Tm::rollback_transaction(&mut first).unwrap();
-        begin(&mut first, "BEGIN").unwrap();
+        begin(&mut first, "BEGIN", true).unwrap();
         second.batch_execute("INSERT INTO t VALUES (1)").unwrap();
         Tm::rollback_transaction(&mut first).unwrap();
     }
@@ -314,7 +320,7 @@ mod tests {
     #[test]
     fn other_batches_are_sent_as_they_are() {
         let mut conn = memory();
-        begin(&mut conn, "BEGIN DEFERRED; PRAGMA query_only = ON").unwrap();
+        begin(&mut conn, "BEGIN DEFERRED; PRAGMA query_only = ON", true).unwrap();
         let write = conn.batch_execute("INSERT INTO t VALUES (1)");
         assert!(write.is_err(), "query_only was not set: {write:?}");
         Tm::rollback_transaction(&mut conn).unwrap();
@@ -324,8 +330,8 @@ mod tests {
     #[test]
     fn a_begin_inside_a_transaction_is_refused_by_diesel() {
         let mut conn = memory();
-        begin(&mut conn, "BEGIN").unwrap();
-        let again = begin(&mut conn, "BEGIN IMMEDIATE");
+        begin(&mut conn, "BEGIN", true).unwrap();
+        let again = begin(&mut conn, "BEGIN IMMEDIATE", true);
         assert!(
             matches!(again, Err(diesel::result::Error::AlreadyInTransaction)),
             "{again:?}"
@@ -336,12 +342,12 @@ mod tests {
     #[test]
     fn a_failed_begin_leaves_diesels_state_closed() {
         let (_dir, mut first, mut second) = two_connections();
-        begin(&mut first, "BEGIN IMMEDIATE").unwrap();
-        let busy = begin(&mut second, "BEGIN IMMEDIATE");
+        begin(&mut first, "BEGIN IMMEDIATE", true).unwrap();
+        let busy = begin(&mut second, "BEGIN IMMEDIATE", true);
         assert!(busy.is_err(), "{busy:?}");
         Tm::rollback_transaction(&mut first).unwrap();
         // Not `AlreadyInTransaction`: the failed BEGIN opened nothing.
-        begin(&mut second, "BEGIN IMMEDIATE").unwrap();
-        commit(&mut second).unwrap();
+        begin(&mut second, "BEGIN IMMEDIATE", true).unwrap();
+        commit(&mut second, true).unwrap();
     }
 }
